@@ -1,0 +1,22 @@
+# Two entry points, each creating its own environment first:
+#   make demo   -> the main job on its embedded default
+#   make test   -> the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/hwsim demo
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -x -q tests
+
+.PHONY: setup demo test

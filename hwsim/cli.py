@@ -1,0 +1,58 @@
+"""The `hwsim` command: one subcommand per pipeline stage.
+
+Each subcommand lives in the package of its stage as a module exposing
+`add_arguments(parser)` and `run(args) -> int`; this file only dispatches. Heavy imports
+(torch, onnxruntime, numba) happen inside `run`, so `hwsim --help` is fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from models.errors import UserError
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("quant.data_cli", "fetch a task's data and print its split sizes"),
+    "train": ("quant.train_cli", "fine-tune, distil and quantization-aware-train a classifier"),
+    "export": ("export.cli", "lower a trained quantized model to an integer-only ONNX graph"),
+    "run": ("hwsim.run_cli", "simulate samples bit for bit and count ops, memory and widths"),
+    "report": ("hwsim.report_cli", "price op counts with an energy table; tables, CSV and plots"),
+    "demo": ("hwsim.demo", "the end-to-end energy study on real weights and real text"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwsim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue  # stage not built yet
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as err:
+        print(f"hwsim {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"hwsim {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
