@@ -1,0 +1,162 @@
+"""THE integer op definitions (docs/DESIGN.md, "The op set"): pure functions on torch int64.
+
+Every function accepts any integer dtype, computes in int64 and returns int64. Each docstring
+states widths, rounding and saturation; the ONNX function bodies (`export/functions.py`) and the
+Numba kernels (`hwsim/kernels/`) cite these definitions and are tested `==` against them.
+
+Conventions (DESIGN.md "Rounding and saturation"):
+- `requant`: round half towards +inf (add `2**(shift-1)`, arithmetic right shift), left shift for
+  negative shifts, then saturate. Division by a run-time value is floor division.
+- Accumulators never saturate here; `quant.intref` checks them against their declared widths.
+  Ops that hold an internal accumulator (Linear, DotAttention, InhibitorAttention) accept an
+  optional `check(label, tensor, bits)` callback that is called on it before requantisation.
+- int64 headroom: every intermediate below stays under 2**62 for inputs within the declared
+  widths; `requant` requires `|x| * 2**max(-shift, 0) < 2**62` and `-62 <= shift <= 62`.
+
+Decisions where DESIGN.md is silent (also listed in the report of the commit that added them):
+- `Embed`, `Add`: shifts `lw, lp, lt, la, lb` must be >= 0 (ValueError otherwise).
+- `LayerNorm`: `eps` is an integer in the variance's units (exp `2 * exp_x`).
+- Attention ops live in `quant.intops_attention` (softmax of a row with no valid key is all 0;
+  centring with no valid key divides by 1) and are re-exported here.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from quant.intops_attention import (  # noqa: F401  (re-exported: part of this module's API)
+    dot_attention,
+    inhibit,
+    inhibitor_attention,
+    int_exp,
+    l1_scores,
+    softmax,
+    softmax_constants,
+)
+from quant.intops_base import Check, as_i64, floor_div, isqrt, requant, saturate  # noqa: F401
+
+
+def embed(ids, word, pos, type=None, lw: int = 0, lp: int = 0, lt: int = 0) -> torch.Tensor:
+    """DESIGN row `Embed`: `(word[ids] << lw) + (pos[arange(n)] << lp) + (type[0] << lt)`.
+
+    ids [B, n] in [0, V); word [V, D], pos [P, D], type [T, D] (optional; row 0 is used for every
+    token). Exact sum, int32 accumulator (width checked by intref). Raises ValueError naming the
+    offending id for ids outside [0, V) and the length for n > P.
+    """
+    ids, word, pos = as_i64(ids), as_i64(word), as_i64(pos)
+    _check_left_shifts(lw=lw, lp=lp, lt=lt)
+    vocab, positions, n = word.shape[0], pos.shape[0], ids.shape[-1]
+    bad = (ids < 0) | (ids >= vocab)
+    if bool(bad.any()):
+        raise ValueError(f"Embed: token id {int(ids[bad][0])} outside the vocabulary [0, {vocab})")
+    if n > positions:
+        raise ValueError(f"Embed: sequence length {n} exceeds the {positions} position embeddings; truncate the input")
+    y = word[ids] * (1 << lw) + pos[:n] * (1 << lp)  # (B, n, D)
+    if type is not None:
+        y = y + as_i64(type)[0] * (1 << lt)
+    return y
+
+
+def linear(x, w, b, shift: int, bits: int, relu: int = 0, check: Check | None = None) -> torch.Tensor:
+    """DESIGN row `Linear`: `acc = x @ w + b` (exact, int32 accumulator); `y = requant(acc, shift,
+    bits)` (signed, round half up, saturating); if `relu`, `y = max(y, 0)` after requant.
+
+    x [..., K], w [K, N], b [N] at exp `exp_x + exp_w`. The classifier uses `shift=0, bits=32`.
+    """
+    acc = as_i64(x) @ as_i64(w) + as_i64(b)
+    if check is not None:
+        check("acc", acc, 32)
+    y = requant(acc, shift, bits)
+    return y.clamp(min=0) if relu else y
+
+
+def add(a, b, la: int = 0, lb: int = 0) -> torch.Tensor:
+    """DESIGN row `Add`: `(a << la) + (b << lb)`, exact (int32; width checked by intref)."""
+    _check_left_shifts(la=la, lb=lb)
+    return as_i64(a) * (1 << la) + as_i64(b) * (1 << lb)
+
+
+def layernorm(x, gamma, beta, eps: int, norm_frac: int, shift: int, bits: int) -> torch.Tensor:
+    """DESIGN row `LayerNorm` over the last axis (D), all steps exact in int64:
+
+    `m = floor(sum x / D)`; `c = x - m`; `v = floor(sum c**2 / D)`; `sd = max(isqrt(v + eps), 1)`;
+    `inv = floor(2**30 / sd)`; `nrm = requant(c * inv, 30 - norm_frac, 32)` (exp `norm_frac`);
+    `y = requant(nrm * gamma + beta, shift, bits)`. x is int32, gamma [D] (exp_gamma), beta [D] at
+    exp `norm_frac + exp_gamma`; `eps` is an integer at the variance's exp (`2 * exp_x`).
+    Needs `|x| < 2**30` so that `sum c**2 < 2**62`.
+    """
+    x = as_i64(x)
+    dim = x.shape[-1]
+    m = floor_div(x.sum(-1, keepdim=True), dim)
+    c = x - m
+    v = floor_div((c * c).sum(-1, keepdim=True), dim)
+    sd = isqrt(v + eps).clamp(min=1)
+    inv = floor_div(torch.full_like(sd, 1 << 30), sd)
+    nrm = requant(c * inv, 30 - norm_frac, 32)
+    return requant(nrm * as_i64(gamma) + as_i64(beta), shift, bits)
+
+
+def scale_channels(x, c, shift: int, bits: int) -> torch.Tensor:
+    """DESIGN row `ScaleChannels`: `requant(x * c, shift, bits)`, c [d'] broadcast over the last
+    axis (symmetric attention's per-dimension pairwise coefficient)."""
+    return requant(as_i64(x) * as_i64(c), shift, bits)
+
+
+def split_heads(x, heads: int) -> torch.Tensor:
+    """DESIGN row `SplitHeads`: [B, n, D] -> [B, H, n, d] with d = D / H (head h = columns h*d..)."""
+    x = as_i64(x)
+    bsz, n, dim = x.shape
+    if dim % heads:
+        raise ValueError(f"SplitHeads: hidden size {dim} is not divisible by heads={heads}")
+    return x.reshape(bsz, n, heads, dim // heads).transpose(1, 2)  # (B, H, n, d)
+
+
+def merge_heads(x) -> torch.Tensor:
+    """DESIGN row `MergeHeads`: [B, H, n, d] -> [B, n, H*d], inverse of `split_heads`."""
+    x = as_i64(x)
+    bsz, heads, n, d = x.shape
+    return x.transpose(1, 2).reshape(bsz, n, heads * d)  # (B, n, D)
+
+
+def take_first(x) -> torch.Tensor:
+    """DESIGN row `TakeFirst`: [B, n, D] -> x[:, 0, :] of shape [B, D] (the [CLS] token)."""
+    return as_i64(x)[:, 0, :]
+
+
+def _check_left_shifts(**shifts: int) -> None:
+    for name, value in shifts.items():
+        if value < 0:
+            raise ValueError(f"left shift {name}={value} is negative; fold the scale into the other operand")
+
+
+OPS: dict[str, Callable[..., torch.Tensor]] = {
+    "Embed": embed,
+    "Linear": linear,
+    "Add": add,
+    "LayerNorm": layernorm,
+    "ScaleChannels": scale_channels,
+    "SplitHeads": split_heads,
+    "MergeHeads": merge_heads,
+    "TakeFirst": take_first,
+    "DotAttention": dot_attention,
+    "InhibitorAttention": inhibitor_attention,
+}
+"""Op name (IntProgram `Node.op`, ONNX op_type in domain `hwsim.int`) -> function(*inputs, **attrs)."""
+
+ATTRS: dict[str, tuple[str, ...]] = {
+    "Embed": ("lw", "lp", "lt"),
+    "Linear": ("shift", "bits", "relu"),
+    "Add": ("la", "lb"),
+    "LayerNorm": ("eps", "norm_frac", "shift", "bits"),
+    "ScaleChannels": ("shift", "bits"),
+    "SplitHeads": ("heads",),
+    "MergeHeads": (),
+    "TakeFirst": (),
+    "DotAttention": ("q_ln2", "b_int", "c_int", "n_clip", "prob_bits", "out_shift", "bits"),
+    "InhibitorAttention": ("z_shift", "center", "alpha", "signed", "out_shift", "bits"),
+}
+"""Op name -> its attribute names, in DESIGN.md order (all attributes are Python ints)."""
+
+CHECKED: frozenset[str] = frozenset({"Linear", "DotAttention", "InhibitorAttention"})
+"""Ops that accept `check=` for their internal accumulators."""

@@ -1,0 +1,130 @@
+"""Integer attention ops of docs/DESIGN.md: I-BERT softmax, `DotAttention`, `InhibitorAttention`.
+
+Shapes: q, k, v [B, H, n, d]; mask int64 [B, n] (1 = valid key, 0 = padding); scores [B, H, n, n]
+(query i, key j). All arithmetic is exact int64; see each docstring for widths and rounding.
+
+Decisions where DESIGN.md is silent:
+- A softmax row with no valid key (all-padding sequence) has `sum e = 0`; its probabilities are
+  all 0 (the divisor is taken as max(sum e, 1)). Likewise inhibitor centring divides by
+  `max(n_valid, 1)`. Such rows only occur for all-padding sequences.
+- `softmax_constants` raises ValueError when `q_ln2 = floor(ln2 / S) < 1` (scores too coarse
+  for the integer exponential).
+- Inhibitor step 2 is the literal `requant(L, z_shift, 32)`, including the 32-bit saturation;
+  for `z_shift >= 0` it cannot trigger because L already fits 32 bits.
+- Internal accumulators passed to `check` (signed 32-bit, as DESIGN states "int32"): `scores`
+  (`q @ k^T`) and `pv` (`P @ v`) in DotAttention; `l1` (L) and `h` (H) in InhibitorAttention.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from quant.intops_base import Check, as_i64, floor_div, requant
+
+
+def softmax_constants(scale: float) -> dict[str, int]:
+    """Lowering-time constants of the integer softmax for scores of real scale `S = scale`:
+    `q_ln2 = floor(ln2 / S)`, `b_int = floor(1.353 / S)`, `c_int = floor(0.344 / (0.3585 * S**2))`.
+    The only float arithmetic of the integer softmax; the op itself gets these as int attrs.
+
+    >>> softmax_constants(2.0 ** -10)
+    {'q_ln2': 709, 'b_int': 1385, 'c_int': 1006164}
+    """
+    if not scale > 0:
+        raise ValueError(f"softmax scale {scale} must be positive")
+    q_ln2 = math.floor(math.log(2.0) / scale)
+    if q_ln2 < 1:
+        raise ValueError(f"softmax scale {scale} > ln2: scores too coarse for the integer exponential; keep more fractional bits in q and k")
+    return {"q_ln2": q_ln2, "b_int": math.floor(1.353 / scale), "c_int": math.floor(0.344 / (0.3585 * scale * scale))}
+
+
+def int_exp(x, q_ln2: int, b_int: int, c_int: int, n_clip: int) -> torch.Tensor:
+    """I-BERT i-exp of `x <= 0` (scores minus the row maximum), up to the common factor
+    `0.3585 * S**2`: `x = max(x, -n_clip * q_ln2)`; `z = floor(-x / q_ln2)`; `p = x + z * q_ln2`
+    (in (-q_ln2, 0]); `e = ((p + b_int)**2 + c_int) >> z` (floor shift). Output >= 0, at most
+    `b_int**2 + c_int` (about `2.8 / S**2`)."""
+    x = as_i64(x).clamp(min=-n_clip * q_ln2)
+    z = floor_div(-x, q_ln2)
+    p = x + z * q_ln2
+    return ((p + b_int) * (p + b_int) + c_int) >> z
+
+
+def softmax(s, mask, q_ln2: int, b_int: int, c_int: int, n_clip: int, prob_bits: int) -> torch.Tensor:
+    """Integer softmax over the last axis (keys) of scores `s` [B, H, n, n] with key mask [B, n]:
+    `m = max over valid keys of s`; `e = int_exp(s - m)`; `e = 0` on masked keys;
+    `P = min(floor(e * 2**prob_bits / sum e), 2**prob_bits - 1)`: unsigned `prob_bits`, exp
+    `prob_bits`. Masked keys get exactly 0; each row sums to at most `2**prob_bits`."""
+    s = as_i64(s)
+    valid = as_i64(mask)[:, None, None, :] != 0  # (B, 1, 1, n_keys)
+    low = torch.iinfo(torch.int64).min
+    m = s.masked_fill(~valid, low).amax(-1, keepdim=True)
+    e = int_exp((s - m).masked_fill(~valid, 0), q_ln2, b_int, c_int, n_clip).masked_fill(~valid, 0)
+    total = e.sum(-1, keepdim=True).clamp(min=1)
+    return floor_div(e * (1 << prob_bits), total).clamp(max=(1 << prob_bits) - 1)
+
+
+def dot_attention(q, k, v, mask, q_ln2: int, b_int: int, c_int: int, n_clip: int, prob_bits: int,
+                  out_shift: int, bits: int, check: Check | None = None) -> torch.Tensor:
+    """DESIGN row `DotAttention`: `s = q @ k^T` (int32 accumulator, no scaling: 1/sqrt(d) lives in
+    the softmax constants); `P = softmax(s, mask, ...)`; `y = requant(P @ v, out_shift, bits)`
+    (signed, round half up, saturating), shape [B, H, n, d]."""
+    q, k, v = as_i64(q), as_i64(k), as_i64(v)
+    s = q @ k.transpose(-1, -2)  # (B, H, n, n)
+    if check is not None:
+        check("scores", s, 32)
+    p = softmax(s, mask, q_ln2, b_int, c_int, n_clip, prob_bits)
+    pv = p @ v  # (B, H, n, d)
+    if check is not None:
+        check("pv", pv, 32)
+    return requant(pv, out_shift, bits)
+
+
+def l1_scores(q, k) -> torch.Tensor:
+    """Inhibitor step 1: `L_ij = sum_k |q_ik - k_jk|` [B, H, n, n] (needs `bits + 1 + ceil(log2 d)`
+    bits). Loops over the d features so memory stays O(n*n) per head."""
+    q, k = as_i64(q), as_i64(k)
+    out = torch.zeros(q.shape[:-1] + (k.shape[-2],), dtype=torch.int64)
+    for f in range(q.shape[-1]):
+        out += (q[..., :, None, f] - k[..., None, :, f]).abs()  # (B, H, n, n)
+    return out
+
+
+def inhibit(v, z, signed: int) -> torch.Tensor:
+    """Inhibitor step 7 on v [B, H, n, d] and Z [B, H, n, n] (Z >= 0):
+    unsigned `H_ik = sum_j max(v_jk - Z_ij, 0)`; signed `H_ik = sum_j sign(v_jk) * max(|v_jk| - Z_ij, 0)`.
+    Loops over the d features so memory stays O(n*n) per head."""
+    v, z = as_i64(v), as_i64(z)
+    out = torch.empty(v.shape[:-2] + (z.shape[-2], v.shape[-1]), dtype=torch.int64)
+    for f in range(v.shape[-1]):
+        vf = v[..., None, :, f]  # (B, H, 1, n_keys)
+        if signed:
+            term = torch.sign(vf) * (vf.abs() - z).clamp(min=0)
+        else:
+            term = (vf - z).clamp(min=0)
+        out[..., f] = term.sum(-1)
+    return out
+
+
+def inhibitor_attention(q, k, v, mask, z_shift: int, center: int, alpha: int, signed: int,
+                        out_shift: int, bits: int, check: Check | None = None) -> torch.Tensor:
+    """DESIGN row `InhibitorAttention` (the 8 steps of DESIGN.md, in this order):
+    1. `L = l1_scores(q, k)` (int32 accumulator); 2. `Z = requant(L, z_shift, 32)`;
+    3. if `center`: `Z -= floor(sum_{j valid} Z_ij / n_valid)` per row;  4. `Z += alpha`;
+    5. `Z = clamp(Z, 0, 2**(bits-1))`;  6. `Z = 2**(bits-1)` on masked keys;
+    7. `H = inhibit(v, Z, signed)` (int32 accumulator);  8. `y = requant(H, out_shift, bits)`.
+    q, k share one format, Z and v another (`bits` wide); output [B, H, n, d]."""
+    valid = as_i64(mask)[:, None, None, :] != 0  # (B, 1, 1, n_keys)
+    big = 1 << (bits - 1)
+    lsum = l1_scores(q, k)
+    if check is not None:
+        check("l1", lsum, 32)
+    z = requant(lsum, z_shift, 32)
+    if center:
+        n_valid = valid.sum(-1, keepdim=True).clamp(min=1)
+        z = z - floor_div(z.masked_fill(~valid, 0).sum(-1, keepdim=True), n_valid)
+    z = (z + alpha).clamp(min=0, max=big).masked_fill(~valid, big)
+    h = inhibit(v, z, signed)
+    if check is not None:
+        check("h", h, 32)
+    return requant(h, out_shift, bits)

@@ -1,0 +1,101 @@
+"""Integer helpers shared by every op of `quant.intops`: requant, saturate, floor_div, isqrt.
+
+DESIGN.md "Rounding and saturation". All functions take any integer dtype and return int64.
+Import them from `quant.intops` (this module exists only to avoid an import cycle with
+`quant.intops_attention`).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Check = Callable[[str, torch.Tensor, int], None]
+"""`check(label, tensor, bits)`: called by ops on internal accumulators (signed `bits` wide)."""
+
+
+def as_i64(x) -> torch.Tensor:
+    """`x` as an int64 tensor; raises TypeError for floating or boolean inputs."""
+    x = torch.as_tensor(x)
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"integer op got a {x.dtype} tensor; integer ops take integer tensors only")
+    return x.to(torch.int64)
+
+
+def int_range(bits: int, signed: bool = True) -> tuple[int, int]:
+    """Inclusive range of a `bits`-bit integer: signed `[-2**(bits-1), 2**(bits-1)-1]`, unsigned
+    `[0, 2**bits-1]`.
+
+    >>> int_range(8), int_range(8, signed=False), int_range(2)
+    ((-128, 127), (0, 255), (-2, 1))
+    """
+    if signed:
+        if not 1 <= bits <= 64:
+            raise ValueError(f"signed width {bits} outside 1..64")
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if not 1 <= bits <= 63:
+        raise ValueError(f"unsigned width {bits} outside 1..63 (int64 holds the result)")
+    return 0, (1 << bits) - 1
+
+
+def saturate(x, bits: int, signed: bool = True) -> torch.Tensor:
+    """Clamp to the `bits`-bit range (see `int_range`); never wraps.
+
+    >>> saturate(torch.tensor([-200, -128, 127, 300]), 8).tolist()
+    [-128, -128, 127, 127]
+    >>> saturate(torch.tensor([-1, 256]), 8, signed=False).tolist()
+    [0, 255]
+    """
+    lo, hi = int_range(bits, signed)
+    return as_i64(x).clamp(min=lo, max=hi)
+
+
+def requant(x, shift: int, bits: int, signed: bool = True) -> torch.Tensor:
+    """DESIGN.md requantisation: `shift > 0`: `floor((x + 2**(shift-1)) / 2**shift)` (round half
+    towards +inf; one add and an arithmetic right shift); `shift == 0`: `x`; `shift < 0`:
+    `x * 2**-shift`. Then `saturate(., bits, signed)`.
+
+    Requires `-62 <= shift <= 62` and `|x| * 2**max(-shift, 0) < 2**62` (int64 headroom).
+
+    >>> requant(torch.tensor([-3, -2, -1, 1, 2, 3]), 1, 8).tolist()  # -1.5 -> -1, 1.5 -> 2
+    [-1, -1, 0, 1, 1, 2]
+    >>> requant(torch.tensor([3, -3, 100]), -2, 8).tolist()
+    [12, -12, 127]
+    """
+    if not -62 <= shift <= 62:
+        raise ValueError(f"requant shift {shift} outside -62..62")
+    x = as_i64(x)
+    if shift > 0:
+        x = (x + (1 << (shift - 1))) >> shift  # arithmetic shift = floor division by 2**shift
+    elif shift < 0:
+        x = x * (1 << -shift)
+    return saturate(x, bits, signed)
+
+
+def floor_div(a, b) -> torch.Tensor:
+    """`floor(a / b)` for integers (rounds towards -inf, like Python `//`); b must be non-zero.
+
+    >>> floor_div(torch.tensor([7, -7]), 2).tolist()
+    [3, -4]
+    """
+    b = b if isinstance(b, int) else as_i64(b)
+    return torch.div(as_i64(a), b, rounding_mode="floor")
+
+
+def isqrt(v) -> torch.Tensor:
+    """Exact floor square root `floor(sqrt(v))` elementwise, for integers `0 <= v < 2**62`.
+
+    A float64 estimate is within 1 of the answer for this range; two integer correction steps in
+    each direction make it exact (same result as `math.isqrt`). Raises ValueError for v < 0.
+
+    >>> isqrt(torch.tensor([0, 1, 3, 4, 2**62 - 1])).tolist()
+    [0, 1, 1, 2, 2147483647]
+    """
+    v = as_i64(v)
+    if v.numel() and int(v.min()) < 0:
+        raise ValueError(f"isqrt of negative value {int(v.min())}")
+    s = torch.sqrt(v.to(torch.float64)).floor().to(torch.int64).clamp(max=(1 << 31) - 1)
+    for _ in range(2):
+        s = s - (s * s > v).to(torch.int64)
+        s = s + ((s + 1) * (s + 1) <= v).to(torch.int64)
+    return s
