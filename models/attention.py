@@ -1,0 +1,201 @@
+"""Attention variants behind one signature, picked by name from `ATTENTIONS`.
+
+Every variant is an `nn.Module` built from an `EncoderConfig` with
+`forward(x: (B, n, D), mask: (B, n) 1=token 0=pad) -> (B, n, D)` (after the output projection
+`out_lin`). `context(x, mask)` returns the merged-head mixture *before* `out_lin`; that is what the
+encoder hands out as the per-layer "attention output" for distillation.
+
+- `dot`: softmax(Q K^T / sqrt(d)) V (BERT / DistilBERT).
+- `inhibitor`: Manhattan scores and ReLU inhibition (REFERENCE.md section 1).
+- `symmetric`: queries and keys share one projection, scores scaled per dimension by c.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.config import EncoderConfig
+from models.errors import UserError
+
+ATTENTIONS: dict[str, type[nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator adding an attention variant to `ATTENTIONS`; a duplicate name is an error."""
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in ATTENTIONS:
+            raise ValueError(f"attention {name!r} is already registered ({ATTENTIONS[name].__name__})")
+        ATTENTIONS[name] = cls
+        return cls
+    return add
+
+
+def make_attention(cfg: EncoderConfig) -> nn.Module:
+    """The attention module named by `cfg.attention`."""
+    if cfg.attention not in ATTENTIONS:
+        raise UserError(f"unknown attention {cfg.attention!r}: use one of {', '.join(sorted(ATTENTIONS))}")
+    return ATTENTIONS[cfg.attention](cfg)
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    B, n, D = x.shape
+    return x.view(B, n, heads, D // heads).transpose(1, 2)  # (B, H, n, d)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    B, H, n, d = x.shape
+    return x.transpose(1, 2).reshape(B, n, H * d)  # (B, n, D)
+
+
+class Attention(nn.Module):
+    """Shared plumbing: `forward` = `out_lin(context(x, mask))`."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.heads, self.head_dim = cfg.heads, cfg.head_dim
+        self.out_lin = nn.Linear(cfg.hidden, cfg.hidden)
+
+    def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.out_lin(self.context(x, mask))
+
+
+def softmax_mix(scores: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, drop: nn.Dropout) -> torch.Tensor:
+    """softmax over keys of `scores` (B, H, n, n), padded keys set to the dtype minimum, times v."""
+    keep = mask[:, None, None, :].bool()  # (B, 1, 1, n)
+    scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+    return drop(scores.softmax(dim=-1)) @ v  # (B, H, n, d)
+
+
+@register("dot")
+class DotAttention(Attention):
+    """softmax(Q K^T / sqrt(d)) V per head."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__(cfg)
+        self.q_lin = nn.Linear(cfg.hidden, cfg.hidden)
+        self.k_lin = nn.Linear(cfg.hidden, cfg.hidden)
+        self.v_lin = nn.Linear(cfg.hidden, cfg.hidden)
+        self.drop = nn.Dropout(cfg.attention_dropout)
+
+    def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q = split_heads(self.q_lin(x), self.heads)  # (B, H, n, d)
+        k = split_heads(self.k_lin(x), self.heads)
+        v = split_heads(self.v_lin(x), self.heads)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, n, n)
+        return merge_heads(softmax_mix(scores, v, mask, self.drop))  # (B, n, D)
+
+
+# ---------------------------------------------------------------- inhibitor (REFERENCE.md section 1)
+
+def inhibitor_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor, gamma, alpha, center: bool,
+                     v: torch.Tensor, l1: torch.Tensor) -> torch.Tensor:
+    """Z from the Manhattan distances `l1` (B, H, n, n): scale, centre, shift, ReLU, mask.
+
+    Shared by both inhibition routes so that they differ only in how H is summed.
+    """
+    d = q.shape[-1]
+    keep = mask[:, None, None, :].to(l1.dtype)  # (B, 1, 1, n)
+    z = gamma / math.sqrt(d) * l1
+    if center:  # subtract the mean over valid keys of each query row
+        z = z - (z * keep).sum(-1, keepdim=True) / keep.sum(-1, keepdim=True).clamp(min=1)
+    if alpha is not None:
+        z = z + alpha
+    z = F.relu(z)
+    full = v.detach().abs().amax(dim=(-2, -1), keepdim=True) + 1  # (B, H, 1, 1): inhibits everything
+    return torch.where(keep.bool(), z, full)  # (B, H, n, n)
+
+
+def inhibit_reference(q, k, v, mask, gamma=1.0, alpha=None, beta=1.0, center=False, signed=False):
+    """Inhibitor attention computed literally: materialises the (n, n, d) differences.
+
+    q, k, v: (B, H, n, d); mask: (B, n) with 1 = token, 0 = pad; alpha None disables the shift.
+    Z_ij = ReLU((gamma/sqrt(d)) sum_k |q_ik - k_jk| [- mean_j valid] [+ alpha]), Z = max|V|+1 on
+    padded keys; unsigned H_ik = sum_j ReLU(v_jk - Z_ij), signed H_ik = sum_j sign(v_jk) ReLU(|v_jk| - Z_ij).
+    Returns beta * H: (B, H, n, d).
+    """
+    l1 = (q[..., :, None, :] - k[..., None, :, :]).abs().sum(-1)  # (B, H, n_q, n_k)
+    z = inhibitor_scores(q, k, mask, gamma, alpha, center, v, l1)[..., None]  # (B, H, n_q, n_k, 1)
+    vj = v[..., None, :, :]  # (B, H, 1, n_k, d)
+    if signed:
+        h = (vj.sign() * F.relu(vj.abs() - z)).sum(-2)  # (B, H, n_q, d)
+    else:
+        h = F.relu(vj - z).sum(-2)  # (B, H, n_q, d)
+    return beta * h
+
+
+def inhibit_fast(q, k, v, mask, gamma=1.0, alpha=None, beta=1.0, center=False, signed=False):
+    """Same result as `inhibit_reference`, through ReLU(v - z) = (v - z + |v - z|) / 2.
+
+    Scores are `torch.cdist(q, k, p=1)`; the pairwise sum_j |Z_ij - V_jk| is an L1 distance between
+    row i of Z and column k of V, so it is `torch.cdist(Z, V^T, p=1)` too (no (n, n, d) tensor).
+    Unsigned: H = (sum_j V - sum_j Z + sum_j |Z - V|) / 2.
+    Signed:   H = (sum_j V + sum_j |Z - V+| - sum_j |Z - V-|) / 2, V+ = ReLU(V), V- = ReLU(-V) (Z >= 0).
+    """
+    l1 = torch.cdist(q, k, p=1)  # (B, H, n_q, n_k)
+    z = inhibitor_scores(q, k, mask, gamma, alpha, center, v, l1)
+    v_sum = v.sum(-2, keepdim=True)  # (B, H, 1, d)
+    if signed:
+        pos = torch.cdist(z, F.relu(v).transpose(-2, -1), p=1)  # (B, H, n_q, d)
+        neg = torch.cdist(z, F.relu(-v).transpose(-2, -1), p=1)  # (B, H, n_q, d)
+        h = (v_sum + pos - neg) / 2
+    else:
+        dist = torch.cdist(z, v.transpose(-2, -1), p=1)  # (B, H, n_q, d)
+        h = (v_sum - z.sum(-1, keepdim=True) + dist) / 2
+    return beta * h
+
+
+@register("inhibitor")
+class InhibitorAttention(Attention):
+    """Inhibitor attention with learnable scalars gamma (score scale), alpha (shift), beta (output).
+
+    alpha exists only when `cfg.alpha_init > 0`; centring and signed inhibition follow the config.
+    """
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__(cfg)
+        self.q_lin = nn.Linear(cfg.hidden, cfg.hidden)
+        self.k_lin = nn.Linear(cfg.hidden, cfg.hidden)
+        self.v_lin = nn.Linear(cfg.hidden, cfg.hidden)
+        self.gamma = nn.Parameter(torch.tensor(float(cfg.gamma_init)))
+        self.beta = nn.Parameter(torch.tensor(float(cfg.beta_init)))
+        self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha_init))) if cfg.alpha_init > 0 else None
+        self.center, self.signed = cfg.inhibitor_center, cfg.inhibitor_signed
+
+    def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q = split_heads(self.q_lin(x), self.heads)  # (B, H, n, d)
+        k = split_heads(self.k_lin(x), self.heads)
+        v = split_heads(self.v_lin(x), self.heads)
+        h = inhibit_fast(q, k, v, mask, self.gamma, self.alpha, self.beta, self.center, self.signed)
+        return merge_heads(h)  # (B, n, D)
+
+
+@register("symmetric")
+class SymmetricAttention(Attention):
+    """Symmetric dot-product attention (Courtois et al. 2024), in the form implemented here:
+
+    per head, with the shared projection u = x W + b (`qk_lin`, one Linear for queries and keys)
+    and a learned per-dimension coefficient c (parameter `c`, shape (H, d), init 1):
+        A_ij = sum_k c_k u_ik u_jk / sqrt(d)  = (u diag(c) u^T)_ij / sqrt(d)
+    then softmax over valid keys (padded keys at the dtype minimum), times V, then `out_lin`.
+    A is symmetric in (i, j) before masking.
+    """
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__(cfg)
+        self.qk_lin = nn.Linear(cfg.hidden, cfg.hidden)
+        self.v_lin = nn.Linear(cfg.hidden, cfg.hidden)
+        self.c = nn.Parameter(torch.ones(cfg.heads, cfg.head_dim))  # (H, d)
+        self.drop = nn.Dropout(cfg.attention_dropout)
+
+    def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        u = split_heads(self.qk_lin(x), self.heads)  # (B, H, n, d)
+        v = split_heads(self.v_lin(x), self.heads)
+        scores = (u * self.c[:, None, :]) @ u.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, n, n)
+        return merge_heads(softmax_mix(scores, v, mask, self.drop))  # (B, n, D)
