@@ -105,8 +105,8 @@ def test_minilm_teacher_matches_transformers():
 def teacher_sentences() -> list[str]:
     """32 RT test snippets when the data module provides them, else fixed review-like sentences."""
     try:
-        from quant.data import load_task  # written concurrently; optional here
-        texts = [ex for ex in load_task("rt").test_texts[:32]]
+        from quant.data import load_split  # written concurrently; optional here
+        texts = [t[0] for t in load_split("rt", "test", limit=32).texts]
         if len(texts) == 32 and all(isinstance(t, str) for t in texts):
             return texts
     except Exception:  # the data module is absent or has another API: fall back
