@@ -189,6 +189,8 @@ class TsvFormat:
 
 
 def _glue_tsv(spec: TaskSpec, split: str, data_dir: Path) -> Split:
+    """Read a GLUE TSV as GLUE's own baseline does (tabs, no quoting); blank lines are skipped,
+    any other row must have the header's field count and a valid label."""
     fmt = GLUE_TSV[spec.name]
     folder = data_dir / fmt.folder if (data_dir / fmt.folder).is_dir() else data_dir
     path = folder / fmt.file(split)
@@ -196,7 +198,7 @@ def _glue_tsv(spec: TaskSpec, split: str, data_dir: Path) -> Split:
         raise UserError(f"{path} not found; --data-dir must be a GLUE folder holding {fmt.folder}/"
                         f"{fmt.file(split)} (or the {fmt.folder} folder itself)")
     texts, labels = [], []
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = fmt.columns or next(reader, None)
         if not header:
@@ -208,6 +210,8 @@ def _glue_tsv(spec: TaskSpec, split: str, data_dir: Path) -> Split:
         idx = [header.index(c) for c in fmt.text_columns]
         lab = header.index(fmt.label_column)
         for row in reader:
+            if not row:
+                continue  # blank line (e.g. a trailing one)
             where = f"{path} line {reader.line_num}"
             if len(row) != len(header):
                 raise UserError(f"{where}: {len(row)} tab-separated fields, expected {len(header)}")

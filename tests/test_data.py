@@ -45,6 +45,7 @@ def test_rt_no_movie_in_two_splits(rt):
     assert not movies["train"] & movies["test"]
     assert not movies["validation"] & movies["test"]
     assert [len(movies[s]) for s in RT_SPLITS] == [405, 51, 51]
+    assert [len(rt[s]) for s in RT_SPLITS] == [10296, 1297, 1159]  # SHA-256 order: same everywhere
 
 
 def test_rt_deterministic(rt):
@@ -62,7 +63,7 @@ def write_tsv(path: Path, rows: list[list[str]]) -> None:
 
 def test_glue_sst2_root_layout(tmp_path):
     write_tsv(tmp_path / "SST-2" / "train.tsv", [["sentence", "label"], ["a fine film ", "1"], ["dull", "0"]])
-    write_tsv(tmp_path / "SST-2" / "dev.tsv", [["sentence", "label"], ["great", "1"]])
+    write_tsv(tmp_path / "SST-2" / "dev.tsv", [["sentence", "label"], ["great", "1"], []])  # blank line skipped
     train = load_split("sst2", "train", tmp_path)
     assert train.texts == [("a fine film ",), ("dull",)] and train.labels.tolist() == [1, 0]
     assert train.labels.dtype == np.int64 and train.groups is None
