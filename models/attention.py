@@ -137,6 +137,8 @@ def inhibit_fast(q, k, v, mask, gamma=1.0, alpha=None, beta=1.0, center=False, s
     row i of Z and column k of V, so it is `torch.cdist(Z, V^T, p=1)` too (no (n, n, d) tensor).
     Unsigned: H = (sum_j V - sum_j Z + sum_j |Z - V|) / 2.
     Signed:   H = (sum_j V + sum_j |Z - V+| - sum_j |Z - V-|) / 2, V+ = ReLU(V), V- = ReLU(-V) (Z >= 0).
+    The identity cancels large sums: in float32 the difference from `inhibit_reference` grows like
+    eps * sum_j Z_ij (measured: < 2e-6 for n <= 12, d <= 16; up to 4e-5 for n = 32, d = 64, N(0,1) inputs).
     """
     l1 = torch.cdist(q, k, p=1)  # (B, H, n_q, n_k)
     z = inhibitor_scores(q, k, mask, gamma, alpha, center, v, l1)
