@@ -1,0 +1,207 @@
+"""Synthetic integer encoder classifiers: complete `IntProgram`s with random integer parameters.
+
+For tests of the exporter, the simulator and fuzzing; no training needed. The layout is the one the
+lowering of a trained model produces (tensor names in brackets; node name = output tensor name):
+
+    Embed [emb] -> LayerNorm [emb_ln]
+    per layer i (x = previous LayerNorm output):
+      dot / inhibitor: Linear [l{i}.q], [l{i}.k], [l{i}.v]
+      symmetric:       Linear [l{i}.qk] (shared q/k projection), ScaleChannels [l{i}.q] (q = qk * c),
+                       Linear [l{i}.v]; k is l{i}.qk
+      SplitHeads [l{i}.qh], [l{i}.kh], [l{i}.vh] -> DotAttention | InhibitorAttention [l{i}.ctxh]
+      -> MergeHeads [l{i}.ctx] -> Linear [l{i}.o] -> Add(o, x) [l{i}.res1] -> LayerNorm [l{i}.ln1]
+      -> Linear relu [l{i}.ffn1] -> Linear [l{i}.ffn2] -> Add(ffn2, ln1) [l{i}.res2] -> LayerNorm [l{i}.ln2]
+    TakeFirst [cls] -> Linear relu [pre] -> Linear shift=0 bits=32 [logits]
+
+Params are named `<node>.w`, `<node>.b` (Linear), `<node>.gamma`, `<node>.beta` (LayerNorm),
+`<node>.c` (ScaleChannels), `emb.word`, `emb.pos`, `emb.type`. Widths: weights, gamma, c and
+embeddings `bits` (drawn uniformly over the full signed range, exp `bits - 1`); biases and beta
+32 bits at a realistic magnitude; activations `bits`; Embed/Add outputs and logits 32 bits;
+`input_ids`, `attention_mask` 64 bits.
+
+Shifts are chosen by calibration: while building, each node runs (with `quant.intops`) on a random
+calibration batch, and a requant shift maps the 99th percentile of |accumulator| to `2**(bits-2)`,
+so activations neither vanish nor mostly saturate. Inhibitor `z_shift` (and `alpha` when centring)
+are chosen so typical scores are comparable to typical |v|; DotAttention uses
+`out_shift = prob_bits = bits` (output keeps v's format).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from quant.intops import OPS, l1_scores, softmax_constants
+from quant.program import IntProgram, Node, TensorInfo, storage_dtype
+
+ATTENTIONS = ("dot", "inhibitor", "symmetric")
+NORM_FRAC = 12
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Shape and randomness of a synthetic encoder classifier (see module docstring)."""
+
+    vocab: int = 50
+    max_position: int = 64
+    hidden: int = 16
+    heads: int = 2
+    ffn: int = 32
+    layers: int = 1
+    num_labels: int = 2
+    attention: str = "dot"
+    bits: int = 8
+    center: bool = False
+    signed: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention {self.attention!r} unknown; choose one of {ATTENTIONS}")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
+
+
+class _Builder:
+    """Accumulates nodes, params and formats while running each node on the calibration batch."""
+
+    def __init__(self, cfg: SynthConfig) -> None:
+        self.cfg, self.rng = cfg, np.random.default_rng(cfg.seed)
+        self.nodes: list[Node] = []
+        self.params: dict[str, np.ndarray] = {}
+        self.tensors = {"input_ids": TensorInfo(64), "attention_mask": TensorInfo(64)}
+        n = min(16, cfg.max_position)
+        ids = self.rng.integers(0, cfg.vocab, (4, n))
+        mask = np.ones((4, n), dtype=np.int64)
+        mask[1, n // 2:], mask[3, 1:] = 0, 0  # padding, down to a single valid token
+        self.env = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+    def exp(self, name: str) -> int:
+        return self.tensors[name].exp
+
+    def param(self, name: str, arr: np.ndarray, bits: int, exp: int | None) -> str:
+        info = TensorInfo(bits, True, exp)
+        self.params[name] = arr.astype(storage_dtype(info))
+        self.tensors[name] = info
+        self.env[name] = torch.from_numpy(arr.astype(np.int64))
+        return name
+
+    def full_width(self, name: str, shape: tuple[int, ...]) -> str:
+        half = 1 << (self.cfg.bits - 1)
+        return self.param(name, self.rng.integers(-half, half, shape), self.cfg.bits, self.cfg.bits - 1)
+
+    def node(self, op: str, name: str, inputs: tuple[str, ...], width: int, exp: int | None, **attrs: int) -> str:
+        """Append `name = op(*inputs, **attrs)`, declared signed `width` bits at `exp`."""
+        self.env[name] = OPS[op](*(self.env[t] for t in inputs), **attrs)
+        self.nodes.append(Node(op, name, inputs, (name,), attrs))
+        self.tensors[name] = TensorInfo(width, True, exp)
+        return name
+
+    def shift_for(self, acc: torch.Tensor) -> int:
+        """Requant shift mapping the 99th percentile of |acc| to about 2**(bits-2), at least 0."""
+        top = float(torch.quantile(acc.abs().double().flatten(), 0.99))
+        return max(0, math.ceil(math.log2(top / 2 ** (self.cfg.bits - 2)))) if top > 0 else 0
+
+    def linear_params(self, name: str, x: str, n_out: int) -> tuple[str, str, torch.Tensor]:
+        w = self.full_width(f"{name}.w", (self.env[x].shape[-1], n_out))
+        acc = self.env[x] @ self.env[w]
+        amp = max(1, int(acc.double().std()) // 4)
+        b = self.param(f"{name}.b", self.rng.integers(-amp, amp + 1, n_out), 32, self.exp(x) + self.exp(w))
+        return w, b, acc + self.env[b]
+
+    def linear(self, name: str, x: str, n_out: int, relu: int = 0, shift: int | None = None,
+               bits: int | None = None) -> str:
+        w, b, acc = self.linear_params(name, x, n_out)
+        shift = self.shift_for(acc) if shift is None else shift
+        bits = self.cfg.bits if bits is None else bits
+        exp = self.exp(x) + self.exp(w) - shift
+        return self.node("Linear", name, (x, w, b), bits, exp, shift=shift, bits=bits, relu=relu)
+
+    def layernorm(self, name: str, x: str) -> str:
+        dim, bits = self.env[x].shape[-1], self.cfg.bits
+        gamma = self.full_width(f"{name}.gamma", (dim,))
+        beta_exp = NORM_FRAC + self.exp(gamma)
+        amp = 1 << (beta_exp - 2)  # |beta| <= 0.25
+        beta = self.param(f"{name}.beta", self.rng.integers(-amp, amp + 1, dim), 32, beta_exp)
+        eps = max(1, round(1e-5 * 4.0 ** self.exp(x)))
+        probe = OPS["LayerNorm"](self.env[x], self.env[gamma], self.env[beta], eps, NORM_FRAC, 0, 62)
+        shift = self.shift_for(probe)
+        return self.node("LayerNorm", name, (x, gamma, beta), bits, beta_exp - shift,
+                         eps=eps, norm_frac=NORM_FRAC, shift=shift, bits=bits)
+
+    def add(self, name: str, a: str, b: str) -> str:
+        top = max(self.exp(a), self.exp(b))
+        return self.node("Add", name, (a, b), 32, top, la=top - self.exp(a), lb=top - self.exp(b))
+
+
+def _attention(bld: _Builder, i: int, x: str) -> str:
+    cfg, p = bld.cfg, f"l{i}."
+    if cfg.attention == "symmetric":
+        qk = bld.linear(p + "qk", x, cfg.hidden)
+        c = bld.full_width(p + "q.c", (cfg.hidden,))
+        shift = bld.shift_for(bld.env[qk] * bld.env[c])
+        q = bld.node("ScaleChannels", p + "q", (qk, c), cfg.bits, bld.exp(qk) + bld.exp(c) - shift,
+                     shift=shift, bits=cfg.bits)
+        k = qk
+    elif cfg.attention == "inhibitor":  # q and k share one format
+        wq, bq, acc_q = bld.linear_params(p + "q", x, cfg.hidden)
+        wk, bk, acc_k = bld.linear_params(p + "k", x, cfg.hidden)
+        shift = max(bld.shift_for(acc_q), bld.shift_for(acc_k))
+        exp = bld.exp(x) + bld.exp(wq) - shift
+        q = bld.node("Linear", p + "q", (x, wq, bq), cfg.bits, exp, shift=shift, bits=cfg.bits, relu=0)
+        k = bld.node("Linear", p + "k", (x, wk, bk), cfg.bits, exp, shift=shift, bits=cfg.bits, relu=0)
+    else:
+        q, k = bld.linear(p + "q", x, cfg.hidden), bld.linear(p + "k", x, cfg.hidden)
+    v = bld.linear(p + "v", x, cfg.hidden)
+    qh, kh, vh = (bld.node("SplitHeads", p + s + "h", (t,), cfg.bits, bld.exp(t), heads=cfg.heads)
+                  for s, t in (("q", q), ("k", k), ("v", v)))
+    inputs = (qh, kh, vh, "attention_mask")
+    if cfg.attention == "inhibitor":
+        attrs = _inhibitor_attrs(bld, qh, kh, vh)
+        probe = OPS["InhibitorAttention"](*(bld.env[t] for t in inputs), **{**attrs, "out_shift": 0, "bits": 62})
+        shift = bld.shift_for(probe)
+        ctxh = bld.node("InhibitorAttention", p + "ctxh", inputs, cfg.bits, bld.exp(vh) - shift,
+                        **attrs, out_shift=shift, bits=cfg.bits)
+    else:
+        scale = 2.0 ** -(bld.exp(qh) + bld.exp(kh)) / math.sqrt(cfg.hidden // cfg.heads)
+        ctxh = bld.node("DotAttention", p + "ctxh", inputs, cfg.bits, bld.exp(vh), **softmax_constants(scale),
+                        n_clip=30, prob_bits=cfg.bits, out_shift=cfg.bits, bits=cfg.bits)
+    ctx = bld.node("MergeHeads", p + "ctx", (ctxh,), cfg.bits, bld.exp(ctxh))
+    return bld.linear(p + "o", ctx, cfg.hidden)
+
+
+def _inhibitor_attrs(bld: _Builder, qh: str, kh: str, vh: str) -> dict[str, int]:
+    """z_shift so that typical Z (spread of centred scores, or raw scores) is about median |v|;
+    alpha = median |v| when centring (else 0, disabled)."""
+    cfg = bld.cfg
+    lsum = l1_scores(bld.env[qh], bld.env[kh]).double()
+    vmed = max(1.0, float(bld.env[vh].abs().double().median()))
+    typical = lsum.std(-1).mean() if cfg.center else lsum.median()
+    z_shift = round(math.log2(max(float(typical), 1.0) / vmed))
+    return {"z_shift": z_shift, "center": int(cfg.center), "alpha": int(vmed) if cfg.center else 0,
+            "signed": int(cfg.signed)}
+
+
+def synth_program(cfg: SynthConfig) -> IntProgram:
+    """A complete encoder classifier in the layout of the module docstring, deterministic in
+    `cfg.seed`; `meta` carries {vocab_size, max_position, hidden, heads, layers, ffn, attention,
+    bits, num_labels, logits_exp, center, signed}."""
+    bld = _Builder(cfg)
+    emb = bld.node("Embed", "emb", ("input_ids", bld.full_width("emb.word", (cfg.vocab, cfg.hidden)),
+                                    bld.full_width("emb.pos", (cfg.max_position, cfg.hidden)),
+                                    bld.full_width("emb.type", (2, cfg.hidden))),
+                   32, cfg.bits - 1, lw=0, lp=0, lt=0)
+    x = bld.layernorm("emb_ln", emb)
+    for i in range(cfg.layers):
+        res1 = bld.add(f"l{i}.res1", _attention(bld, i, x), x)
+        ln1 = bld.layernorm(f"l{i}.ln1", res1)
+        ffn2 = bld.linear(f"l{i}.ffn2", bld.linear(f"l{i}.ffn1", ln1, cfg.ffn, relu=1), cfg.hidden)
+        x = bld.layernorm(f"l{i}.ln2", bld.add(f"l{i}.res2", ffn2, ln1))
+    cls = bld.node("TakeFirst", "cls", (x,), cfg.bits, bld.exp(x))
+    logits = bld.linear("logits", bld.linear("pre", cls, cfg.hidden, relu=1), cfg.num_labels, shift=0, bits=32)
+    meta = {"vocab_size": cfg.vocab, "max_position": cfg.max_position, "hidden": cfg.hidden, "heads": cfg.heads,
+            "layers": cfg.layers, "ffn": cfg.ffn, "attention": cfg.attention, "bits": cfg.bits,
+            "num_labels": cfg.num_labels, "logits_exp": bld.exp(logits), "center": cfg.center, "signed": cfg.signed}
+    return IntProgram(nodes=tuple(bld.nodes), params=bld.params, tensors=bld.tensors, meta=meta)
