@@ -13,9 +13,11 @@ Conventions (DESIGN.md "Rounding and saturation"):
 - int64 headroom: every intermediate below stays under 2**62 for inputs within the declared
   widths; `requant` requires `|x| * 2**max(-shift, 0) < 2**62` and `-62 <= shift <= 62`.
 
-Decisions where DESIGN.md is silent (also listed in the report of the commit that added them):
+Decisions where DESIGN.md is silent:
 - `Embed`, `Add`: shifts `lw, lp, lt, la, lb` must be >= 0 (ValueError otherwise).
 - `LayerNorm`: `eps` is an integer in the variance's units (exp `2 * exp_x`).
+- `requant`, `saturate`, `floor_div`, `isqrt` live in `quant.intops_base` (no import cycle) and
+  are re-exported here; import everything from `quant.intops`.
 - Attention ops live in `quant.intops_attention` (softmax of a row with no valid key is all 0;
   centring with no valid key divides by 1) and are re-exported here.
 """

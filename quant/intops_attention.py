@@ -7,6 +7,7 @@ Decisions where DESIGN.md is silent:
 - A softmax row with no valid key (all-padding sequence) has `sum e = 0`; its probabilities are
   all 0 (the divisor is taken as max(sum e, 1)). Likewise inhibitor centring divides by
   `max(n_valid, 1)`. Such rows only occur for all-padding sequences.
+- Padded *query* rows are computed like any other row (not zeroed); only keys are masked.
 - `softmax_constants` raises ValueError when `q_ln2 = floor(ln2 / S) < 1` (scores too coarse
   for the integer exponential).
 - Inhibitor step 2 is the literal `requant(L, z_shift, 32)`, including the 32-bit saturation;
@@ -59,6 +60,7 @@ def softmax(s, mask, q_ln2: int, b_int: int, c_int: int, n_clip: int, prob_bits:
     valid = as_i64(mask)[:, None, None, :] != 0  # (B, 1, 1, n_keys)
     low = torch.iinfo(torch.int64).min
     m = s.masked_fill(~valid, low).amax(-1, keepdim=True)
+    m = torch.where(m == low, 0, m)  # rows without a valid key: any m gives e = 0 below
     e = int_exp((s - m).masked_fill(~valid, 0), q_ln2, b_int, c_int, n_clip).masked_fill(~valid, 0)
     total = e.sum(-1, keepdim=True).clamp(min=1)
     return floor_div(e * (1 << prob_bits), total).clamp(max=(1 << prob_bits) - 1)

@@ -1,6 +1,7 @@
 """quant.intops against oracles written from docs/DESIGN.md (big-int Python, direct loops, float)."""
 from __future__ import annotations
 
+import doctest
 import math
 from fractions import Fraction
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quant import intops as I
+from quant import intops_attention, intops_base
 
 
 # --- requant, saturate, isqrt ------------------------------------------------------------------
@@ -130,6 +132,17 @@ def test_softmax_close_to_float(seed, n, frac, prob_bits):
     assert (p.masked_select(mask[:, None, None, :].expand_as(p) == 0) == 0).all()
     total, n_valid = p.sum(-1), mask.sum(-1)[:, None, None]
     assert ((total <= 2**prob_bits) & (total >= 2**prob_bits - n_valid)).all()
+
+
+def test_softmax_all_padding_row_is_zero():
+    s = torch.randint(-1000, 1000, (2, 1, 3, 3))
+    p = I.softmax(s, torch.tensor([[0, 0, 0], [1, 0, 0]]), **I.softmax_constants(2.0**-8), n_clip=30, prob_bits=8)
+    assert p[0].eq(0).all() and p[1, ..., 0].eq(255).all() and p[1, ..., 1:].eq(0).all()
+
+
+@pytest.mark.parametrize("module", [intops_base, intops_attention])
+def test_doctests(module):
+    assert doctest.testmod(module).failed == 0
 
 
 def test_softmax_constants_formulas_and_errors():
