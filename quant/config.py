@@ -1,0 +1,71 @@
+"""`QuantConfig`: the one frozen description of how the encoder is quantized (docs/QUANT.md).
+
+Widths are declared bits of the integer tensors of the lowered `IntProgram`; every scale is a power
+of two (DESIGN.md "Number format"), so one integer exponent per tensor format is all the lowering needs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from models.errors import UserError
+
+FFN_ACTIVATIONS = ("relu",)
+LAYERNORMS = ("integer",)
+SOFTMAXES = ("integer",)
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    weight_bits: int = 8          # Linear weights, embedding tables, LayerNorm gamma, symmetric c
+    act_bits: int = 8             # every activation between ops (Linear / LayerNorm / attention outputs)
+    bias_bits: int = 32           # Linear biases (at exp_x + exp_w) and LayerNorm beta
+    per_channel: bool = False     # must stay False: IntProgram Linear has one shift per layer
+    ffn_activation: str = "relu"  # I-BERT GELU is not implemented; the float GELU is replaced by ReLU
+    layernorm: str = "integer"    # DESIGN.md LayerNorm (integer mean/variance, isqrt)
+    softmax: str = "integer"      # DESIGN.md I-BERT softmax inside DotAttention
+    norm_frac: int = 12           # fractional bits of the normalised value inside LayerNorm
+    prob_bits: int | None = None  # softmax probability width (unsigned, exp = prob_bits); None = act_bits
+    n_clip: int = 30              # integer softmax clips x at -n_clip * ln2
+    act_percentile: float = 99.99  # calibration statistic of activation ranges (percentile of |x|)
+
+    def __post_init__(self) -> None:
+        for name in ("weight_bits", "act_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 2 <= value <= 16:
+                raise UserError(f"QuantConfig.{name} must be an integer in 2..16, got {value!r}")
+        if self.bias_bits not in (16, 24, 32):
+            raise UserError(f"QuantConfig.bias_bits must be 16, 24 or 32, got {self.bias_bits!r}")
+        if self.per_channel:
+            raise UserError("per-channel weight scales are not supported: the IntProgram Linear op has one "
+                            "shift per layer; use per_channel=False")
+        for name, allowed in (("ffn_activation", FFN_ACTIVATIONS), ("layernorm", LAYERNORMS),
+                              ("softmax", SOFTMAXES)):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"QuantConfig.{name}={getattr(self, name)!r} is not implemented; use one of "
+                                f"{', '.join(allowed)}")
+        if not 4 <= self.norm_frac <= 20:
+            raise UserError(f"QuantConfig.norm_frac must be in 4..20, got {self.norm_frac}")
+        if self.prob_bits is not None and not 4 <= self.prob_bits <= 16:
+            raise UserError(f"QuantConfig.prob_bits must be in 4..16 (or None), got {self.prob_bits}")
+        if not 50.0 < self.act_percentile <= 100.0:
+            raise UserError(f"QuantConfig.act_percentile must be in (50, 100], got {self.act_percentile}")
+
+    @property
+    def softmax_bits(self) -> int:
+        return self.act_bits if self.prob_bits is None else self.prob_bits
+
+    def replace(self, **changes: Any) -> "QuantConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "QuantConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise UserError(f"unknown QuantConfig field(s) {sorted(unknown)}")
+        return cls(**data)
