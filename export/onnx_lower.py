@@ -1,0 +1,178 @@
+"""Lower an `IntProgram` to an integer-only ONNX model (docs/DESIGN.md, "ONNX contract").
+
+Each semantic node becomes one node of its op_type in domain `hwsim.int` with the op's attributes,
+calling a model-local function (`export.functions`) overloaded by the storage types it sees; the
+data-movement ops become standard Reshape/Transpose/Gather. Params become integer initializers of
+their declared storage type, declared formats travel as `metadata_props`.
+
+The handlers live in one explicit table, `HANDLERS`; a node whose op has no entry is an error.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from onnx import FunctionProto, ModelProto, NodeProto, TensorProto, helper, numpy_helper
+
+from export.functions import BUILDERS, DOMAIN, OPSETS, overload_name
+from models.errors import UserError
+from quant.intops import ATTRS
+from quant.program import IntProgram, Node, storage_dtype
+
+IR_VERSION = 10
+OPSET_IMPORTS = (*OPSETS, helper.make_opsetid(DOMAIN, 1))
+GRAPH_INPUT_DIMS = ("batch", "seq")
+LEFT_SHIFT_ATTRS = {"Embed": ("lw", "lp", "lt"), "Add": ("la", "lb")}
+
+
+def onnx_dtype(dtype: np.dtype) -> int:
+    return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
+@dataclass
+class _Lowering:
+    """What the handlers share: the program, the storage type of every named tensor, the functions
+    registered so far (keyed by (op_type, overload)) and the ONNX nodes and initializers emitted."""
+
+    prog: IntProgram
+    types: dict[str, int]
+    functions: dict[tuple[str, str], FunctionProto] = field(default_factory=dict)
+    nodes: list[NodeProto] = field(default_factory=list)
+    initializers: list[TensorProto] = field(default_factory=list)
+
+    def type_of(self, node: Node, tensor: str) -> int:
+        if tensor not in self.types:
+            raise UserError(f"node {node.name!r} ({node.op}): tensor {tensor!r} has no declared format; "
+                            "add it to IntProgram.tensors")
+        return self.types[tensor]
+
+    def constant(self, name: str, values: Sequence[int]) -> str:
+        self.initializers.append(numpy_helper.from_array(np.asarray(values, np.int64), name))
+        return name
+
+
+def _function_node(low: _Lowering, node: Node) -> None:
+    """A semantic op: one `hwsim.int` node, its function overload registered once."""
+    in_types = [low.type_of(node, t) for t in node.inputs]
+    out_type = low.type_of(node, node.outputs[0])
+    overload = overload_name(in_types, out_type)
+    if (node.op, overload) not in low.functions:
+        low.functions[(node.op, overload)] = BUILDERS[node.op](in_types, out_type)
+    onnx_node = helper.make_node(node.op, list(node.inputs), list(node.outputs), name=node.name, domain=DOMAIN,
+                                 **{k: int(v) for k, v in node.attrs.items()})
+    onnx_node.overload = overload
+    low.nodes.append(onnx_node)
+
+
+def _split_heads(low: _Lowering, node: Node) -> None:
+    shape = low.constant(f"{node.name}/shape", [0, 0, int(node.attrs["heads"]), -1])
+    mid = f"{node.name}/bnhd"
+    low.nodes.append(helper.make_node("Reshape", [node.inputs[0], shape], [mid], name=f"{node.name}/reshape"))  # (B, n, H, d)
+    low.nodes.append(helper.make_node("Transpose", [mid], list(node.outputs), name=node.name, perm=[0, 2, 1, 3]))  # (B, H, n, d)
+
+
+def _merge_heads(low: _Lowering, node: Node) -> None:
+    mid = f"{node.name}/bnhd"
+    low.nodes.append(helper.make_node("Transpose", [node.inputs[0]], [mid], name=f"{node.name}/transpose", perm=[0, 2, 1, 3]))  # (B, n, H, d)
+    shape = low.constant(f"{node.name}/shape", [0, 0, -1])
+    low.nodes.append(helper.make_node("Reshape", [mid, shape], list(node.outputs), name=node.name))  # (B, n, D)
+
+
+def _take_first(low: _Lowering, node: Node) -> None:
+    index = f"{node.name}/index"
+    low.initializers.append(numpy_helper.from_array(np.array(0, np.int64), index))
+    low.nodes.append(helper.make_node("Gather", [node.inputs[0], index], list(node.outputs), name=node.name, axis=1))  # (B, D)
+
+
+HANDLERS: dict[str, Callable[[_Lowering, Node], None]] = {
+    **{op: _function_node for op in BUILDERS},
+    "SplitHeads": _split_heads,
+    "MergeHeads": _merge_heads,
+    "TakeFirst": _take_first,
+}
+"""IntProgram op -> handler that appends its ONNX nodes. Data-movement ops keep the storage type."""
+DATA_MOVEMENT = frozenset({"SplitHeads", "MergeHeads", "TakeFirst"})
+
+
+def _check_node(low: _Lowering, node: Node) -> None:
+    if node.op not in HANDLERS:
+        raise UserError(f"node {node.name!r}: op {node.op!r} has no ONNX lowering; "
+                        f"known ops: {', '.join(sorted(HANDLERS))}")
+    expected = set(ATTRS[node.op])
+    if set(node.attrs) != expected:
+        raise UserError(f"node {node.name!r} ({node.op}): attributes {sorted(node.attrs)} differ from "
+                        f"the op's {sorted(expected)}")
+    for attr in LEFT_SHIFT_ATTRS.get(node.op, ()):
+        if node.attrs[attr] < 0:
+            raise UserError(f"node {node.name!r} ({node.op}): left shift {attr}={node.attrs[attr]} is negative; "
+                            "fold the scale into the other operand")
+    if len(node.outputs) != 1:
+        raise UserError(f"node {node.name!r} ({node.op}) has {len(node.outputs)} outputs; every op has one")
+    if node.op in DATA_MOVEMENT and low.type_of(node, node.inputs[0]) != low.type_of(node, node.outputs[0]):
+        raise UserError(f"node {node.name!r} ({node.op}) moves data: its output must keep the storage type "
+                        f"of {node.inputs[0]!r}")
+
+
+def _initializer(prog: IntProgram, name: str) -> TensorProto:
+    if name not in prog.tensors:
+        raise UserError(f"param {name!r} has no declared format; add it to IntProgram.tensors")
+    arr = np.asarray(prog.params[name])
+    dtype = storage_dtype(prog.tensors[name])
+    info = np.iinfo(dtype)
+    if arr.size and (arr.min() < info.min or arr.max() > info.max):
+        raise UserError(f"param {name!r} holds values in [{arr.min()}, {arr.max()}] outside its storage type {dtype}")
+    return numpy_helper.from_array(arr.astype(dtype), name)
+
+
+def _metadata(prog: IntProgram) -> dict[str, str]:
+    names = sorted(prog.tensors)
+    return {
+        "hwsim.tensor_bits": json.dumps({n: prog.tensors[n].bits for n in names}),
+        "hwsim.tensor_signed": json.dumps({n: prog.tensors[n].signed for n in names}),
+        "hwsim.tensor_exp": json.dumps({n: prog.tensors[n].exp for n in names}),
+        "hwsim.meta": json.dumps(dict(prog.meta), sort_keys=True),
+    }
+
+
+def to_onnx(prog: IntProgram) -> ModelProto:
+    """The integer-only ONNX model of `prog`: inputs `input_ids`, `attention_mask` int64
+    [batch, seq], output `logits` int32; raises UserError naming the node for anything unlowerable."""
+    types = {name: onnx_dtype(storage_dtype(info)) for name, info in prog.tensors.items()}
+    types.update({name: TensorProto.INT64 for name in prog.inputs})
+    for name, arr in prog.params.items():
+        types.setdefault(name, onnx_dtype(np.asarray(arr).dtype))
+    low = _Lowering(prog, types)
+    low.initializers.extend(_initializer(prog, name) for name in sorted(prog.params))
+    for node in prog.nodes:
+        _check_node(low, node)
+        HANDLERS[node.op](low, node)
+    for name in prog.outputs:
+        if types.get(name) != TensorProto.INT32:
+            raise UserError(f"output {name!r} must be declared 32-bit signed (int32 storage); the classifier uses bits=32")
+    graph = helper.make_graph(
+        low.nodes, "hwsim_int_encoder",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, list(GRAPH_INPUT_DIMS)) for n in prog.inputs],
+        [helper.make_tensor_value_info(n, types[n], ["batch", "labels"]) for n in prog.outputs],
+        initializer=low.initializers,
+        value_info=[helper.make_tensor_value_info(o, types[o], None)
+                    for node in prog.nodes for o in node.outputs if o not in prog.outputs])
+    model = helper.make_model(graph, opset_imports=list(OPSET_IMPORTS), functions=list(low.functions.values()),
+                              ir_version=IR_VERSION, producer_name="inhibitor-hwsim")
+    helper.set_model_props(model, _metadata(prog))
+    return model
+
+
+def op_model(op: str, in_types: Sequence[int], out_type: int, attrs: dict[str, int],
+             in_ranks: Sequence[int], out_rank: int) -> ModelProto:
+    """A one-node model of semantic op `op` (inputs named as the function's, output `y`, every
+    dimension dynamic): for testing a function body or a kernel on a single op."""
+    function = BUILDERS[op](list(in_types), out_type)
+    node = helper.make_node(op, list(function.input), ["y"], name=op.lower(), domain=DOMAIN, **attrs)
+    node.overload = function.overload
+    graph = helper.make_graph(
+        [node], f"{op}_alone",
+        [helper.make_tensor_value_info(n, t, [None] * r) for n, t, r in zip(function.input, in_types, in_ranks)],
+        [helper.make_tensor_value_info("y", out_type, [None] * out_rank)])
+    return helper.make_model(graph, opset_imports=list(OPSET_IMPORTS), functions=[function], ir_version=IR_VERSION)
