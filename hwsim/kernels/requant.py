@@ -1,0 +1,54 @@
+"""Requantisation, the one rounding rule of the project (DESIGN.md "Rounding and saturation";
+`quant.intops.requant`).
+
+`requant(x, shift, bits)`: `shift > 0`: `floor((x + 2**(shift-1)) / 2**shift)` (round half towards
++inf: one add and an arithmetic right shift); `shift == 0`: `x`; `shift < 0`: `x * 2**-shift`; then
+saturate to the signed `bits` range `[-2**(bits-1), 2**(bits-1) - 1]` (unsigned: `[0, 2**bits - 1]`).
+All arithmetic in int64.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+def bits_range(bits: int, signed: bool = True) -> tuple[int, int]:
+    """The closed integer range of a `bits`-bit tensor.
+
+    >>> bits_range(8), bits_range(8, signed=False)
+    ((-128, 127), (0, 255))
+    """
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+@njit(inline="always", cache=True)
+def rq(x, shift, lo, hi):
+    """Scalar requant of an int64 `x` (see module docstring); `lo, hi` from `bits_range`."""
+    if shift > 0:
+        y = (x + (np.int64(1) << (shift - 1))) >> shift
+    elif shift < 0:
+        y = x << (-shift)
+    else:
+        y = x
+    if y < lo:
+        return lo
+    if y > hi:
+        return hi
+    return y
+
+
+@njit(parallel=True, cache=True)
+def _requant_flat(x, shift, lo, hi, out):
+    for i in prange(x.size):
+        out[i] = rq(np.int64(x[i]), shift, lo, hi)
+
+
+def requant(x: np.ndarray, shift: int, bits: int, signed: bool = True, dtype=np.int64) -> np.ndarray:
+    """`quant.intops.requant` on a numpy integer array; returns a new array of `dtype`."""
+    lo, hi = bits_range(bits, signed)
+    x = np.ascontiguousarray(x)
+    out = np.empty(x.shape, dtype=dtype)
+    _requant_flat(x.reshape(-1), np.int64(shift), np.int64(lo), np.int64(hi), out.reshape(-1))
+    return out
