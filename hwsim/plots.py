@@ -21,15 +21,17 @@ def energy_stack(values: Mapping[str, Mapping[str, float]], components: Sequence
     """Stacked bars, one per variant: `values[variant][component]` in pJ, drawn in nJ."""
     plt = _pyplot()
     variants = list(values)
-    fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(variants), 4.5))
+    fig, ax = plt.subplots(figsize=(3.6 + 1.4 * len(variants), 4.5))
     bottom = [0.0] * len(variants)
-    for comp in components:
+    for i, comp in enumerate(components):
         heights = [values[v].get(comp, 0.0) / 1e3 for v in variants]
-        ax.bar(variants, heights, bottom=bottom, label=comp)
+        if not any(heights):
+            continue
+        ax.bar(variants, heights, bottom=bottom, label=comp, color=f"C{i}")
         bottom = [b + h for b, h in zip(bottom, heights)]
     ax.set_ylabel("nJ per inference (estimate from op counts)")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -129,7 +129,7 @@ def label_variants(reports: list[RunReport], paths: list[str]) -> list[RunReport
     out = []
     for r, p in zip(reports, paths):
         label = r.label if labels.count(r.label) == 1 else f"{r.label}:{Path(p).stem}"
-        out.append(RunReport(label, r.model, r.samples, r.mean_seq_len, r.accuracy, r.per_node, r.node_op, r.node_layer))
+        out.append(replace(r, label=label))
     return out
 
 
@@ -151,7 +151,7 @@ def format_tables(summaries: list[Summary], table: EnergyTable) -> str:
         lines += ["", f"by {group}", head]
         for name in names:
             cells = "".join(f"{s.groups.get(group, {}).get(name, (0, 0, 0))[2] / 1e3:18.3f}"
-                            f"{s.groups.get(group, {}).get(name, (0, 0, 0))[0] / 1e6:16.4f}" for s in summaries)
+                            f"{s.groups.get(group, {}).get(name, (0, 0, 0))[0] / 1e6:16.4g}" for s in summaries)
             lines.append(f"{name[:24]:24}{cells}")
     return "\n".join(lines) + "\n"
 
