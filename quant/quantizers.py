@@ -61,6 +61,7 @@ class RuntimeCalibratedScale(ParamFromRuntimePercentileScaling):
     high_percentile_q = 99.99
     collect_stats_steps = 2 ** 30  # ended explicitly by `calibrate` (init_scale)
     scaling_stats_momentum = None
+    scaling_min_val = 2.0 ** -24  # a power of two, so that a never-active tensor still has an exponent
 
 
 class ConstantScale(ExtendedInjector):

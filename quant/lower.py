@@ -1,0 +1,136 @@
+"""`lower(qmodel) -> IntProgram`: a calibrated `QuantClassifier` as integer ops (layout of `quant.synth`).
+
+Every integer weight, bias and table comes from the quantizers (Brevitas `quant_weight().int()`,
+the bias quantizer at the input's scale, `fixed_point_weight` for tables, gamma and c); every shift
+is a difference of exponents (docs/QUANT.md). `intref.run_program(lower(m), ids, mask)['logits'] *
+2**-meta['logits_exp']` equals `m.eval()(ids, mask)`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.errors import UserError
+from quant.program import IntProgram, Node, TensorInfo, storage_dtype
+from quant.qmodel import QBlock, QuantClassifier, is_calibrated
+from quant.qmodules import QLayerNorm, QLinear, round_half_up
+
+
+class _Builder:
+    """Nodes, params and declared formats of the program under construction."""
+
+    def __init__(self, act_bits: int) -> None:
+        self.bits = act_bits
+        self.nodes: list[Node] = []
+        self.params: dict[str, np.ndarray] = {}
+        self.tensors = {"input_ids": TensorInfo(64), "attention_mask": TensorInfo(64)}
+
+    def exp(self, name: str) -> int:
+        return self.tensors[name].exp
+
+    def param(self, name: str, value: torch.Tensor, bits: int, exp: int) -> str:
+        info = TensorInfo(bits, True, exp)
+        self.params[name] = value.detach().to(torch.int64).numpy().astype(storage_dtype(info))
+        self.tensors[name] = info
+        return name
+
+    def node(self, op: str, name: str, inputs: tuple[str, ...], out_bits: int, exp: int | None,
+             **attrs: int) -> str:
+        self.nodes.append(Node(op, name, inputs, (name,), {k: int(v) for k, v in attrs.items()}))
+        self.tensors[name] = TensorInfo(out_bits, True, exp)
+        return name
+
+    def linear(self, name: str, x: str, lin: QLinear, bias_bits: int) -> str:
+        w, b, exp_w = lin.integer_params(self.exp(x))
+        w = self.param(f"{name}.w", w, int(lin.quant_weight().bit_width), exp_w)
+        b = self.param(f"{name}.b", b, bias_bits, self.exp(x) + exp_w)
+        if lin.act is None:  # classifier: the accumulator itself
+            return self.node("Linear", name, (x, w, b), 32, self.exp(x) + exp_w, shift=0, bits=32, relu=0)
+        exp_y = lin.act.exp
+        return self.node("Linear", name, (x, w, b), lin.act.bits, exp_y, shift=self.exp(x) + exp_w - exp_y,
+                         bits=lin.act.bits, relu=int(lin.relu))
+
+    def layernorm(self, name: str, x: str, ln: QLayerNorm) -> str:
+        gamma, eg, beta, eb = ln.gamma_beta()
+        g = self.param(f"{name}.gamma", round_half_up(gamma * 2.0 ** eg), ln.qcfg.weight_bits, eg)
+        b = self.param(f"{name}.beta", round_half_up(beta * 2.0 ** eb), ln.qcfg.bias_bits, eb)
+        exp_y = ln.act.exp
+        return self.node("LayerNorm", name, (x, g, b), ln.act.bits, exp_y, eps=ln.int_eps(self.exp(x)),
+                         norm_frac=ln.qcfg.norm_frac, shift=eb - exp_y, bits=ln.act.bits)
+
+    def add(self, name: str, a: str, b: str) -> str:
+        top = max(self.exp(a), self.exp(b))
+        return self.node("Add", name, (a, b), 32, top, la=top - self.exp(a), lb=top - self.exp(b))
+
+
+def _embed(bld: _Builder, model: QuantClassifier) -> str:
+    emb = model.encoder.embeddings
+    names, exps = [], []
+    for short, table in emb.tables():
+        w, scale = table.quantized()
+        exp = int(round(-np.log2(float(scale))))
+        names.append(bld.param(f"emb.{short}", round_half_up(w * 2.0 ** exp), table.bits, exp))
+        exps.append(exp)
+    top = max(exps)
+    shifts = dict(zip(("lw", "lp", "lt"), (top - e for e in exps)))
+    out = bld.node("Embed", "emb", ("input_ids", *names), 32, top, **{"lt": 0, **shifts})
+    return bld.layernorm("emb_ln", out, emb.norm)
+
+
+def _attention(bld: _Builder, i: int, x: str, block: QBlock, cfg) -> str:
+    attn, p, bits = block.attn, f"l{i}.", bld.bits
+    if cfg.attention == "symmetric":
+        qk = bld.linear(p + "qk", x, attn.qk_lin, model_bias_bits(block))
+        c, ec = attn.scale_c.quantized()
+        c = bld.param(p + "q.c", round_half_up(c * 2.0 ** ec), attn.scale_c.bits, ec)
+        exp_q = attn.scale_c.act.exp
+        q = bld.node("ScaleChannels", p + "q", (qk, c), bits, exp_q, shift=bld.exp(qk) + ec - exp_q, bits=bits)
+        k = qk
+    else:
+        q = bld.linear(p + "q", x, attn.q_lin, model_bias_bits(block))
+        k = bld.linear(p + "k", x, attn.k_lin, model_bias_bits(block))
+    v = bld.linear(p + "v", x, attn.v_lin, model_bias_bits(block))
+    qh, kh, vh = (bld.node("SplitHeads", p + s + "h", (t,), bits, bld.exp(t), heads=cfg.heads)
+                  for s, t in (("q", q), ("k", k), ("v", v)))
+    inputs = (qh, kh, vh, "attention_mask")
+    if cfg.attention == "inhibitor":
+        core = attn.core
+        attrs = core.inhibitor_attrs(bld.exp(qh), bld.exp(vh), core.act.exp, core.act.bits)
+        ctxh = bld.node("InhibitorAttention", p + "ctxh", inputs, bits, core.act.exp, **attrs)
+    else:
+        attrs = attn.core.softmax_attrs(bld.exp(qh), bld.exp(kh), bld.exp(vh), bld.exp(vh))
+        ctxh = bld.node("DotAttention", p + "ctxh", inputs, bits, bld.exp(vh), **attrs)
+    ctx = bld.node("MergeHeads", p + "ctx", (ctxh,), bits, bld.exp(ctxh))
+    return bld.linear(p + "o", ctx, attn.out_lin, model_bias_bits(block))
+
+
+def model_bias_bits(module) -> int:
+    return next(m for m in module.modules() if isinstance(m, QLayerNorm)).qcfg.bias_bits
+
+
+def lower(model: QuantClassifier, tokenizer: str | None = None) -> IntProgram:
+    """The integer program of a calibrated `QuantClassifier` (the model is put in eval mode)."""
+    if not isinstance(model, QuantClassifier):
+        raise UserError(f"lower() takes a quant.qmodel.QuantClassifier, got {type(model).__name__}")
+    if not is_calibrated(model):
+        raise UserError("the quantized model is not calibrated: run quant.qmodel.calibrate(model, batches) first")
+    model.eval()
+    cfg, qcfg = model.cfg, model.qcfg
+    bld = _Builder(qcfg.act_bits)
+    with torch.no_grad():
+        x = _embed(bld, model)
+        for i, block in enumerate(model.encoder.blocks):
+            res1 = bld.add(f"l{i}.res1", _attention(bld, i, x, block, cfg), x)
+            ln1 = bld.layernorm(f"l{i}.ln1", res1, block.attn_norm)
+            f1 = bld.linear(f"l{i}.ffn1", ln1, block.ffn.lin1, qcfg.bias_bits)
+            f2 = bld.linear(f"l{i}.ffn2", f1, block.ffn.lin2, qcfg.bias_bits)
+            x = bld.layernorm(f"l{i}.ln2", bld.add(f"l{i}.res2", f2, ln1), block.ffn_norm)
+        cls = bld.node("TakeFirst", "cls", (x,), qcfg.act_bits, bld.exp(x))
+        logits = bld.linear("logits", bld.linear("pre", cls, model.pool, qcfg.bias_bits), model.classifier,
+                            qcfg.bias_bits)
+    meta = {"vocab_size": cfg.vocab_size, "max_position": cfg.max_position, "hidden": cfg.hidden,
+            "heads": cfg.heads, "layers": cfg.layers, "ffn": cfg.ffn, "attention": cfg.attention,
+            "bits": qcfg.act_bits, "weight_bits": qcfg.weight_bits, "num_labels": cfg.num_labels,
+            "logits_exp": bld.exp(logits), "center": cfg.inhibitor_center, "signed": cfg.inhibitor_signed,
+            "pooler": cfg.pooler, "tokenizer": tokenizer}
+    return IntProgram(nodes=tuple(bld.nodes), params=bld.params, tensors=bld.tensors, meta=meta)
