@@ -1,0 +1,111 @@
+"""Run a `Plan` node by node with the Numba kernels, check declared widths, count actions.
+
+After each node every output is checked against its declared width (`overflow`): 'error' raises
+`SimError` naming node, tensor, value and width; 'saturate' clamps to the range; 'wrap' wraps two's
+complement. Internal 32-bit accumulators (Linear `acc`, DotAttention `scores`/`pv`,
+InhibitorAttention `l1`/`h`, as in `quant.intref`) are checked in 'error' mode and recorded as
+`node/label`; they cannot be saturated or wrapped after the fact.
+
+Counting calls `hwsim.counting.count_graph` on the per-node `OpSite`s (shapes, declared widths,
+params) once per distinct set of input shapes; later samples of the same shape reuse the counts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwsim.graph import Plan, SimError
+from hwsim.kernels.requant import bits_range
+
+OVERFLOW_MODES = ("error", "saturate", "wrap")
+
+
+@dataclass
+class ExecResult:
+    outputs: dict[str, np.ndarray]
+    counts: dict[str, dict[str, int]] | None
+    max_abs: dict[str, int]
+
+
+def _fit(plan: Plan, node: str, tensor: str, x: np.ndarray, overflow: str, max_abs: dict[str, int] | None) -> np.ndarray:
+    """Check/saturate/wrap `x` to the declared width of `tensor`; return it in its storage dtype."""
+    info = plan.formats[tensor]
+    lo, hi = bits_range(info.bits, info.signed)
+    if x.size:
+        mn, mx = int(x.min()), int(x.max())
+        if max_abs is not None:
+            max_abs[tensor] = max(max_abs.get(tensor, 0), abs(mn), abs(mx))
+        if mn < lo or mx > hi:
+            if overflow == "error":
+                value = mn if mn < lo else mx
+                raise SimError(f"node {node!r}: tensor {tensor!r} holds {value}, outside its declared "
+                               f"{info.bits}-bit {'signed' if info.signed else 'unsigned'} range [{lo}, {hi}]; "
+                               f"widen the width, lower the shifts, or run with --overflow saturate|wrap")
+            x = x.astype(np.int64)
+            if overflow == "saturate":
+                x = np.clip(x, lo, hi)
+            else:
+                x = ((x - lo) & ((1 << info.bits) - 1)) + lo
+    dtype = plan.dtype_of(tensor)
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
+def _site(plan: Plan, node, shapes: dict[str, tuple[int, ...]]):
+    from hwsim.counting import OpSite
+    bits = lambda t: plan.formats[t].bits if t in plan.formats else 64  # noqa: E731 - shape operands: int64
+    ins = [t for t in node.inputs if t]
+    return OpSite(node.op_type, node.name, {k: v for k, v in node.attrs.items() if isinstance(v, int)},
+                  tuple(shapes[t] for t in ins), tuple(shapes[t] for t in node.outputs),
+                  tuple(bits(t) for t in ins), tuple(bits(t) for t in node.outputs),
+                  tuple(t in plan.params for t in ins))
+
+
+def _counts(plan: Plan, shapes: dict[str, tuple[int, ...]]) -> dict[str, dict[str, int]]:
+    key = tuple(shapes[t] for t in plan.inputs)
+    if key not in plan.count_cache:
+        from hwsim.counting import count_graph
+        from hwsim.hwconfig import load_hw
+        hw = plan.hw if plan.hw is not None else load_hw(None)
+        plan.count_cache[key] = count_graph([_site(plan, node, shapes) for node in plan.nodes], hw)
+    return plan.count_cache[key]
+
+
+def execute(plan: Plan, input_ids, attention_mask=None, overflow: str = "error", count: bool = True,
+            track_widths: bool = True) -> ExecResult:
+    """Run `plan` on `input_ids` [B, n] (and `attention_mask` [B, n], default all ones)."""
+    if overflow not in OVERFLOW_MODES:
+        raise SimError(f"unknown overflow mode {overflow!r}: use one of {', '.join(OVERFLOW_MODES)}")
+    ids = np.asarray(input_ids)
+    if ids.ndim == 1:
+        ids = ids[None, :]
+    mask = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask)
+    if mask.ndim == 1:
+        mask = mask[None, :]
+    if ids.ndim != 2 or mask.shape != ids.shape or not np.issubdtype(ids.dtype, np.integer) \
+            or not np.issubdtype(mask.dtype, np.integer):
+        raise SimError(f"input_ids {ids.shape} {ids.dtype} and attention_mask {mask.shape} {mask.dtype} must be "
+                       f"integer arrays of one shape [batch, seq]")
+    env: dict[str, np.ndarray] = dict(plan.params)
+    for name, value in zip(plan.inputs, (ids.astype(np.int64), mask.astype(np.int64))):
+        env[name] = value
+    max_abs: dict[str, int] | None = {} if track_widths else None
+    for node in plan.nodes:
+        args = [env[t] if t else None for t in node.inputs]
+        try:
+            outs, peaks = node.kernel(*args)
+        except ValueError as err:
+            shapes = ", ".join(f"{t} {env[t].shape}" for t in node.inputs if t)
+            raise SimError(f"node {node.name!r} ({node.op_type}): {err} (inputs: {shapes})") from None
+        for label, peak in peaks.items():
+            key = f"{node.name}/{label}"
+            if max_abs is not None:
+                max_abs[key] = max(max_abs.get(key, 0), peak)
+            if overflow == "error" and peak > (1 << 31) - 1:
+                raise SimError(f"node {node.name!r}: internal accumulator {key!r} reaches {peak}, beyond the "
+                               f"32-bit accumulator; lower the input widths or the shifts feeding it")
+        for tensor, value in zip(node.outputs, outs):
+            env[tensor] = _fit(plan, node.name, tensor, value, overflow, max_abs) \
+                if node.op_type not in ("Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze") else value
+    counts = _counts(plan, {t: tuple(v.shape) for t, v in env.items() if v is not None}) if count else None
+    return ExecResult({name: env[name] for name in plan.outputs}, counts, max_abs or {})
