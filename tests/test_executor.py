@@ -1,0 +1,173 @@
+"""Whole programs: synth IntProgram -> export -> hwsim == quant.intref == onnxruntime; overflow
+modes; bad models and bad inputs raise SimError with a clear message."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import helper, numpy_helper
+
+from export.onnx_lower import to_onnx
+from hwsim import simulate
+from hwsim.executor import execute
+from hwsim.graph import SimError, load_plan
+from models.errors import UserError
+from quant.intref import run_program
+from quant.synth import SynthConfig, synth_program
+
+VARIANTS = [dict(attention="dot"), dict(attention="inhibitor"), dict(attention="inhibitor", center=True, signed=True),
+            dict(attention="symmetric")]
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()))
+def model(request):
+    prog = synth_program(SynthConfig(layers=2, seed=3, **request.param))
+    onnx_model = to_onnx(prog)
+    return prog, onnx_model, load_plan(onnx_model)
+
+
+def batch(rng, bsz, n, vocab=50):
+    ids = rng.integers(0, vocab, size=(bsz, n))
+    mask = np.ones_like(ids)
+    for b in range(1, bsz):
+        cut = int(rng.integers(1, n + 1))
+        mask[b, cut:] = 0
+        ids[b, cut:] = 0
+    return ids, mask
+
+
+def test_equals_intref_and_onnxruntime(model):
+    prog, onnx_model, plan = model
+    sess = ort.InferenceSession(onnx_model.SerializeToString())
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 5, 17, 40):
+        ids, mask = batch(rng, 3, n)
+        got = execute(plan, ids, mask)
+        want = run_program(prog, torch.from_numpy(ids), torch.from_numpy(mask))["logits"].numpy()
+        assert np.array_equal(got.outputs["logits"], want), n
+        assert np.array_equal(got.outputs["logits"], sess.run(None, {"input_ids": ids, "attention_mask": mask})[0])
+        assert got.outputs["logits"].dtype == np.int32
+
+
+def test_counts_and_widths(model):
+    _, _, plan = model
+    rng = np.random.default_rng(0)
+    ids, mask = batch(rng, 1, 12)
+    res = execute(plan, ids, mask)
+    assert set(res.counts) == {node.name for node in plan.nodes}
+    assert all("@" in action for counts in res.counts.values() for action in counts)
+    assert res.counts is execute(plan, ids + 1, mask).counts  # cached per input shape
+    assert all(res.max_abs[t] <= 2 ** (plan.formats[t].bits - 1) for t in res.max_abs if t in plan.formats)
+    assert any(key.endswith("/acc") for key in res.max_abs)
+
+
+def test_simulate_api(tmp_path, model):
+    _, onnx_model, plan = model
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx_model, path)
+    ids, mask = batch(np.random.default_rng(1), 2, 6)
+    res = simulate(path, ids, mask)
+    assert np.array_equal(res.outputs["logits"], execute(plan, ids, mask).outputs["logits"])
+    assert res.counts and res.max_abs
+
+
+def narrowed(onnx_model, tensor, bits):
+    m = onnx.ModelProto()
+    m.CopyFrom(onnx_model)
+    for p in m.metadata_props:
+        if p.key == "hwsim.tensor_bits":
+            table = json.loads(p.value)
+            table[tensor] = bits
+            p.value = json.dumps(table)
+    return m
+
+
+def test_overflow_modes():
+    prog = synth_program(SynthConfig(layers=1, seed=1))
+    base = to_onnx(prog)
+    ids, mask = batch(np.random.default_rng(2), 2, 8)
+    emb = execute(load_plan(base), ids, mask, count=False, track_widths=True).max_abs["emb"]
+    plan = load_plan(narrowed(base, "emb", 6))
+    assert emb > 31
+    with pytest.raises(SimError, match=r"node 'emb': tensor 'emb' holds -?\d+, outside its declared 6-bit signed"):
+        execute(plan, ids, mask)
+    seen = {}
+    for mode in ("saturate", "wrap"):
+        env_plan = load_plan(narrowed(base, "emb", 6))
+        env_plan.nodes = env_plan.nodes[:1]
+        env_plan.outputs = ("emb",)
+        seen[mode] = execute(env_plan, ids, mask, overflow=mode, count=False).outputs["emb"].astype(np.int64)
+    full = load_plan(base)
+    full.nodes, full.outputs = full.nodes[:1], ("emb",)
+    exact = execute(full, ids, mask, count=False).outputs["emb"].astype(np.int64)
+    assert np.array_equal(seen["saturate"], np.clip(exact, -32, 31))
+    assert np.array_equal(seen["wrap"], ((exact + 32) % 64) - 32)
+    with pytest.raises(SimError, match="unknown overflow mode"):
+        execute(full, ids, mask, overflow="clip")
+
+
+def test_bad_inputs():
+    prog = synth_program(SynthConfig(layers=1, vocab=50, max_position=16))
+    plan = load_plan(to_onnx(prog))
+    with pytest.raises(SimError, match=r"node 'emb' \(Embed\): token id 50 outside the vocabulary \[0, 50\)"):
+        execute(plan, np.array([[1, 50]]))
+    with pytest.raises(SimError, match="sequence length 17 exceeds the 16 position embeddings"):
+        execute(plan, np.zeros((1, 17), dtype=np.int64))
+    with pytest.raises(SimError, match="must be integer arrays of one shape"):
+        execute(plan, np.zeros((1, 4), dtype=np.int64), np.ones((1, 5), dtype=np.int64))
+    assert issubclass(SimError, UserError)
+
+
+def test_bad_models(tmp_path):
+    base = to_onnx(synth_program(SynthConfig(layers=1)))
+    m = onnx.ModelProto()
+    m.CopyFrom(base)
+    w = m.graph.initializer[0]
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w).astype(np.float32), w.name))
+    with pytest.raises(SimError, match=f"initializer '{w.name}' is FLOAT: hwsim runs integer-only"):
+        load_plan(m)
+    m.CopyFrom(base)
+    m.graph.node[1].op_type = "Softmax"
+    m.graph.node[1].domain = ""
+    with pytest.raises(SimError, match=f"unsupported op Softmax in node '{m.graph.node[1].name}'.*add a kernel"):
+        load_plan(m)
+    m.CopyFrom(base)
+    del m.metadata_props[:]
+    with pytest.raises(SimError, match="no hwsim.tensor_bits metadata"):
+        load_plan(m)
+    with pytest.raises(SimError, match="not found"):
+        load_plan(tmp_path / "missing.onnx")
+
+
+def test_shape_mismatch_names_node():
+    prog = synth_program(SynthConfig(layers=1))
+    m = to_onnx(prog)
+    for t in m.graph.initializer:  # a LayerNorm gamma one element short
+        if t.name.endswith(".gamma"):
+            arr = numpy_helper.to_array(t)[:-1]
+            t.CopyFrom(numpy_helper.from_array(arr, t.name))
+            node = t.name[: -len(".gamma")]
+            break
+    plan = load_plan(m)
+    with pytest.raises(SimError, match=rf"node '{node}' \(LayerNorm\): .*last dimensions differ \(inputs: "):
+        execute(plan, np.array([[1, 2, 3]]))
+
+
+def test_external_data_must_stay_in_folder(tmp_path):
+    m = to_onnx(synth_program(SynthConfig(layers=1)))
+    path = tmp_path / "sub" / "m.onnx"
+    path.parent.mkdir()
+    onnx.save(m, path, save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
+    assert load_plan(path).nodes
+    ext = onnx.load(str(path), load_external_data=False)
+    for t in ext.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "../../outside.bin"
+    onnx.save(ext, path)
+    with pytest.raises(SimError, match="does not resolve to a file inside"):
+        load_plan(path)
