@@ -44,8 +44,7 @@ OFFSET = 2**62  # keeps values positive for the unsigned right shift
 class _Body:
     """Accumulates the nodes of one function body; every node and tensor gets a fresh name."""
 
-    def __init__(self, op_type: str) -> None:
-        self.op_type = op_type
+    def __init__(self) -> None:
         self.nodes: list = []
 
     def op(self, op_type: str, *inputs: str, **attrs) -> str:
@@ -158,7 +157,7 @@ def overload_name(in_types: Sequence[int], out_type: int) -> str:
 def embed(in_types: Sequence[int], out_type: int) -> FunctionProto:
     """`(word[ids] << lw) + (pos[:n] << lp) [+ (type[0] << lt)]`; shifts >= 0. A negative id is sent
     out of range so that Gather fails as intops raises (ONNX Gather would wrap it); so does n > P."""
-    b = _Body("Embed")
+    b = _Body()
     names = ["ids", "word", "pos", "type"][: len(in_types)]
     vocab = b.op("Shape", "word", start=0, end=1)
     ids = b.op("Where", b.op("Less", "ids", b.const(0)), vocab, "ids")
@@ -174,7 +173,7 @@ def embed(in_types: Sequence[int], out_type: int) -> FunctionProto:
 def linear(in_types: Sequence[int], out_type: int) -> FunctionProto:
     """`requant(x @ w + b, shift, bits)`, then max(., 0) if `relu`. MatMulInteger for 8-bit x and w
     (except uint8 x with int8 w, see EXACT_MATMUL_INTEGER), else MatMul on int64."""
-    b = _Body("Linear")
+    b = _Body()
     if (in_types[0], in_types[1]) in EXACT_MATMUL_INTEGER:
         acc = b.i64(b.op("MatMulInteger", "x", "w"))
     else:
@@ -186,14 +185,14 @@ def linear(in_types: Sequence[int], out_type: int) -> FunctionProto:
 
 def add(in_types: Sequence[int], out_type: int) -> FunctionProto:
     """`(a << la) + (b << lb)`, exact."""
-    b = _Body("Add")
+    b = _Body()
     y = b.op("Add", _shl(b, b.i64("a"), b.attr("la")), _shl(b, b.i64("b"), b.attr("lb")))
     return _finish(b, "Add", ["a", "b"], y, out_type, ["la", "lb"], in_types)
 
 
 def layer_norm(in_types: Sequence[int], out_type: int) -> FunctionProto:
     """Integer LayerNorm of DESIGN.md: floor mean and variance, exact isqrt, one division per row."""
-    b = _Body("LayerNorm")
+    b = _Body()
     x = b.i64("x")
     width = b.op("Shape", "x", start=-1)  # (1,) = D
     axes = b.const([-1])
@@ -209,7 +208,7 @@ def layer_norm(in_types: Sequence[int], out_type: int) -> FunctionProto:
 
 def scale_channels(in_types: Sequence[int], out_type: int) -> FunctionProto:
     """`requant(x * c, shift, bits)` (per-channel coefficient of symmetric attention)."""
-    b = _Body("ScaleChannels")
+    b = _Body()
     y = _requant(b, b.op("Mul", b.i64("x"), b.i64("c")), b.attr("shift"), b.attr("bits"))
     return _finish(b, "ScaleChannels", ["x", "c"], y, out_type, ["shift", "bits"], in_types)
 
@@ -221,7 +220,7 @@ def _key_mask(b: _Body) -> str:
 
 def dot_attention(in_types: Sequence[int], out_type: int) -> FunctionProto:
     """`requant(P @ v, out_shift, bits)` with P the I-BERT integer softmax of q @ k^T over valid keys."""
-    b = _Body("DotAttention")
+    b = _Body()
     valid = _key_mask(b)  # (B, 1, 1, n)
     s = b.op("MatMul", b.i64("q"), b.op("Transpose", b.i64("k"), perm=[0, 1, 3, 2]))  # (B, H, n, n)
     # ReduceMax is exact on int64 only within the int32 range (see _max): scores are int32
@@ -249,7 +248,7 @@ def inhibitor_attention(in_types: Sequence[int], out_type: int) -> FunctionProto
 
     For onnxruntime the L1 score and the inhibition materialise a (B, H, n, n, d) int64 tensor:
     fine up to moderate n, memory-bound beyond (hwsim streams it instead)."""
-    b = _Body("InhibitorAttention")
+    b = _Body()
     valid = _key_mask(b)  # (B, 1, 1, n)
     bits = b.attr("bits")
     q = b.op("Unsqueeze", b.i64("q"), b.const([3]))  # (B, H, n, 1, d)

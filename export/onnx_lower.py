@@ -141,8 +141,6 @@ def to_onnx(prog: IntProgram) -> ModelProto:
     [batch, seq], output `logits` int32; raises UserError naming the node for anything unlowerable."""
     types = {name: onnx_dtype(storage_dtype(info)) for name, info in prog.tensors.items()}
     types.update({name: TensorProto.INT64 for name in prog.inputs})
-    for name, arr in prog.params.items():
-        types.setdefault(name, onnx_dtype(np.asarray(arr).dtype))
     low = _Lowering(prog, types)
     low.initializers.extend(_initializer(prog, name) for name in sorted(prog.params))
     for node in prog.nodes:
