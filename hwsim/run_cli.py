@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     max_abs: dict[str, int] = {}
     seq_lens, preds, checked = [], [], 0
     for i, text in enumerate(tqdm(texts, desc="hwsim run", unit="sample")):
-        ids = np.asarray(tok(text, truncation=True, max_length=max_len)["input_ids"], dtype=np.int64)[None, :]
+        parts = tuple(text) if isinstance(text, (tuple, list)) else (text,)  # sentence pairs: (a, b)
+        ids = np.asarray(tok(*parts, truncation=True, max_length=max_len)["input_ids"], dtype=np.int64)[None, :]
         mask = np.ones_like(ids)
         res = execute(plan, ids, mask, overflow=args.overflow)
         logits = res.outputs["logits"]
