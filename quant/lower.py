@@ -72,8 +72,8 @@ def _embed(bld: _Builder, model: QuantClassifier) -> str:
         names.append(bld.param(f"emb.{short}", round_half_up(w * 2.0 ** exp), table.bits, exp))
         exps.append(exp)
     top = max(exps)
-    shifts = dict(zip(("lw", "lp", "lt"), (top - e for e in exps)))
-    out = bld.node("Embed", "emb", ("input_ids", *names), 32, top, **{"lt": 0, **shifts})
+    shifts = {"lw": 0, "lp": 0, "lt": 0, **dict(zip(("lw", "lp", "lt"), (top - e for e in exps)))}
+    out = bld.node("Embed", "emb", ("input_ids", *names), 32, top, **shifts)
     return bld.layernorm("emb_ln", out, emb.norm)
 
 

@@ -1,0 +1,100 @@
+"""Exactness: the lowered IntProgram run by quant.intref == the fake-quant model, bit for bit."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.config import EncoderConfig
+from models.encoder import SequenceClassifier
+from quant.config import QuantConfig
+from quant.intref import run_program
+from quant.lower import lower
+from quant.qmodel import calibrate, quantize_model, random_quant_model
+from quant.synth import SynthConfig, synth_program
+
+
+def tiny_qmodel(attention, wbits, abits, seed=0, dtype=torch.float64, **overrides):
+    torch.manual_seed(seed)
+    cfg = EncoderConfig(vocab_size=60, hidden=16, layers=2, heads=2, ffn=24, max_position=24, attention=attention,
+                        activation="relu", type_vocab_size=2, **overrides)
+    model = SequenceClassifier(cfg)
+    with torch.no_grad():
+        for p in model.parameters():  # spread the weights so that every path carries signal
+            p.add_(torch.randn_like(p) * 0.3)
+    model = model.eval().to(dtype)
+    qmodel = quantize_model(model, QuantConfig(weight_bits=wbits, act_bits=abits))
+    return calibrate(qmodel, [batch(seed + s, 3, 12) for s in range(2)]).eval()
+
+
+def batch(seed, size, n):
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 60, (size, n), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[1, n // 2:] = 0  # padding
+    if size > 2:
+        mask[2, 1:] = 0  # a single valid token
+    return ids, mask
+
+
+def assert_exact(qmodel, prog, ids, mask):
+    with torch.no_grad():
+        fake = qmodel(ids, mask).double()
+    ints = run_program(prog, ids, mask)["logits"]
+    assert torch.equal(ints.double() * 2.0 ** -prog.meta["logits_exp"], fake)
+
+
+VARIANTS = [
+    ("dot", {}), ("symmetric", {}),
+    ("inhibitor", {}), ("inhibitor", dict(inhibitor_center=True)), ("inhibitor", dict(inhibitor_signed=True)),
+    ("inhibitor", dict(inhibitor_center=True, inhibitor_signed=True, alpha_init=0.0)),
+]
+
+
+@pytest.mark.parametrize("attention,overrides", VARIANTS)
+@pytest.mark.parametrize("wbits,abits", [(4, 4), (8, 8), (8, 16), (12, 12)])
+def test_lowered_program_equals_fake_quant(attention, overrides, wbits, abits):
+    qmodel = tiny_qmodel(attention, wbits, abits, **overrides)
+    prog = lower(qmodel)
+    for n in (1, 5, 12, 24):
+        assert_exact(qmodel, prog, *batch(100 + n, 4, n))
+
+
+@pytest.mark.parametrize("attention", ["dot", "inhibitor", "symmetric"])
+def test_float32_model_is_exact_at_8_bits(attention):
+    qmodel = tiny_qmodel(attention, 8, 8, dtype=torch.float32, pooler="bert")
+    prog = lower(qmodel)
+    assert_exact(qmodel, prog, *batch(7, 4, 16))
+
+
+def test_layout_matches_synth():
+    """Same node names, ops, params and attribute names as quant.synth (the shared layout)."""
+    for attention in ("dot", "inhibitor", "symmetric"):
+        ours = lower(tiny_qmodel(attention, 8, 8))
+        ref = synth_program(SynthConfig(vocab=60, max_position=24, hidden=16, heads=2, ffn=24, layers=2,
+                                        attention=attention))
+        assert [(n.op, n.name, n.inputs, tuple(n.attrs)) for n in ours.nodes] == \
+               [(n.op, n.name, n.inputs, tuple(n.attrs)) for n in ref.nodes]
+        assert set(ours.params) == set(ref.params)
+        assert {"vocab_size", "hidden", "heads", "layers", "ffn", "attention", "bits", "num_labels",
+                "logits_exp", "tokenizer", "max_position"} <= set(ours.meta)
+
+
+def test_inhibitor_q_k_share_a_format_and_powers_of_two():
+    qmodel = tiny_qmodel("inhibitor", 8, 8)
+    prog = lower(qmodel)
+    assert prog.tensors["l0.q"].exp == prog.tensors["l0.k"].exp
+    core = qmodel.encoder.blocks[0].attn.core
+    node = next(n for n in prog.nodes if n.name == "l0.ctxh")
+    g = int(torch.floor(core.log2_gamma + 0.5))
+    assert node.attrs["z_shift"] == prog.tensors["l0.q"].exp - prog.tensors["l0.v"].exp - g
+
+
+def test_random_quant_model_lowers_and_runs():
+    cfg = EncoderConfig(vocab_size=100, hidden=24, layers=1, heads=3, ffn=32, max_position=16)
+    for attention in ("dot", "inhibitor", "symmetric"):
+        qmodel = random_quant_model(cfg, attention, bits=8, seed=3)
+        prog = lower(qmodel)
+        assert prog.meta["attention"] == attention and prog.meta["bits"] == 8
+        ids, mask = batch(1, 3, 9)
+        ids = ids % 100
+        assert_exact(qmodel.double(), prog, ids, mask)
