@@ -98,3 +98,25 @@ def test_random_quant_model_lowers_and_runs():
         ids, mask = batch(1, 3, 9)
         ids = ids % 100
         assert_exact(qmodel.double(), prog, ids, mask)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attention", ["dot", "inhibitor", "symmetric"])
+def test_exact_on_rt_snippets_with_minilm_initialised_model(attention):
+    """A small but real model (the MiniLM teacher's embeddings and first 2 layers), RT snippets."""
+    from models.loading import load_pretrained, load_tokenizer
+    from models.teacher import resolve_teacher
+    from quant.data import load_split
+    folder = resolve_teacher("minilm")
+    full = load_pretrained(folder, attention, 2, dropout=0.0, attention_dropout=0.0)
+    small = SequenceClassifier(full.cfg.replace(layers=2, activation="relu"))
+    small.load_state_dict(full.state_dict(), strict=False)  # drops blocks 2..5
+    tok = load_tokenizer(folder)
+    texts = [t[0] for t in load_split("rt", "test", limit=24).texts]
+    enc = tok(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    qmodel = quantize_model(small.eval().double(), QuantConfig())
+    qmodel = calibrate(qmodel, [(ids[:8], mask[:8]), (ids[8:16], mask[8:16])]).eval()
+    prog = lower(qmodel, tokenizer="minilm")
+    assert_exact(qmodel, prog, ids[16:], mask[16:])
+    assert_exact(qmodel, prog, ids[:4, :7], mask[:4, :7])

@@ -1,0 +1,108 @@
+"""Quantizers, calibration, training and checkpoint round trip of the quantized encoder."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.config import EncoderConfig
+from models.encoder import SequenceClassifier
+from quant.config import QuantConfig
+from quant.intops import requant
+from quant.qmodel import calibrate, quantize_model
+from quant.quantizers import fixed_point_value, round_half_up
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-2**20, 2**20), min_size=1, max_size=8), st.integers(1, 12), st.integers(2, 16))
+def test_fake_quant_rounding_equals_requant(acc, shift, bits):
+    """Quantizing acc * 2**-shift at exp 0 == DESIGN requant(acc, shift, bits) (round half up, saturate)."""
+    acc = torch.tensor(acc)
+    fake = fixed_point_value(acc.double() * 2.0 ** -shift, 0, bits)
+    assert torch.equal(fake.long(), requant(acc, shift, bits))
+
+
+def test_round_half_up_straight_through():
+    x = torch.tensor([-2.5, -0.5, 0.5, 2.5], requires_grad=True)
+    y = round_half_up(x)
+    assert y.tolist() == [-2.0, 0.0, 1.0, 3.0]
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0] * 4
+
+
+def test_values_on_the_grid_round_trip():
+    x = torch.arange(-128, 128).double() * 2.0 ** -5
+    assert torch.equal(fixed_point_value(x, 5, 8), x)
+
+
+def tiny(attention, seed=0):
+    torch.manual_seed(seed)
+    cfg = EncoderConfig(vocab_size=80, hidden=32, layers=2, heads=4, ffn=48, max_position=32, attention=attention,
+                        activation="relu", dropout=0.0, attention_dropout=0.0)
+    model = SequenceClassifier(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.15)
+    return model.eval()
+
+
+def batches(count, size=8, n=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        ids = torch.randint(1, 80, (size, n), generator=gen)
+        mask = torch.ones_like(ids)
+        mask[: size // 2, n // 2:] = 0
+        out.append({"input_ids": ids, "attention_mask": mask})
+    return out
+
+
+@pytest.mark.parametrize("attention", ["dot", "inhibitor", "symmetric"])
+def test_calibrated_w8a8_tracks_float_model(attention):
+    model = tiny(attention)
+    qmodel = calibrate(quantize_model(model, QuantConfig()), batches(3)).eval()
+    test = batches(2, seed=9)
+    with torch.no_grad():
+        f = torch.cat([model(b["input_ids"], b["attention_mask"]) for b in test]).flatten()
+        q = torch.cat([qmodel(b["input_ids"], b["attention_mask"]) for b in test]).flatten()
+    corr = torch.corrcoef(torch.stack([f, q]))[0, 1]
+    assert corr > 0.9, float(corr)
+
+
+@pytest.mark.parametrize("attention", ["dot", "inhibitor", "symmetric"])
+def test_a_few_steps_reduce_the_loss(attention):
+    model = tiny(attention, seed=1)
+    qmodel = calibrate(quantize_model(model, QuantConfig()), batches(2)).train()
+    data = batches(1, size=16, seed=5)[0]
+    labels = (data["input_ids"][:, 0] % 2)
+    opt = torch.optim.Adam(qmodel.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = torch.nn.functional.cross_entropy(qmodel(data["input_ids"], data["attention_mask"]), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
+    if attention == "inhibitor":
+        assert qmodel.encoder.blocks[0].attn.core.log2_gamma.grad is not None
+
+
+def test_forward_all_and_state_dict_round_trip():
+    model = tiny("inhibitor")
+    qmodel = calibrate(quantize_model(model, QuantConfig()), batches(2)).eval()
+    b = batches(1, seed=3)[0]
+    logits, out = qmodel.forward_all(b["input_ids"], b["attention_mask"])
+    assert len(out.hidden_states) == 3 and len(out.contexts) == 2 and out.contexts[0].shape == (8, 16, 32)
+    again = quantize_model(SequenceClassifier(model.cfg).eval(), QuantConfig())
+    again.load_state_dict(qmodel.state_dict(), strict=True)
+    assert torch.equal(again.eval()(b["input_ids"], b["attention_mask"]), logits)
+
+
+def test_uncalibrated_eval_is_a_clear_error():
+    from models.errors import UserError
+    qmodel = quantize_model(tiny("dot"), QuantConfig()).eval()
+    with pytest.raises(UserError, match="calibrate"):
+        qmodel(torch.ones(1, 4, dtype=torch.long))
