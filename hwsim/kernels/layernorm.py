@@ -8,7 +8,7 @@ Per row of D values, all exact in int64: `m = floor(sum x / D)`; `c = x - m`;
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from hwsim.kernels.requant import bits_range, rq
 
@@ -24,11 +24,11 @@ def isqrt(v):
     return r
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _layernorm_rows(x, gamma, beta, eps, norm_frac, shift, lo, hi, out):
     rows, dim = x.shape
     lo32, hi32 = -(np.int64(1) << 31), (np.int64(1) << 31) - 1
-    for r in prange(rows):
+    for r in range(rows):
         s = np.int64(0)
         for j in range(dim):
             s += x[r, j]

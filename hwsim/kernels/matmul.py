@@ -10,7 +10,7 @@ width check. Otherwise an exact int64 Numba loop runs.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from hwsim.kernels.requant import bits_range, rq
 
@@ -29,13 +29,13 @@ def exact_float_dtype(k: int, x_absmax: int, w_absmax: int):
     return None
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def matmul_i64(x, w):
-    """Exact `x @ w` for 2-D integer arrays, int64 accumulation (row-parallel, i-k-j order)."""
+    """Exact `x @ w` for 2-D integer arrays, int64 accumulation (i-k-j order)."""
     m, k = x.shape
     n = w.shape[1]
     out = np.zeros((m, n), dtype=np.int64)
-    for i in prange(m):
+    for i in range(m):
         for t in range(k):
             a = np.int64(x[i, t])
             for j in range(n):
@@ -50,12 +50,12 @@ def exact_matmul(x: np.ndarray, w: np.ndarray, fdt) -> np.ndarray:
     return x.astype(fdt) @ (w if w.dtype == fdt else w.astype(fdt))
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def bias_requant(acc, b, shift, lo, hi, relu, out):
     """`out = requant(acc + b, shift)` saturated to [lo, hi], then ReLU; returns max |acc + b|."""
     m, n = acc.shape
     peaks = np.zeros(m, dtype=np.int64)
-    for i in prange(m):
+    for i in range(m):
         peak = np.int64(0)
         for j in range(n):
             a = np.int64(acc[i, j]) + b[j]

@@ -9,7 +9,7 @@ All arithmetic in int64.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 def bits_range(bits: int, signed: bool = True) -> tuple[int, int]:
@@ -39,9 +39,9 @@ def rq(x, shift, lo, hi):
     return y
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _requant_flat(x, shift, lo, hi, out):
-    for i in prange(x.size):
+    for i in range(x.size):
         out[i] = rq(np.int64(x[i]), shift, lo, hi)
 
 
