@@ -1,0 +1,163 @@
+"""Distillation losses and the layer-by-layer initialisation step.
+
+Task-specific (`--distill task`), on labelled batches:
+    loss = alpha_kl * KL(softmax(t / T) || softmax(s / T)) * T^2 + alpha_ce * CE(s, y)
+         + alpha_hidden * sum over aligned layers of hidden(s_l, t_l)
+Task-agnostic (`--distill agnostic`), labels unused (REFERENCE.md section 2, without the MLM term
+since the teacher has no MLM head):
+    loss = alpha_hidden * hidden alignment + alpha_context * attention-context MSE
+Regression tasks (one output) replace KL by MSE between logits and CE by MSE to the target.
+
+`hidden(s, t)` is `1 - cos(s, t)` per token ('cosine') or the mean squared error ('mse'), averaged
+over valid tokens (mask 1). A student narrower than its teacher maps its hidden states through a
+learned `Linear(student, teacher)` per aligned layer (`HiddenProjection`); equal widths use identity.
+Student layer l (of Ls) aligns with teacher layer round(l * Lt / Ls) (both counted from the
+embeddings output = 0), so equal depths align one to one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DISTILL_MODES = ("task", "agnostic", "none")
+HIDDEN_LOSSES = ("cosine", "mse")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    mode: str = "task"             # one of DISTILL_MODES
+    temperature: float = 2.0
+    alpha_kl: float = 1.0
+    alpha_ce: float = 1.0
+    alpha_hidden: float = 1.0
+    alpha_context: float = 1.0     # agnostic only
+    hidden_loss: str = "cosine"    # one of HIDDEN_LOSSES
+
+
+def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """Teacher index aligned with each student index 0..student_layers (0 = embeddings output)."""
+    return [round(i * teacher_layers / student_layers) for i in range(student_layers + 1)]
+
+
+class HiddenProjection(nn.Module):
+    """One map per aligned hidden state: identity for equal widths, else a learned Linear."""
+
+    def __init__(self, student_width: int, teacher_width: int, count: int):
+        super().__init__()
+        same = student_width == teacher_width
+        self.maps = nn.ModuleList(nn.Identity() if same else nn.Linear(student_width, teacher_width)
+                                  for _ in range(count))
+
+    def forward(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.maps[i](x)
+
+
+def kl_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher/T || student/T) * T^2, mean over the batch (Hinton et al.)."""
+    log_p = F.log_softmax(student / temperature, dim=-1)
+    log_q = F.log_softmax(teacher / temperature, dim=-1)
+    return F.kl_div(log_p, log_q, log_target=True, reduction="batchmean") * temperature ** 2
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for classification, MSE for regression (one output)."""
+    if logits.shape[-1] == 1:
+        return F.mse_loss(logits[:, 0], labels.to(logits.dtype))
+    return F.cross_entropy(logits, labels)
+
+
+def token_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean over valid tokens of 1 - cos (kind 'cosine') or of the per-token MSE ('mse'); (B, n, D) inputs."""
+    if kind == "cosine":
+        per_token = 1 - F.cosine_similarity(student, teacher, dim=-1)  # (B, n)
+    else:
+        per_token = (student - teacher).pow(2).mean(-1)  # (B, n)
+    keep = mask.to(per_token.dtype)
+    return (per_token * keep).sum() / keep.sum().clamp(min=1)
+
+
+def hidden_alignment(student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor,
+                     kind: str, proj: HiddenProjection) -> torch.Tensor:
+    """Sum over aligned layers (embeddings output excluded) of `token_loss`, divided by the layer count."""
+    pairs = list(enumerate(layer_map(len(student) - 1, len(teacher) - 1)))[1:]
+    total = sum(token_loss(proj(i, student[i]), teacher[j].detach(), mask, kind) for i, j in pairs)
+    return total / len(pairs)
+
+
+def context_alignment(student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor
+                      ) -> torch.Tensor:
+    """MSE between aligned attention contexts, averaged over layers (equal widths required)."""
+    blocks = layer_map(len(student), len(teacher))[1:]  # block i ends at hidden state i + 1
+    total = sum(token_loss(student[i], teacher[j - 1].detach(), mask, "mse") for i, j in enumerate(blocks))
+    return total / len(blocks)
+
+
+def distill_loss(cfg: DistillConfig, mask: torch.Tensor, labels: torch.Tensor,
+                 student: tuple, teacher: tuple | None, proj: HiddenProjection | None
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its named parts; `student`/`teacher` are (logits, hidden_states, contexts)."""
+    s_logits, s_hidden, s_ctx = student
+    parts: dict[str, torch.Tensor] = {}
+    if cfg.mode in ("none", "task"):
+        parts["ce"] = task_loss(s_logits, labels)
+        if cfg.mode == "none":
+            return parts["ce"], {"ce": parts["ce"].item()}
+    t_logits, t_hidden, t_ctx = teacher
+    if cfg.mode == "task":
+        parts["ce"] = cfg.alpha_ce * parts["ce"]
+        if s_logits.shape[-1] == 1:
+            parts["kl"] = cfg.alpha_kl * F.mse_loss(s_logits, t_logits.detach())
+        else:
+            parts["kl"] = cfg.alpha_kl * kl_loss(s_logits, t_logits.detach(), cfg.temperature)
+    if cfg.alpha_hidden:
+        parts["hid"] = cfg.alpha_hidden * hidden_alignment(s_hidden, t_hidden, mask, cfg.hidden_loss, proj)
+    if cfg.mode == "agnostic" and cfg.alpha_context:
+        parts["ctx"] = cfg.alpha_context * context_alignment(s_ctx, t_ctx, mask)
+    total = sum(parts.values())
+    return total, {k: v.item() for k, v in parts.items()}
+
+
+# ---------------------------------------------------------------- layer-by-layer initialisation
+
+def attention_core_parameters(attn: nn.Module) -> list[nn.Parameter]:
+    """The parameters that shape the mixture: q/k/v (or the shared qk), scalars, coefficients;
+    everything of the attention module except its output projection `out_lin`."""
+    return [p for name, p in attn.named_parameters() if not name.startswith("out_lin.")]
+
+
+def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
+                   steps: int, lr: float = 1e-4, progress=None) -> list[float]:
+    """Fit each student layer's attention context to the teacher's, one layer at a time.
+
+    Both are float `SequenceClassifier`s of equal depth and width. Layer l of the student gets the
+    teacher's hidden state l as input (teacher forcing), only its `attention_core_parameters` are
+    trained (AdamW, `steps` steps per layer), loss = MSE over valid tokens between the student's and
+    the teacher's layer-l context. Returns the final loss of each layer. Leaves the student in train mode.
+    """
+    batches = list(batches)
+    teacher.eval()
+    with torch.no_grad():
+        targets = [teacher.forward_all(b["input_ids"], b["attention_mask"])[1] for b in batches]
+    student.train()
+    finals = []
+    for layer, block in enumerate(student.encoder.blocks):
+        params = attention_core_parameters(block.attn)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        loss = torch.zeros(())
+        for step in range(steps):
+            i = step % len(batches)
+            mask, out = batches[i]["attention_mask"], targets[i]
+            ctx = block.attn.context(out.hidden_states[layer], mask)  # (B, n, D)
+            loss = token_loss(ctx, out.contexts[layer], mask, "mse")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if progress is not None:
+                progress(layer, step, loss.item())
+        finals.append(loss.item())
+    student.zero_grad(set_to_none=True)
+    return finals

@@ -1,0 +1,79 @@
+"""`hwsim train`: fine-tune a float classifier, or quantization-aware-train a distilled student.
+
+Examples:
+  hwsim train --task rt --attention dot --teacher minilm --float --out runs/teacher
+  hwsim train --task rt --attention inhibitor --teacher runs/teacher --bits 8 --distill task --out runs/inh8
+  torchrun --nproc_per_node=2 -m hwsim.cli train ...   (DistributedDataParallel)
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", default="rt", help="task name (rt, sst2, mrpc, ...; default rt)")
+    parser.add_argument("--attention", default="dot", help="dot | inhibitor | symmetric (default dot)")
+    parser.add_argument("--teacher", default="minilm",
+                        help="'minilm' or a folder: a Hugging Face BERT/DistilBERT folder, or a run of "
+                             "`hwsim train --float` (needed for distillation)")
+    parser.add_argument("--float", dest="float_model", action="store_true",
+                        help="fine-tune a float classifier (no quantization, no distillation)")
+    parser.add_argument("--bits", type=int, default=8, help="weight and activation bits of the QAT student")
+    parser.add_argument("--distill", choices=("task", "agnostic", "none"), default=None,
+                        help="QAT loss: task (KL + CE + hidden), agnostic (hidden + contexts, no labels), "
+                             "none (CE only); default task, and none with --float")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32, help="per process")
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of all steps")
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--max-length", type=int, default=64, help="tokens per example (truncation)")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N examples of each split")
+    parser.add_argument("--data-dir", default=None, help="local data folder (GLUE TSV root, or rt corpus)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-every", type=int, default=0, help="training checkpoint every N steps (0: none)")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest training checkpoint in --out")
+    parser.add_argument("--init-student", default=None, help="float checkpoint folder to start the student from")
+    parser.add_argument("--layer-init-steps", type=int, default=0,
+                        help="layer-by-layer init: steps per layer fitting q/k/v to the teacher's contexts")
+    parser.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
+    parser.add_argument("--alpha-kl", type=float, default=1.0)
+    parser.add_argument("--alpha-ce", type=float, default=1.0)
+    parser.add_argument("--alpha-hidden", type=float, default=1.0)
+    parser.add_argument("--alpha-context", type=float, default=1.0, help="agnostic only")
+    parser.add_argument("--hidden-loss", choices=("cosine", "mse"), default="cosine")
+    parser.add_argument("--out", required=True, help="run folder (best checkpoint, metrics.json, checkpoints/)")
+
+
+def config_from_args(args: argparse.Namespace):
+    from quant.distill import DistillConfig
+    from quant.train import TrainConfig
+    mode = args.distill or ("none" if args.float_model else "task")
+    distill = DistillConfig(mode=mode, temperature=args.temperature, alpha_kl=args.alpha_kl,
+                            alpha_ce=args.alpha_ce, alpha_hidden=args.alpha_hidden,
+                            alpha_context=args.alpha_context, hidden_loss=args.hidden_loss)
+    return TrainConfig(out=args.out, task=args.task, attention=args.attention, teacher=args.teacher,
+                       float_model=args.float_model, bits=args.bits, distill=distill, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                       weight_decay=args.weight_decay, max_length=args.max_length, limit=args.limit,
+                       data_dir=args.data_dir, seed=args.seed, save_every=args.save_every,
+                       resume=args.resume, init_student=args.init_student,
+                       layer_init_steps=args.layer_init_steps)
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.attention import ATTENTIONS
+    from models.errors import UserError
+    from quant.data import get_task
+    from quant.train import train
+
+    get_task(args.task)  # unknown task: UserError before anything is loaded
+    if args.attention not in ATTENTIONS:
+        raise UserError(f"unknown attention {args.attention!r}: use one of {', '.join(sorted(ATTENTIONS))}")
+    result = train(config_from_args(args))
+    if result:
+        shown = {s: result[s] for s in ("validation", "test") if s in result}
+        print(f"best epoch {result['best_epoch']}: " + "; ".join(
+            f"{s} " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()) for s, m in shown.items()))
+        print(f"wrote {args.out}/metrics.json")
+    return 0

@@ -1,0 +1,166 @@
+"""Training: float fine-tuning, QAT with distillation, exact resume after a hard exit, DDP, errors.
+
+Everything runs on a tiny random BERT (hidden 32, 2 layers) with a word-level vocabulary and a
+tiny GLUE-format SST-2 folder built here, so each run takes seconds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hwsim.cli import main
+
+WORDS = "good bad great awful fine boring fun dull nice poor film movie plot cast very not a the".split()
+POSITIVE = {"good", "great", "fine", "fun", "nice"}
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory) -> Path:
+    """A random BertModel with its WordPiece tokenizer, as a Hugging Face folder."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+    folder = tmp_path_factory.mktemp("tiny_teacher")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=48, max_position_embeddings=32, pad_token_id=0)
+    BertModel(cfg).eval().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def glue_dir(tmp_path_factory) -> Path:
+    """SST-2 in GLUE's TSV layout: 64 training and 24 dev sentences, labelled by their first word."""
+    root = tmp_path_factory.mktemp("glue")
+    (root / "SST-2").mkdir()
+    gen = torch.Generator().manual_seed(0)
+    for name, n in (("train.tsv", 64), ("dev.tsv", 24)):
+        rows = ["sentence\tlabel"]
+        for _ in range(n):
+            words = [WORDS[int(i)] for i in torch.randint(len(WORDS), (int(torch.randint(3, 9, (1,), generator=gen)),),
+                                                          generator=gen)]
+            rows.append(f"{' '.join(words)}\t{int(words[0] in POSITIVE)}")
+        (root / "SST-2" / name).write_text("\n".join(rows) + "\n")
+    return root
+
+
+def cli_args(teacher, data, out, *extra) -> list[str]:
+    return ["train", "--task", "sst2", "--data-dir", str(data), "--teacher", str(teacher), "--batch-size", "8",
+            "--max-length", "16", "--lr", "1e-3", "--out", str(out), *map(str, extra)]
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, module: list[str] | None = None):
+    cmd = [sys.executable, *(module or ["-m", "hwsim.cli"]), *args]
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=600)
+
+
+def test_float_then_qat_distilled(tiny_teacher, glue_dir, tmp_path):
+    assert main(cli_args(tiny_teacher, glue_dir, tmp_path / "float", "--float", "--epochs", 2)) == 0
+    metrics = json.loads((tmp_path / "float" / "metrics.json").read_text())
+    assert set(metrics["validation"]) == {"accuracy"} and len(metrics["history"]) == 2
+    assert (tmp_path / "float" / "model.safetensors").is_file()
+    pytest.importorskip("quant.qmodel")
+    from quant.checkpoint import load_quant_run
+    out = tmp_path / "qat"
+    assert main(cli_args(tmp_path / "float", glue_dir, out, "--attention", "inhibitor", "--bits", 8,
+                         "--distill", "task", "--layer-init-steps", 3)) == 0
+    qmetrics = json.loads((out / "metrics.json").read_text())
+    assert qmetrics["distill"] == "task" and 0.0 <= qmetrics["validation"]["accuracy"] <= 1.0
+    qmodel = load_quant_run(out)
+    ids = torch.tensor([[2, 5, 6, 3]])
+    assert qmodel(ids, torch.ones_like(ids)).shape == (1, 2)
+
+
+def _final_model(out: Path) -> dict[str, torch.Tensor]:
+    from quant.checkpoint import latest_checkpoint, load_state
+    return load_state(latest_checkpoint(out))["model"]
+
+
+def test_resume_after_hard_exit_reaches_same_weights(tiny_teacher, glue_dir, tmp_path):
+    # 64 examples / batch 8 = 8 steps per epoch, 2 epochs = 16 steps; dropout 0.1 is active
+    common = ("--float", "--epochs", 2, "--save-every", 4)
+    whole = run_cli(cli_args(tiny_teacher, glue_dir, tmp_path / "a", *common))
+    assert whole.returncode == 0, whole.stderr
+    killed = run_cli(cli_args(tiny_teacher, glue_dir, tmp_path / "b", *common), env={"HWSIM_TRAIN_EXIT_AFTER_STEP": "10"})
+    assert killed.returncode == 3, killed.stderr
+    assert not (tmp_path / "b" / "metrics.json").exists()
+    resumed = run_cli(cli_args(tiny_teacher, glue_dir, tmp_path / "b", *common, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from step 8" in resumed.stdout
+    a, b = _final_model(tmp_path / "a"), _final_model(tmp_path / "b")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma, mb = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in "ab")
+    assert ma["validation"] == mb["validation"] and ma["history"] == mb["history"]
+
+
+def test_ddp_two_processes(tiny_teacher, glue_dir, tmp_path):
+    args = cli_args(tiny_teacher, glue_dir, tmp_path / "ddp", "--float", "--epochs", 1, "--save-every", 2)
+    proc = run_cli(args, module=["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+                                 "-m", "hwsim.cli"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["history"][0]["step"] == 4  # 64 examples / 2 processes / batch 8
+    from quant.checkpoint import latest_checkpoint, load_state
+    assert len(load_state(latest_checkpoint(tmp_path / "ddp"))["rng"]) == 2
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--task", "nope", "--float"), "unknown task 'nope'"),
+    (("--attention", "nope", "--float"), "unknown attention 'nope'"),
+    (("--resume", "--float"), "no training checkpoint"),
+    (("--distill", "task"), "holds no fine-tuned float checkpoint"),
+])
+def test_errors_name_the_problem(tiny_teacher, glue_dir, tmp_path, capsys, extra, message):
+    assert main(cli_args(tiny_teacher, glue_dir, tmp_path / "err", *extra)) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "err" / "metrics.json").exists()
+
+
+# ---------------------------------------------------------------- losses
+
+def test_losses_vanish_on_identical_outputs():
+    from quant.distill import context_alignment, hidden_alignment, HiddenProjection, kl_loss, layer_map
+    torch.manual_seed(0)
+    logits, hidden = torch.randn(4, 3), [torch.randn(4, 5, 8) for _ in range(3)]
+    mask = torch.ones(4, 5, dtype=torch.long)
+    assert kl_loss(logits, logits, 2.0).abs() < 1e-6 and kl_loss(logits, -logits, 2.0) > 0.1
+    proj = HiddenProjection(8, 8, 3)
+    assert hidden_alignment(hidden, hidden, mask, "cosine", proj).abs() < 1e-6
+    assert hidden_alignment(hidden, hidden, mask, "mse", proj) == 0
+    assert context_alignment(hidden[:2], hidden[:2], mask) == 0
+    assert layer_map(2, 2) == [0, 1, 2] and layer_map(3, 6) == [0, 2, 4, 6]
+
+
+def test_kl_matches_reference():
+    from quant.distill import kl_loss
+    torch.manual_seed(1)
+    s, t, T = torch.randn(6, 3), torch.randn(6, 3), 2.0
+    p = (t / T).softmax(-1)
+    ref = (p * (p.log() - (s / T).log_softmax(-1))).sum(-1).mean() * T * T
+    assert torch.allclose(kl_loss(s, t, T), ref, atol=1e-6)
+
+
+def test_layerwise_init_trains_only_attention_and_lowers_the_loss(tiny_teacher):
+    from models.loading import load_pretrained
+    from quant.distill import layerwise_init
+    teacher = load_pretrained(tiny_teacher, "dot", 2, dropout=0.0, attention_dropout=0.0)
+    student = load_pretrained(tiny_teacher, "symmetric", 2, dropout=0.0, attention_dropout=0.0)
+    with torch.no_grad():  # move the student's values away from the teacher's
+        for block in student.encoder.blocks:
+            block.attn.v_lin.weight.add_(0.3 * torch.randn_like(block.attn.v_lin.weight))
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    ids = torch.randint(5, 23, (8, 6))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    first = layerwise_init(student, teacher, [batch], steps=1)
+    last = layerwise_init(student, teacher, [batch], steps=30, lr=1e-3)
+    assert all(b < a for a, b in zip(first, last))
+    changed = {k for k, v in student.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(".attn." in k and ".attn.out_lin." not in k for k in changed)
