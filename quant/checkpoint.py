@@ -89,7 +89,7 @@ def save_quant_run(qmodel: torch.nn.Module, encoder_cfg, quant_cfg, out_dir: str
     marks a complete folder)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in qmodel.state_dict().items()}
+    tensors = {k: v.detach().cpu().clone() for k, v in qmodel.state_dict().items()}  # q/k share quantizers
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
     if tokenizer is not None:
@@ -119,9 +119,8 @@ def read_quant_meta(run_dir: str | os.PathLike) -> dict[str, Any]:
 def load_quant_run(run_dir: str | os.PathLike):
     """The QuantClassifier (eval mode) saved by a QAT run in `run_dir`."""
     from models.config import EncoderConfig
-    from models.encoder import SequenceClassifier
     from quant.config import QuantConfig
-    from quant.qmodel import quantize_model
+    from quant.qmodel import QuantClassifier
 
     meta = read_quant_meta(run_dir)
     enc_cfg = EncoderConfig.from_dict(meta["encoder_config"])
@@ -131,7 +130,7 @@ def load_quant_run(run_dir: str | os.PathLike):
         weights = load_file(str(weights_path))
     except Exception as err:
         raise UserError(f"cannot read {weights_path} ({type(err).__name__}: {err}); train the run again") from err
-    qmodel = quantize_model(SequenceClassifier(enc_cfg).eval(), quant_cfg)
+    qmodel = QuantClassifier(enc_cfg, quant_cfg)
     try:
         qmodel.load_state_dict(weights, strict=True)
     except RuntimeError as err:
