@@ -67,11 +67,13 @@ class IntProgram:
 
 
 def storage_dtype(info: TensorInfo) -> np.dtype:
-    """The narrowest numpy integer type that holds `info.bits` bits (int8/16/32/64, uint8 for
-    unsigned 8-bit)."""
+    """The narrowest numpy integer type that holds `info.bits` bits: uint8 for unsigned up to 8
+    bits, else the signed int8/16/32/64 that holds the range (an unsigned b-bit tensor needs b+1
+    signed bits, so unsigned 16-bit is stored in int32)."""
     if not info.signed and info.bits <= 8:
         return np.dtype(np.uint8)
+    need = info.bits if info.signed else info.bits + 1
     for bits, dt in ((8, np.int8), (16, np.int16), (32, np.int32), (64, np.int64)):
-        if info.bits <= bits:
+        if need <= bits:
             return np.dtype(dt)
     raise ValueError(f"no integer storage type for {info.bits} bits")
