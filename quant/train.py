@@ -57,7 +57,8 @@ class TrainConfig:
     warmup: float = 0.1              # fraction of all steps
     max_grad_norm: float = 1.0
     max_length: int = 64
-    limit: int | None = None
+    limit: int | None = None         # first N examples of every split
+    train_limit: int | None = None   # first N training examples (evaluation splits stay whole)
     data_dir: str | None = None
     seed: int = 0
     save_every: int = 0              # 0 = no training checkpoints
@@ -118,7 +119,10 @@ def setup_distributed() -> Dist:
 
 def load_data(cfg: TrainConfig, spec, tokenizer) -> dict[str, dict[str, torch.Tensor]]:
     from quant.data import encode, load_split
-    return {s: encode(load_split(cfg.task, s, cfg.data_dir, cfg.limit), tokenizer, cfg.max_length)
+    def limit(split: str) -> int | None:
+        caps = [n for n in (cfg.limit, cfg.train_limit if split == "train" else None) if n is not None]
+        return min(caps) if caps else None
+    return {s: encode(load_split(cfg.task, s, cfg.data_dir, limit(s)), tokenizer, cfg.max_length)
             for s in spec.splits}
 
 

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--max-length", type=int, default=64, help="tokens per example (truncation)")
     parser.add_argument("--limit", type=int, default=None, help="use the first N examples of each split")
+    parser.add_argument("--train-limit", type=int, default=None,
+                        help="use the first N training examples (validation and test stay whole)")
     parser.add_argument("--data-dir", default=None, help="local data folder (GLUE TSV root, or rt corpus)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=0, help="training checkpoint every N steps (0: none)")
@@ -56,6 +58,7 @@ def config_from_args(args: argparse.Namespace):
                        float_model=args.float_model, bits=args.bits, distill=distill, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                        weight_decay=args.weight_decay, max_length=args.max_length, limit=args.limit,
+                       train_limit=args.train_limit,
                        data_dir=args.data_dir, seed=args.seed, save_every=args.save_every,
                        resume=args.resume, init_student=args.init_student,
                        layer_init_steps=args.layer_init_steps)
