@@ -6,6 +6,12 @@ complement. Internal 32-bit accumulators (Linear `acc`, DotAttention `scores`/`p
 InhibitorAttention `l1`/`h`, as in `quant.intref`) are checked in 'error' mode and recorded as
 `node/label`; they cannot be saturated or wrapped after the fact.
 
+`max_abs` (with `track_widths`) records per tensor and accumulator the two's-complement magnitude
+`max(v, -v - 1)` over every value seen (`hwsim.kernels.requant.tc_magnitude`): a signed value fits
+`bits` bits exactly when it is at most `2**(bits-1) - 1`, so the check accepts and rejects exactly
+what `quant.intref` does (-2**31 fits 32 bits) and `max_abs.bit_length() + 1` is the signed width
+needed.
+
 Counting calls `hwsim.counting.count_graph` on the per-node `OpSite`s (shapes, declared widths,
 params) once per distinct set of input shapes; later samples of the same shape reuse the counts.
 """
@@ -35,7 +41,7 @@ def _fit(plan: Plan, node: str, tensor: str, x: np.ndarray, overflow: str, max_a
     if x.size:
         mn, mx = int(x.min()), int(x.max())
         if max_abs is not None:
-            max_abs[tensor] = max(max_abs.get(tensor, 0), abs(mn), abs(mx))
+            max_abs[tensor] = max(max_abs.get(tensor, 0), mx, -mn - 1)  # tc_magnitude
         if mn < lo or mx > hi:
             if overflow == "error":
                 value = mn if mn < lo else mx

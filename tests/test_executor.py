@@ -171,3 +171,35 @@ def test_external_data_must_stay_in_folder(tmp_path):
     onnx.save(ext, path)
     with pytest.raises(SimError, match="does not resolve to a file inside"):
         load_plan(path)
+
+
+def _one_linear(weight: int):
+    """logits = x @ w with w [4, 2] all `weight`, x = input_ids (an int32 accumulator at the edge)."""
+    from quant.program import IntProgram, Node, TensorInfo
+    params = {"w": np.full((4, 2), weight, dtype=np.int32), "b": np.zeros(2, dtype=np.int32)}
+    tensors = {"input_ids": TensorInfo(64), "attention_mask": TensorInfo(64), "w": TensorInfo(32),
+               "b": TensorInfo(32), "logits": TensorInfo(32)}
+    node = Node("Linear", "fc", ("input_ids", "w", "b"), ("logits",), {"shift": 0, "bits": 32, "relu": 0})
+    return IntProgram(nodes=(node,), params=params, tensors=tensors)
+
+
+def test_accumulator_at_minus_2_31_accepted_like_intref():
+    """-2**31 lies in the signed 32-bit range: hwsim accepts it exactly where quant.intref does."""
+    prog = _one_linear(-(1 << 30))
+    plan = load_plan(to_onnx(prog))
+    ids = np.array([[1, 1, 0, 0]])  # acc = -2**31
+    want = run_program(prog, torch.from_numpy(ids))["logits"].numpy()
+    res = execute(plan, ids)
+    assert np.array_equal(res.outputs["logits"], want) and int(want.min()) == -(1 << 31)
+    assert res.max_abs["fc/acc"] == (1 << 31) - 1  # needs bit_length + 1 = 32 signed bits
+    assert res.max_abs["logits"] == (1 << 31) - 1
+    over = np.array([[1, 1, 1, 0]])  # acc = -3 * 2**30: both reject
+    with pytest.raises(OverflowError):
+        run_program(prog, torch.from_numpy(over))
+    with pytest.raises(SimError, match="fc/acc"):
+        execute(plan, over)
+    plus = _one_linear(1 << 30)  # acc = +2**31: both reject
+    with pytest.raises(OverflowError):
+        run_program(plus, torch.from_numpy(ids))
+    with pytest.raises(SimError, match="fc/acc"):
+        execute(load_plan(to_onnx(plus)), ids)

@@ -46,7 +46,7 @@ def test_linear(xbits, k, relu, shift, bits):
     y, peak = kern(x)
     want = ref(intops.linear, x, w, b, shift, bits, relu)
     assert np.array_equal(y, want)
-    assert peak == int(np.abs(x @ w + b).max())
+    assert peak == requant.tc_magnitude(x @ w + b)
 
 
 def test_exact_matmul_int_route():
@@ -113,7 +113,7 @@ def test_dot_attention(n, d, bits, prob_bits):
     mask = masks(3, n)
     y, peaks = softmax.dot_attention(q, k, v, mask, **attrs)
     assert np.array_equal(y, ref(intops.dot_attention, q, k, v, mask, **attrs))
-    assert peaks["scores"] == int(np.abs(q @ np.swapaxes(k, 2, 3)).max())
+    assert peaks["scores"] == requant.tc_magnitude(q @ np.swapaxes(k, 2, 3))
 
 
 @pytest.mark.parametrize("signed", [0, 1])
@@ -126,6 +126,36 @@ def test_inhibitor_attention(signed, center, alpha, n, d, bits, z_shift):
     y, peaks = inhibitor.inhibitor_attention(q, k, v, mask, **attrs)
     assert np.array_equal(y, ref(intops.inhibitor_attention, q, k, v, mask, **attrs))
     assert peaks["l1"] == int(ref(intops.l1_scores, q, k).max())
+    assert peaks["h"] == requant.tc_magnitude(ref(intops.inhibit, v, _z(q, k, mask, attrs), signed))
+
+
+def _z(q, k, mask, attrs):
+    """Z of inhibitor steps 1-6, from the reference functions (for the H peak)."""
+    a = attrs
+    z = ref(intops.requant, ref(intops.l1_scores, q, k), a["z_shift"], 32)
+    valid = mask[:, None, None, :] != 0
+    if a["center"]:
+        z = z - np.where(valid, z, 0).sum(-1, keepdims=True) // np.maximum(valid.sum(-1, keepdims=True), 1)
+    big = 1 << (a["bits"] - 1)
+    return np.where(valid, np.clip(z + a["alpha"], 0, big), big)
+
+
+def test_accumulator_peaks_count_minus_2_31_as_32_bits():
+    """An accumulator of exactly -2**31 fits 32 bits: every kernel reports its two's-complement
+    magnitude 2**31 - 1, not |v| = 2**31 (which the executor would reject)."""
+    x = np.array([[1, 1, 0]], dtype=np.int64)
+    w = np.full((3, 2), -(1 << 30), dtype=np.int64)
+    _, peak = matmul.LinearKernel(w, np.zeros(2, np.int64), 30, 8, 0, x_absmax=1)(x)
+    assert peak == (1 << 31) - 1
+    q = np.full((1, 1, 2, 2), -(1 << 15), dtype=np.int64)  # q . (-q) = -2 * 2**30 = -2**31
+    _, peaks = softmax.dot_attention(q, -q, np.ones_like(q), np.ones((1, 2), np.int64),
+                                     q_ln2=1000, b_int=1, c_int=1, n_clip=30, prob_bits=8, out_shift=0, bits=8)
+    assert peaks["scores"] == (1 << 31) - 1
+    v = np.full((1, 1, 2, 1), -(1 << 30), dtype=np.int64)  # two keys of -2**30, Z = 0: H = -2**31
+    zeros = np.zeros_like(v)
+    _, peaks = inhibitor.inhibitor_attention(zeros, zeros, v, np.ones((1, 2), np.int64), z_shift=0, center=0,
+                                             alpha=0, signed=1, out_shift=0, bits=32)
+    assert peaks["h"] == (1 << 31) - 1
 
 
 def test_inhibitor_small_values_use_narrow_lanes_exactly():

@@ -87,7 +87,8 @@ def _mix64(v, Z, vpeak, signed, H):
 
 @njit(cache=True)
 def _inhibitor_head(q, kt, v, mask, z_shift, center, alpha, signed, zmax, out_shift, lo, hi, narrow, out):
-    """One head: q [n, d], kt [d, n], v [n, d], mask [n]; writes out [n, d]; returns (max L, max |H|)."""
+    """One head: q [n, d], kt [d, n], v [n, d], mask [n]; writes out [n, d]; returns the peaks of L
+    and H as two's-complement magnitudes `max(x, -x - 1)` (`requant.tc_magnitude`; L >= 0)."""
     n, d = q.shape
     lo32, hi32 = -(np.int64(1) << 31), (np.int64(1) << 31) - 1
     L16 = np.zeros(n, dtype=np.int16)
@@ -128,7 +129,7 @@ def _inhibitor_head(q, kt, v, mask, z_shift, center, alpha, signed, zmax, out_sh
         else:
             _mix64(v, Z, vpeak, signed, H)
         for t in range(d):
-            hpeak = max(hpeak, abs(H[t]))
+            hpeak = max(hpeak, H[t], -H[t] - 1)
             out[i, t] = rq(H[t], out_shift, lo, hi)
     return lpeak, hpeak
 
@@ -149,7 +150,8 @@ def inhibitor_attention(q, k, v, mask, z_shift: int, center: int, alpha: int, si
                         out_dtype=np.int64) -> tuple[np.ndarray, dict[str, int]]:
     """`quant.intops.inhibitor_attention` for q, k, v [B, H, n, d], mask [B, n] (1 token, 0 pad).
 
-    Returns `(y, {"l1": max L, "h": max |H|})` (labels as `quant.intops`). `qk_absmax` (from declared widths) picks
+    Returns `(y, {"l1": peak of L, "h": peak of H})` (labels as `quant.intops`; peaks as
+    `requant.tc_magnitude`). `qk_absmax` (from declared widths) picks
     int16 score lanes when `d * 2 * qk_absmax < 2**15`; default: measured from q and k.
     """
     bsz, heads, n, d = q.shape

@@ -52,15 +52,15 @@ def exact_matmul(x: np.ndarray, w: np.ndarray, fdt) -> np.ndarray:
 
 @njit(cache=True)
 def bias_requant(acc, b, shift, lo, hi, relu, out):
-    """`out = requant(acc + b, shift)` saturated to [lo, hi], then ReLU; returns max |acc + b|."""
+    """`out = requant(acc + b, shift)` saturated to [lo, hi], then ReLU; returns the two's-complement
+    magnitude `max(a, -a - 1)` of `a = acc + b` (see `requant.tc_magnitude`)."""
     m, n = acc.shape
     peaks = np.zeros(m, dtype=np.int64)
     for i in range(m):
         peak = np.int64(0)
         for j in range(n):
             a = np.int64(acc[i, j]) + b[j]
-            if abs(a) > peak:
-                peak = abs(a)
+            peak = max(peak, a, -a - 1)
             y = rq(a, shift, lo, hi)
             if relu and y < 0:
                 y = 0
@@ -83,7 +83,8 @@ class LinearKernel:
         self.out_dtype = out_dtype
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, int]:
-        """`(y, max |acc|)` for x [..., K]; y [..., N] of `out_dtype`."""
+        """`(y, peak)` for x [..., K]: y [..., N] of `out_dtype`, peak the two's-complement magnitude
+        of the accumulator (`requant.tc_magnitude`)."""
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])  # (rows, K)
         if x2.shape[1] != self.w.shape[0]:

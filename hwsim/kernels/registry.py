@@ -1,7 +1,7 @@
 """Op type -> kernel builder. A builder turns one graph node (its int attributes, constant inputs
 and declared widths, a `KernelSpec`) into a callable `kernel(*inputs) -> (outputs, peaks)`, where
-`peaks` maps an internal accumulator label (as in `quant.intops`) to its max |value| for the
-32-bit accumulator check. Weight preparation happens once, in the builder.
+`peaks` maps an internal accumulator label (as in `quant.intops`) to its two's-complement
+magnitude `max(v, -v - 1)` (`requant.tc_magnitude`) for the accumulator width check. Weight preparation happens once, in the builder.
 """
 from __future__ import annotations
 

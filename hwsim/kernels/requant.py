@@ -23,6 +23,20 @@ def bits_range(bits: int, signed: bool = True) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
+def tc_magnitude(x: np.ndarray) -> int:
+    """Two's-complement magnitude `max(v, -v - 1)` over `x` (0 when empty): `x` fits the signed
+    `bits`-bit range exactly when `tc_magnitude(x) <= 2**(bits-1) - 1`, and needs
+    `tc_magnitude(x).bit_length() + 1` signed bits. Unlike max |v| it does not count -2**(bits-1)
+    as overflow.
+
+    >>> tc_magnitude(np.array([-2**31, 5])), tc_magnitude(np.array([3, -1])), tc_magnitude(np.array([], np.int64))
+    (2147483647, 3, 0)
+    """
+    if x.size == 0:
+        return 0
+    return max(int(x.max()), -int(x.min()) - 1, 0)
+
+
 @njit(inline="always", cache=True)
 def rq(x, shift, lo, hi):
     """Scalar requant of an int64 `x` (see module docstring); `lo, hi` from `bits_range`."""

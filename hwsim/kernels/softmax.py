@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from hwsim.kernels.matmul import exact_float_dtype
-from hwsim.kernels.requant import requant
+from hwsim.kernels.requant import requant, tc_magnitude
 
 
 @njit(cache=True)
@@ -49,7 +49,7 @@ def _softmax_rows(s, mask, heads, q_ln2, b_int, c_int, n_clip, prob_bits, out):
 
 
 def _bmm(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
-    """Exact batched `a @ b` (…, m, k) x (…, k, n) and its max |entry| (float BLAS when exact)."""
+    """Exact batched `a @ b` (…, m, k) x (…, k, n) and its `tc_magnitude` (float BLAS when exact)."""
     a_max = int(np.abs(a.astype(np.int64)).max(initial=0))
     b_max = int(np.abs(b.astype(np.int64)).max(initial=0))
     fdt = exact_float_dtype(a.shape[-1], a_max, b_max)
@@ -57,13 +57,13 @@ def _bmm(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
         out = np.matmul(a.astype(np.int64), b.astype(np.int64))
     else:
         out = np.matmul(a.astype(fdt), b.astype(fdt))
-    return out, int(np.abs(out).max(initial=0))
+    return out, tc_magnitude(out)
 
 
 def dot_attention(q, k, v, mask, q_ln2: int, b_int: int, c_int: int, n_clip: int, prob_bits: int,
                   out_shift: int, bits: int, out_dtype=np.int64) -> tuple[np.ndarray, dict[str, int]]:
     """`quant.intops.dot_attention` for q, k, v [B, H, n, d], mask [B, n]; returns
-    `(y [B, H, n, d], {"scores": max |q k^T|, "pv": max |P v|})`."""
+    `(y [B, H, n, d], {"scores": peak of q k^T, "pv": peak of P v})`, peaks as `requant.tc_magnitude`."""
     bsz, heads, n, d = q.shape
     if k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"q {q.shape}, k {k.shape}, v {v.shape} must have one shape [B, H, n, d]")
