@@ -1,0 +1,98 @@
+"""`hwsim export`: a trained quantized run (or a randomly initialised one) -> integer-only ONNX.
+
+    hwsim export RUN_DIR --out model.onnx [--format onnx|qonnx]
+    hwsim export --init random --arch distilbert-base|minilm|CONFIG.json --attention NAME --bits N --out model.onnx
+
+Both paths go through the same steps: QuantClassifier -> `quant.lower.lower` (IntProgram) ->
+`export.onnx_lower.to_onnx` -> `export.checks.validate` -> atomic save. Nothing is written when a
+step fails.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from models.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", nargs="?", help="folder of a quantized `hwsim train` run")
+    parser.add_argument("--out", required=True, help="output ONNX file")
+    parser.add_argument("--init", choices=["random"], help="export a randomly initialised quantized model")
+    parser.add_argument("--arch", default="minilm",
+                        help="with --init random: distilbert-base, minilm or an EncoderConfig JSON file")
+    parser.add_argument("--attention", default="inhibitor", help="with --init random: dot, inhibitor, symmetric")
+    parser.add_argument("--bits", type=int, default=8, help="with --init random: weight/activation bits")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=["onnx", "qonnx"], default="onnx",
+                        help="qonnx additionally writes the Brevitas QONNX export next to --out")
+
+
+def _quant_model(args: argparse.Namespace):
+    if args.init == "random":
+        if args.run_dir:
+            raise UserError("give either RUN_DIR or --init random, not both")
+        from quant.qmodel import random_quant_model
+        return random_quant_model(_arch(args.arch), args.attention, args.bits, args.seed), None
+    if not args.run_dir:
+        raise UserError("no model: give a RUN_DIR from `hwsim train`, or --init random --arch ...")
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} does not exist; train one with `hwsim train ... --out {run_dir}`")
+    from quant.checkpoint import load_quant_run
+    return load_quant_run(run_dir), run_dir
+
+
+def _arch(arch: str):
+    path = Path(arch)
+    if path.suffix == ".json":
+        import json
+
+        from models.config import EncoderConfig
+        if not path.is_file():
+            raise UserError(f"architecture file {path} not found")
+        try:
+            return EncoderConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KeyError) as err:
+            raise UserError(f"{path} is not an EncoderConfig JSON ({err})") from err
+    return arch
+
+
+def export_model(qmodel, out: Path, tokenizer_dir: Path | None = None):
+    """QuantClassifier -> IntProgram -> validated integer ONNX written atomically to `out`."""
+    from export.checks import validate
+    from export.onnx_lower import to_onnx
+    from export.save import save_model
+    from quant.lower import lower
+
+    prog = lower(qmodel.eval())
+    if tokenizer_dir is not None:
+        prog = _with_tokenizer(prog, tokenizer_dir)
+    model = to_onnx(prog)
+    validate(model)
+    save_model(model, out)
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    qmodel, run_dir = _quant_model(args)
+    out = Path(args.out)
+    model = export_model(qmodel, out, run_dir)
+    if args.format == "qonnx":
+        from export.qonnx import export_qonnx_model
+        qpath = out.with_name(out.stem + ".qonnx.onnx")
+        export_qonnx_model(qmodel, qpath)
+        print(f"wrote {qpath} (Brevitas QONNX)")
+    print(f"wrote {out}: {len(model.graph.node)} nodes, {len(model.functions)} functions, "
+          f"{out.stat().st_size / 2**20:.1f} MiB, {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _with_tokenizer(prog, run_dir: Path):
+    """Record where the tokenizer lives so `hwsim run` finds it without being told."""
+    from dataclasses import replace
+    if (run_dir / "tokenizer.json").is_file() or (run_dir / "vocab.txt").is_file():
+        return replace(prog, meta={**prog.meta, "tokenizer": str(run_dir.resolve())})
+    return prog
