@@ -172,7 +172,12 @@ def embed(in_types: Sequence[int], out_type: int) -> FunctionProto:
 
 def linear(in_types: Sequence[int], out_type: int) -> FunctionProto:
     """`requant(x @ w + b, shift, bits)`, then max(., 0) if `relu`. MatMulInteger for 8-bit x and w
-    (except uint8 x with int8 w, see EXACT_MATMUL_INTEGER), else MatMul on int64."""
+    (except uint8 x with int8 w, see EXACT_MATMUL_INTEGER), else MatMul on int64.
+
+    `acc_bits` (32 or 64) is declared, not read: the body's accumulator is at least as wide as any
+    accumulator intref accepts. MatMulInteger's int32 output is exact for 8-bit storage
+    (|x @ w| <= K * 2**14 < 2**31 for K < 2**17), and the int64 MatMul holds every 64-bit
+    accumulator; intref and hwsim check the value against `acc_bits`."""
     b = _Body()
     if (in_types[0], in_types[1]) in EXACT_MATMUL_INTEGER:
         acc = b.i64(b.op("MatMulInteger", "x", "w"))
@@ -180,7 +185,7 @@ def linear(in_types: Sequence[int], out_type: int) -> FunctionProto:
         acc = b.op("MatMul", b.i64("x"), b.i64("w"))
     y = _requant(b, b.op("Add", acc, b.i64("b")), b.attr("shift"), b.attr("bits"))
     y = b.op("Where", b.flag("relu"), _max(b, y, b.const(0)), y)
-    return _finish(b, "Linear", ["x", "w", "b"], y, out_type, ["shift", "bits", "relu"], in_types)
+    return _finish(b, "Linear", ["x", "w", "b"], y, out_type, ["shift", "bits", "relu", "acc_bits"], in_types)
 
 
 def add(in_types: Sequence[int], out_type: int) -> FunctionProto:

@@ -18,7 +18,7 @@ from onnx import FunctionProto, ModelProto, NodeProto, TensorProto, helper, nump
 
 from export.functions import BUILDERS, DOMAIN, OPSETS, overload_name
 from models.errors import UserError
-from quant.intops import ATTRS
+from quant.intops import ATTR_DEFAULTS, ATTRS
 from quant.program import IntProgram, Node, storage_dtype
 
 IR_VERSION = 10
@@ -60,8 +60,9 @@ def _function_node(low: _Lowering, node: Node) -> None:
     overload = overload_name(in_types, out_type)
     if (node.op, overload) not in low.functions:
         low.functions[(node.op, overload)] = BUILDERS[node.op](in_types, out_type)
+    attrs = {**ATTR_DEFAULTS.get(node.op, {}), **node.attrs}  # every attribute written explicitly
     onnx_node = helper.make_node(node.op, list(node.inputs), list(node.outputs), name=node.name, domain=DOMAIN,
-                                 **{k: int(v) for k, v in node.attrs.items()})
+                                 **{k: int(v) for k, v in attrs.items()})
     onnx_node.overload = overload
     low.nodes.append(onnx_node)
 
@@ -101,7 +102,7 @@ def _check_node(low: _Lowering, node: Node) -> None:
         raise UserError(f"node {node.name!r}: op {node.op!r} has no ONNX lowering; "
                         f"known ops: {', '.join(sorted(HANDLERS))}")
     expected = set(ATTRS[node.op])
-    if set(node.attrs) != expected:
+    if not expected - set(ATTR_DEFAULTS.get(node.op, {})) <= set(node.attrs) <= expected:
         raise UserError(f"node {node.name!r} ({node.op}): attributes {sorted(node.attrs)} differ from "
                         f"the op's {sorted(expected)}")
     for attr in LEFT_SHIFT_ATTRS.get(node.op, ()):

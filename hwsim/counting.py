@@ -17,6 +17,8 @@ in int64 (`quant.intops`). So the L1 subtraction of two b-bit values is `add@(b+
 d terms is `add@(b+1+ceil(log2 d))`. `isqrt` is counted as a digit-by-digit exact floor square
 root: ceil(W/2) iterations of one trial subtraction, one compare and two shifts at width W (the
 software reference uses a float estimate plus corrections; the integer result is the same).
+A Linear's adders are as wide as its worst-case accumulator (above 32 bits at W16A16, where the
+lowering declares `acc_bits=64`), never a fixed int32.
 """
 from __future__ import annotations
 

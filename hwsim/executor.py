@@ -2,9 +2,10 @@
 
 After each node every output is checked against its declared width (`overflow`): 'error' raises
 `SimError` naming node, tensor, value and width; 'saturate' clamps to the range; 'wrap' wraps two's
-complement. Internal 32-bit accumulators (Linear `acc`, DotAttention `scores`/`pv`,
-InhibitorAttention `l1`/`h`, as in `quant.intref`) are checked in 'error' mode and recorded as
-`node/label`; they cannot be saturated or wrapped after the fact.
+complement. Internal accumulators (Linear `acc`, DotAttention `scores`/`pv`, InhibitorAttention
+`l1`/`h`, as in `quant.intref`) are checked in 'error' mode against their declared width
+(`plan.formats["node/label"]`: Linear `acc_bits`, else 32) and recorded as `node/label`; they
+cannot be saturated or wrapped after the fact.
 
 `max_abs` (with `track_widths`) records per tensor and accumulator the two's-complement magnitude
 `max(v, -v - 1)` over every value seen (`hwsim.kernels.requant.tc_magnitude`): a signed value fits
@@ -107,9 +108,11 @@ def execute(plan: Plan, input_ids, attention_mask=None, overflow: str = "error",
             key = f"{node.name}/{label}"
             if max_abs is not None:
                 max_abs[key] = max(max_abs.get(key, 0), peak)
-            if overflow == "error" and peak > (1 << 31) - 1:
-                raise SimError(f"node {node.name!r}: internal accumulator {key!r} reaches {peak}, beyond the "
-                               f"32-bit accumulator; lower the input widths or the shifts feeding it")
+            width = plan.formats[key].bits if key in plan.formats else 32
+            if overflow == "error" and peak > (1 << (width - 1)) - 1:
+                raise SimError(f"node {node.name!r}: internal accumulator {key!r} reaches magnitude {peak}, beyond "
+                               f"its {width}-bit accumulator; declare acc_bits=64 or lower the input widths "
+                               f"or the shifts feeding it")
         for tensor, value in zip(node.outputs, outs):
             env[tensor] = _fit(plan, node.name, tensor, value, overflow, max_abs) \
                 if node.op_type not in ("Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze") else value

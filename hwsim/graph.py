@@ -6,6 +6,9 @@ Validation, each failure a `SimError` that names the problem and the way out:
 - every tensor has a declared width in `hwsim.tensor_bits` (outputs of data movement inherit the
   width of the data they move; shape/index operands are exempt), and every param fits it;
 - external data files resolve inside the model's folder.
+
+The internal accumulators of each node get a format too, `formats["node/label"]` (signed, the
+node's declared accumulator width: Linear `acc_bits`, else 32), which the executor checks.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from hwsim.kernels.registry import BUILDERS, DATA_MOVEMENT, Kernel, KernelSpec
+from hwsim.kernels.registry import ACCUMULATORS, BUILDERS, DATA_MOVEMENT, Kernel, KernelSpec, acc_bits
 from models.errors import UserError
 from quant.program import TensorInfo, storage_dtype
 
@@ -178,6 +181,8 @@ def load_plan(path_or_model, hw=None) -> Plan:
             kernel = BUILDERS[node.op_type](spec)
         except (ValueError, KeyError) as err:
             raise SimError(f"node {name!r} ({node.op_type}): {err}; re-export the model") from None
+        for label in ACCUMULATORS.get(node.op_type, ()):
+            formats[f"{name}/{label}"] = TensorInfo(acc_bits(attrs))
         nodes.append(PlanNode(node.op_type, name, tuple(node.input), tuple(node.output), attrs, kernel))
         known.update(node.output)
     _check_params(params, formats)

@@ -10,6 +10,9 @@ Conventions (DESIGN.md "Rounding and saturation"):
 - Accumulators never saturate here; `quant.intref` checks them against their declared widths.
   Ops that hold an internal accumulator (Linear, DotAttention, InhibitorAttention) accept an
   optional `check(label, tensor, bits)` callback that is called on it before requantisation.
+  `Linear` declares its accumulator width in the attribute `acc_bits` (32 or 64, default 32:
+  programs written before the attribute existed keep their meaning); `linear_acc_bits` is the
+  choice a lowering makes from declared widths. The attention accumulators are 32 bits.
 - int64 headroom: every intermediate below stays under 2**62 for inputs within the declared
   widths; `requant` requires `|x| * 2**max(-shift, 0) < 2**62` and `-62 <= shift <= 62`.
 
@@ -36,7 +39,18 @@ from quant.intops_attention import (  # noqa: F401  (re-exported: part of this m
     softmax,
     softmax_constants,
 )
-from quant.intops_base import Check, as_i64, floor_div, isqrt, requant, saturate  # noqa: F401
+from quant.intops_base import (  # noqa: F401  (re-exported)
+    ACC_BITS,
+    Check,
+    acc_bits_for,
+    as_i64,
+    check_acc_bits,
+    floor_div,
+    int_range,
+    isqrt,
+    requant,
+    saturate,
+)
 
 
 def embed(ids, word, pos, type=None, lw: int = 0, lp: int = 0, lt: int = 0) -> torch.Tensor:
@@ -60,17 +74,36 @@ def embed(ids, word, pos, type=None, lw: int = 0, lp: int = 0, lt: int = 0) -> t
     return y
 
 
-def linear(x, w, b, shift: int, bits: int, relu: int = 0, check: Check | None = None) -> torch.Tensor:
-    """DESIGN row `Linear`: `acc = x @ w + b` (exact, int32 accumulator); `y = requant(acc, shift,
-    bits)` (signed, round half up, saturating); if `relu`, `y = max(y, 0)` after requant.
+def linear(x, w, b, shift: int, bits: int, relu: int = 0, acc_bits: int = 32,
+           check: Check | None = None) -> torch.Tensor:
+    """DESIGN row `Linear`: `acc = x @ w + b` (exact, signed `acc_bits`-bit accumulator, 32 or 64);
+    `y = requant(acc, shift, bits)` (signed, round half up, saturating); if `relu`, `y = max(y, 0)`
+    after requant.
 
     x [..., K], w [K, N], b [N] at exp `exp_x + exp_w`. The classifier uses `shift=0, bits=32`.
     """
+    check_acc_bits(acc_bits)
     acc = as_i64(x) @ as_i64(w) + as_i64(b)
     if check is not None:
-        check("acc", acc, 32)
+        check("acc", acc, acc_bits)
     y = requant(acc, shift, bits)
     return y.clamp(min=0) if relu else y
+
+
+def linear_acc_bits(w, b, x_bits: int) -> int:
+    """`acc_bits` of a Linear with weights w [K, N], bias b [N] and signed `x_bits`-bit inputs: the
+    smallest of 32/64 that holds the worst case over every input of the declared range,
+    `sum_t min/max(x_lo * w_tj, x_hi * w_tj) + b_j` (exact, from the params a lowering knows).
+
+    >>> w, b = torch.full((16, 2), -2**15), torch.zeros(2, dtype=torch.int64)
+    >>> linear_acc_bits(w, b, 8), linear_acc_bits(w, b, 16)
+    (32, 64)
+    """
+    w, b = as_i64(w), as_i64(b)
+    lo, hi = int_range(x_bits)
+    low = torch.minimum(lo * w, hi * w).sum(0) + b  # (N,)
+    high = torch.maximum(lo * w, hi * w).sum(0) + b
+    return acc_bits_for(int(low.min()), int(high.max())) if b.numel() else 32
 
 
 def add(a, b, la: int = 0, lb: int = 0) -> torch.Tensor:
@@ -148,7 +181,7 @@ OPS: dict[str, Callable[..., torch.Tensor]] = {
 
 ATTRS: dict[str, tuple[str, ...]] = {
     "Embed": ("lw", "lp", "lt"),
-    "Linear": ("shift", "bits", "relu"),
+    "Linear": ("shift", "bits", "relu", "acc_bits"),
     "Add": ("la", "lb"),
     "LayerNorm": ("eps", "norm_frac", "shift", "bits"),
     "ScaleChannels": ("shift", "bits"),
@@ -159,6 +192,9 @@ ATTRS: dict[str, tuple[str, ...]] = {
     "InhibitorAttention": ("z_shift", "center", "alpha", "signed", "out_shift", "bits"),
 }
 """Op name -> its attribute names, in DESIGN.md order (all attributes are Python ints)."""
+
+ATTR_DEFAULTS: dict[str, dict[str, int]] = {"Linear": {"acc_bits": 32}}
+"""Attributes a node may leave out, with the value they then take (added after programs existed)."""
 
 CHECKED: frozenset[str] = frozenset({"Linear", "DotAttention", "InhibitorAttention"})
 """Ops that accept `check=` for their internal accumulators."""

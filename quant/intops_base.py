@@ -14,6 +14,30 @@ Check = Callable[[str, torch.Tensor, int], None]
 """`check(label, tensor, bits)`: called by ops on internal accumulators (signed `bits` wide)."""
 
 
+ACC_BITS = (32, 64)
+"""The accumulator widths an op's `acc_bits` attribute may declare (signed)."""
+
+
+def acc_bits_for(lo: int, hi: int) -> int:
+    """The smallest width of `ACC_BITS` whose signed range holds `[lo, hi]` (a worst case derived
+    from declared widths); raises ValueError when not even 64 bits do.
+
+    >>> acc_bits_for(-2**31, 2**31 - 1), acc_bits_for(0, 2**31)
+    (32, 64)
+    """
+    for bits in ACC_BITS:
+        if -(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1:
+            return bits
+    raise ValueError(f"accumulator range [{lo}, {hi}] exceeds 64 bits; lower the input widths")
+
+
+def check_acc_bits(acc_bits: int) -> int:
+    """`acc_bits` itself, after checking that it is one of `ACC_BITS` (ValueError otherwise)."""
+    if acc_bits not in ACC_BITS:
+        raise ValueError(f"acc_bits={acc_bits} is not an accumulator width; use one of {ACC_BITS}")
+    return acc_bits
+
+
 def as_i64(x) -> torch.Tensor:
     """`x` as an int64 tensor; raises TypeError for floating or boolean inputs."""
     x = torch.as_tensor(x)

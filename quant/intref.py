@@ -1,8 +1,9 @@
 """The PyTorch integer reference: execute an `IntProgram` node by node with `quant.intops.OPS`.
 
 Every tensor (inputs, params, node outputs) is checked against its declared width in
-`prog.tensors`; the internal int32 accumulators of Linear, DotAttention and InhibitorAttention
-(see `quant.intops.CHECKED`) are checked against 32 bits. A value that does not fit raises
+`prog.tensors`; the internal accumulators of Linear, DotAttention and InhibitorAttention (see
+`quant.intops.CHECKED`) are checked against their declared width (Linear `acc_bits`, 32 or 64;
+32 for the attention accumulators). A value that does not fit raises
 OverflowError naming the node, the tensor, the value and the width: accumulators never saturate,
 so a program whose widths are too small is wrong, not approximate. Requantised outputs saturate by
 definition and always fit their declared width when it matches the op's `bits`.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from quant.intops import CHECKED, OPS
+from quant.intops import ATTR_DEFAULTS, CHECKED, OPS
 from quant.intops_base import as_i64, int_range
 from quant.program import IntProgram, TensorInfo
 
@@ -61,7 +62,7 @@ def run_program(prog: IntProgram, input_ids, attention_mask=None, *,
         missing = [t for t in node.inputs if t not in env]
         if missing:
             raise KeyError(f"node {node.name!r} reads {missing} before any node writes them")
-        kwargs = dict(node.attrs)
+        kwargs = {**ATTR_DEFAULTS.get(node.op, {}), **node.attrs}
         if node.op in CHECKED:
             kwargs["check"] = lambda label, t, bits, node=node: check_fits(
                 t, bits, True, f"{node.name!r} ({node.op})", f"{node.name}/{label}")

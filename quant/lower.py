@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from models.errors import UserError
+from quant.intops import linear_acc_bits
 from quant.program import IntProgram, Node, TensorInfo, storage_dtype
 from quant.qmodel import QBlock, QuantClassifier, is_calibrated
 from quant.qmodules import QLayerNorm, QLinear, round_half_up
@@ -41,14 +42,16 @@ class _Builder:
         return name
 
     def linear(self, name: str, x: str, lin: QLinear, bias_bits: int) -> str:
-        w, b, exp_w = lin.integer_params(self.exp(x))
-        w = self.param(f"{name}.w", w, int(lin.quant_weight().bit_width), exp_w)
-        b = self.param(f"{name}.b", b, bias_bits, self.exp(x) + exp_w)
+        w_int, b_int, exp_w = lin.integer_params(self.exp(x))
+        acc_bits = linear_acc_bits(w_int, b_int, self.tensors[x].bits)  # worst case over declared x
+        w = self.param(f"{name}.w", w_int, int(lin.quant_weight().bit_width), exp_w)
+        b = self.param(f"{name}.b", b_int, bias_bits, self.exp(x) + exp_w)
         if lin.act is None:  # classifier: the accumulator itself
-            return self.node("Linear", name, (x, w, b), 32, self.exp(x) + exp_w, shift=0, bits=32, relu=0)
+            return self.node("Linear", name, (x, w, b), 32, self.exp(x) + exp_w, shift=0, bits=32, relu=0,
+                             acc_bits=acc_bits)
         exp_y = lin.act.exp
         return self.node("Linear", name, (x, w, b), lin.act.bits, exp_y, shift=self.exp(x) + exp_w - exp_y,
-                         bits=lin.act.bits, relu=int(lin.relu))
+                         bits=lin.act.bits, relu=int(lin.relu), acc_bits=acc_bits)
 
     def layernorm(self, name: str, x: str, ln: QLayerNorm) -> str:
         gamma, eg, beta, eb = ln.gamma_beta()

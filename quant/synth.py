@@ -17,7 +17,8 @@ Params are named `<node>.w`, `<node>.b` (Linear), `<node>.gamma`, `<node>.beta` 
 `<node>.c` (ScaleChannels), `emb.word`, `emb.pos`, `emb.type`. Widths: weights, gamma, c and
 embeddings `bits` (drawn uniformly over the full signed range, exp `bits - 1`); biases and beta
 32 bits at a realistic magnitude; activations `bits`; Embed/Add outputs and logits 32 bits;
-`input_ids`, `attention_mask` 64 bits.
+`input_ids`, `attention_mask` 64 bits. Every Linear declares the smallest accumulator (`acc_bits`
+32 or 64) that holds the worst case over inputs of its declared width (`quant.intops.linear_acc_bits`).
 
 Shifts are chosen by calibration: while building, each node runs (with `quant.intops`) on a random
 calibration batch, and a requant shift maps the 99th percentile of |accumulator| to `2**(bits-2)`,
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from quant.intops import OPS, l1_scores, softmax_constants
+from quant.intops import OPS, l1_scores, linear_acc_bits, softmax_constants
 from quant.program import IntProgram, Node, TensorInfo, storage_dtype
 
 ATTENTIONS = ("dot", "inhibitor", "symmetric")
@@ -111,13 +112,18 @@ class _Builder:
         b = self.param(f"{name}.b", self.rng.integers(-amp, amp + 1, n_out), 32, self.exp(x) + self.exp(w))
         return w, b, acc + self.env[b]
 
+    def acc_bits(self, x: str, w: str, b: str) -> int:
+        """The Linear accumulator width that holds every input of x's declared width."""
+        return linear_acc_bits(self.env[w], self.env[b], self.tensors[x].bits)
+
     def linear(self, name: str, x: str, n_out: int, relu: int = 0, shift: int | None = None,
                bits: int | None = None) -> str:
         w, b, acc = self.linear_params(name, x, n_out)
         shift = self.shift_for(acc) if shift is None else shift
         bits = self.cfg.bits if bits is None else bits
         exp = self.exp(x) + self.exp(w) - shift
-        return self.node("Linear", name, (x, w, b), bits, exp, shift=shift, bits=bits, relu=relu)
+        return self.node("Linear", name, (x, w, b), bits, exp, shift=shift, bits=bits, relu=relu,
+                         acc_bits=self.acc_bits(x, w, b))
 
     def layernorm(self, name: str, x: str) -> str:
         dim, bits = self.env[x].shape[-1], self.cfg.bits
@@ -150,8 +156,10 @@ def _attention(bld: _Builder, i: int, x: str) -> str:
         wk, bk, acc_k = bld.linear_params(p + "k", x, cfg.hidden)
         shift = max(bld.shift_for(acc_q), bld.shift_for(acc_k))
         exp = bld.exp(x) + bld.exp(wq) - shift
-        q = bld.node("Linear", p + "q", (x, wq, bq), cfg.bits, exp, shift=shift, bits=cfg.bits, relu=0)
-        k = bld.node("Linear", p + "k", (x, wk, bk), cfg.bits, exp, shift=shift, bits=cfg.bits, relu=0)
+        q = bld.node("Linear", p + "q", (x, wq, bq), cfg.bits, exp, shift=shift, bits=cfg.bits, relu=0,
+                     acc_bits=bld.acc_bits(x, wq, bq))
+        k = bld.node("Linear", p + "k", (x, wk, bk), cfg.bits, exp, shift=shift, bits=cfg.bits, relu=0,
+                     acc_bits=bld.acc_bits(x, wk, bk))
     else:
         q, k = bld.linear(p + "q", x, cfg.hidden), bld.linear(p + "k", x, cfg.hidden)
     v = bld.linear(p + "v", x, cfg.hidden)

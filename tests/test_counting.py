@@ -240,3 +240,14 @@ def test_golden_encoder(kind):
         assert attn["abs"] == g * n * n * d and attn["mul"] == 0
     else:
         assert attn["mul"] == 2 * g * n * n * d + 2 * g * n * n and attn["abs"] == 0
+
+
+def test_w16a16_linear_adders_are_wider_than_32_bits():
+    """At W16A16 the accumulator (declared acc_bits=64) needs more than 32 bits: the counted
+    multiplier and adder widths follow the exact ranges, not a fixed int32."""
+    site = OpSite("Linear", "fc", dict(shift=20, bits=16, relu=0, acc_bits=64), [(4, 768), (768, 32), (32,)],
+                  [(4, 32)], (16, 16, 32), (16,), (False, True, True))
+    counts = count_op(site, load_hw(None))
+    assert counts["mul@16x16"] == 4 * 768 * 32
+    widest = max(int(key.split("@")[1]) for key in counts if key.startswith("add@"))
+    assert widest == 41  # |acc| <= 768 * 2**30 + 2**31 < 2**40: 41 signed bits

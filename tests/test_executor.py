@@ -203,3 +203,55 @@ def test_accumulator_at_minus_2_31_accepted_like_intref():
         run_program(plus, torch.from_numpy(ids))
     with pytest.raises(SimError, match="fc/acc"):
         execute(load_plan(to_onnx(plus)), ids)
+
+
+def _three_way(prog, ids, mask):
+    """logits of quant.intref, onnxruntime and hwsim on one batch (asserted ==), and hwsim's max_abs."""
+    onnx_model = to_onnx(prog)
+    want = run_program(prog, torch.from_numpy(ids), torch.from_numpy(mask))["logits"].numpy()
+    got = execute(load_plan(onnx_model), ids, mask, count=False)
+    sess = ort.InferenceSession(onnx_model.SerializeToString())
+    assert np.array_equal(got.outputs["logits"], want)
+    assert np.array_equal(sess.run(None, {"input_ids": ids, "attention_mask": mask})[0], want)
+    return got.max_abs
+
+
+def _with_acc_bits(prog, acc_bits):
+    from dataclasses import replace
+    from quant.program import Node
+    nodes = tuple(Node(n.op, n.name, n.inputs, n.outputs, {**n.attrs, "acc_bits": acc_bits}) if n.op == "Linear" else n
+                  for n in prog.nodes)
+    return replace(prog, nodes=nodes)
+
+
+@pytest.mark.parametrize("attention", ["dot", "inhibitor", "symmetric"])
+def test_w16a16_synth_uses_64_bit_accumulators(attention):
+    """W16A16: Linear accumulators exceed 32 bits; the lowering declares acc_bits=64 and all three
+    executors agree. Declaring 32 instead is rejected by intref and hwsim alike."""
+    prog = synth_program(SynthConfig(attention=attention, bits=16, seed=3, hidden=64, heads=4, ffn=128))
+    assert {n.attrs["acc_bits"] for n in prog.nodes if n.op == "Linear"} == {64}
+    ids, mask = batch(np.random.default_rng(0), 3, 12)
+    max_abs = _three_way(prog, ids, mask)
+    assert max(v for k, v in max_abs.items() if k.endswith("/acc")) > (1 << 31) - 1
+    narrow = _with_acc_bits(prog, 32)
+    with pytest.raises(OverflowError, match="acc"):
+        run_program(narrow, torch.from_numpy(ids), torch.from_numpy(mask))
+    with pytest.raises(SimError, match="32-bit accumulator"):
+        execute(load_plan(to_onnx(narrow)), ids, mask, count=False)
+
+
+def test_w16a16_random_quant_model_runs_in_all_three():
+    from models.config import EncoderConfig
+    from quant.lower import lower
+    from quant.qmodel import random_quant_model
+    cfg = EncoderConfig(vocab_size=50, hidden=24, layers=1, heads=3, ffn=32, max_position=16)
+    prog = lower(random_quant_model(cfg, "inhibitor", bits=16, seed=3))
+    assert {n.attrs["acc_bits"] for n in prog.nodes if n.op == "Linear"} == {64}
+    _three_way(prog, *batch(np.random.default_rng(4), 3, 9))
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_narrow_programs_keep_32_bit_accumulators(bits):
+    prog = synth_program(SynthConfig(attention="inhibitor", bits=bits, seed=3, hidden=64, heads=4, ffn=128))
+    assert {n.attrs["acc_bits"] for n in prog.nodes if n.op == "Linear"} == {32}
+    _three_way(prog, *batch(np.random.default_rng(0), 3, 12))

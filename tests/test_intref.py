@@ -48,7 +48,7 @@ def test_synth_layout_and_determinism():
     assert ops == ["Embed", "LayerNorm", "Linear", "ScaleChannels", "Linear", "SplitHeads", "SplitHeads",
                    "SplitHeads", "DotAttention", "MergeHeads", "Linear", "Add", "LayerNorm", "Linear", "Linear",
                    "Add", "LayerNorm", "TakeFirst", "Linear", "Linear"]
-    assert prog.nodes[-1].attrs == {"shift": 0, "bits": 32, "relu": 0}
+    assert prog.nodes[-1].attrs == {"shift": 0, "bits": 32, "relu": 0, "acc_bits": 32}
     for node in prog.nodes:
         assert set(node.attrs) == set(ATTRS[node.op]) and node.op in OPS
         assert all(type(v) is int for v in node.attrs.values())

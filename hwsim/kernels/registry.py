@@ -47,6 +47,19 @@ class KernelSpec:
 
 BUILDERS: dict[str, Callable[[KernelSpec], Kernel]] = {}
 
+ACCUMULATORS: dict[str, tuple[str, ...]] = {"Linear": ("acc",), "DotAttention": ("scores", "pv"),
+                                            "InhibitorAttention": ("l1", "h")}
+"""Op type -> labels of the internal accumulators its kernel reports (as `quant.intops`)."""
+
+
+def acc_bits(attrs: Mapping[str, object]) -> int:
+    """Declared accumulator width of a node: its `acc_bits` attribute (Linear; 32 when absent, as
+    `quant.intops.ATTR_DEFAULTS`) or 32 (attention ops); ValueError unless 32 or 64."""
+    bits = int(attrs.get("acc_bits", 32))
+    if bits not in (32, 64):
+        raise ValueError(f"acc_bits={bits} is not an accumulator width; use 32 or 64")
+    return bits
+
 
 def register(op_type: str) -> Callable:
     def add(fn: Callable[[KernelSpec], Kernel]) -> Callable[[KernelSpec], Kernel]:
@@ -63,6 +76,7 @@ def _linear(spec: KernelSpec) -> Kernel:
     if w is None or b is None:
         raise ValueError("Linear needs w and b as initializers")
     a = spec.attrs
+    acc_bits(a)  # validated at load time
     x_absmax = spec.absmax(0) if spec.absmax(0) is not None else 1 << 62
     kern = matmul.LinearKernel(w, b, a["shift"], a["bits"], a.get("relu", 0), x_absmax, spec.saturated_dtype())
 
