@@ -23,6 +23,7 @@ from models.errors import UserError
 from models.files import atomic_path, write_text_atomic
 
 SUPPORTED_MODEL_TYPES = ("bert", "distilbert")
+QUANT_RUN_FORMAT = "inhibitor-hwsim-quant"  # config.json "format" of a quantized run (quant.checkpoint)
 HF_ACTIVATIONS = {"gelu": "gelu", "relu": "relu"}  # HF 'gelu' is the exact erf form, like ours
 
 
@@ -244,6 +245,10 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[SequenceClassifier, Encode
     """(model in eval mode, config) from a folder written by `save_checkpoint`."""
     folder = _check_dir(path)
     meta = _read_json(folder / "config.json")
+    if meta.get("format") == QUANT_RUN_FORMAT:
+        raise UserError(f"{folder} holds a quantized run (config.json format {QUANT_RUN_FORMAT!r}), not a float "
+                        f"checkpoint: load it with quant.checkpoint.load_quant_run, or export it with "
+                        f"`hwsim export {folder} --out MODEL.onnx`")
     if "encoder_config" not in meta:
         raise UserError(f"{folder}/config.json has no 'encoder_config': not an inhibitor-hwsim checkpoint "
                         f"(for a Hugging Face folder use load_pretrained)")

@@ -172,3 +172,19 @@ def test_corrupt_and_incomplete_checkpoints(tmp_path, tiny_bert_dir):
 def test_unknown_teacher():
     with pytest.raises(UserError, match="neither a known name.*minilm"):
         resolve_teacher("bert-base-uncased")
+
+
+def test_quantized_run_folder_is_named_as_such(tmp_path):
+    """load_checkpoint on a quantized run says what the folder is and how to load it, instead of
+    reporting a state-dict mismatch."""
+    from models.config import EncoderConfig
+    from models.encoder import SequenceClassifier
+    from quant.checkpoint import save_quant_run
+    from quant.config import QuantConfig
+    from quant.qmodel import quantize_model
+    cfg = EncoderConfig(vocab_size=30, hidden=8, layers=1, heads=2, ffn=16, max_position=8, activation="relu")
+    qmodel = quantize_model(SequenceClassifier(cfg).eval(), QuantConfig())
+    save_quant_run(qmodel, cfg, QuantConfig(), tmp_path)
+    with pytest.raises(UserError, match=r"quantized run.*load_quant_run.*hwsim export") as err:
+        load_checkpoint(tmp_path)
+    assert "does not match" not in str(err.value)
