@@ -8,7 +8,9 @@ on the integer tensors times the output scale, gradient = that of the float op (
 Before calibration a scale is not yet a power of two and the float route alone is used.
 
 In eval mode accumulations (Linear, residual sums) run in float64, so fake-quant values equal the
-integer program's exactly (sums stay far below 2**53); in training they run in the model's dtype.
+integer program's exactly (sums stay far below 2**53); in training they run in the model's dtype, and
+the straight-through forward values come from `quant.stvalues` (the same integers, computed in
+floating point; the graph is that of the float op only).
 """
 from __future__ import annotations
 
@@ -23,10 +25,10 @@ from torch import nn
 
 from models.attention import inhibit_fast, merge_heads, split_heads
 from models.config import EncoderConfig
-from quant import intops
+from quant import intops, stvalues
 from quant.config import QuantConfig
-from quant.quantizers import (act_quant, bias_quant, const_act_quant, fixed_point_value, fixed_point_weight,
-                              round_half_up, weight_quant)
+from quant.quantizers import (act_quant, bias_quant, const_act_quant, fake_quant, fixed_point_value,
+                              fixed_point_weight, round_half_up, weight_exp, weight_quant)
 
 
 def _pot_exp(scale: torch.Tensor) -> int | None:
@@ -49,6 +51,10 @@ class Fx:
     def int(self) -> torch.Tensor:
         return torch.round(self.value.detach().double() / self.scale.detach().double()).to(torch.int64)
 
+    def ints(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """`int()` as a float tensor of integers (`dtype`, default the value's; exact: power-of-two scale)."""
+        return torch.round(self.value.detach().to(dtype or self.value.dtype) * 2.0 ** self.exp)
+
     def map(self, fn) -> "Fx":
         """Same format, `fn` applied to the values (reshapes)."""
         return Fx(fn(self.value), self.scale, self.bits)
@@ -58,8 +64,23 @@ def acc_dtype(module: nn.Module, x: torch.Tensor) -> torch.dtype:
     return x.dtype if module.training else torch.float64
 
 
+class _ForwardValue(torch.autograd.Function):
+    """Forward `value` as it is; the gradient goes to `graph` unchanged (no arithmetic on either)."""
+
+    @staticmethod
+    def forward(ctx, graph: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
 def exact(fq: Fx, y_int: torch.Tensor) -> Fx:
     """Straight-through: forward value `y_int * scale`, gradient that of the fake-quant `fq`."""
+    if fq.value.requires_grad:  # training: y_int is a fresh float64 tensor of stvalues
+        target = y_int.to(fq.value.dtype).mul_(2.0 ** -fq.exp)
+        return Fx(_ForwardValue.apply(fq.value, target), fq.scale, fq.bits)
     target = y_int.to(fq.value.dtype) * fq.scale.detach().to(fq.value.dtype)
     return Fx(fq.value + (target - fq.value).detach(), fq.scale, fq.bits)
 
@@ -144,9 +165,11 @@ class QLayerNorm(nn.Module):
         fq = self.act(F.layer_norm(v, v.shape[-1:], gamma.to(v.dtype), beta.to(v.dtype), self.eps), dtype)
         if x.exp is None or fq.exp is None:
             return fq
-        y = intops.layernorm(x.int(), round_half_up(gamma * 2.0 ** eg).long(), round_half_up(beta * 2.0 ** eb).long(),
-                             self.int_eps(x.exp), self.qcfg.norm_frac, eb - fq.exp, fq.bits)
-        return exact(fq, y)
+        g_int, b_int = round_half_up(gamma * 2.0 ** eg).long(), round_half_up(beta * 2.0 ** eb).long()
+        args = (self.int_eps(x.exp), self.qcfg.norm_frac, eb - fq.exp, fq.bits)
+        if self.training:
+            return exact(fq, stvalues.layernorm(x.ints(torch.float64), g_int, b_int, *args))
+        return exact(fq, intops.layernorm(x.int(), g_int, b_int, *args))
 
 
 def residual_add(a: Fx, b: Fx, module: nn.Module) -> Fx:
@@ -176,8 +199,8 @@ class QEmbeddings(nn.Module):
         rows = {"word": lambda w: w[input_ids], "pos": lambda w: w[:n], "type": lambda w: w[0]}
         acc, scale = 0.0, None
         for name, table in self.tables():
-            w, s = table.quantized()
-            acc = acc + rows[name](w).to(torch.float64 if not self.training else dtype)  # (B, n, D)
+            w, s = table.lookup(rows[name])
+            acc = acc + w.to(torch.float64 if not self.training else dtype)  # (B, n, D)
             scale = s if scale is None else torch.minimum(scale, s)
         y = self.norm(Fx(acc, scale, 32), dtype)
         return y.map(self.drop)
@@ -194,6 +217,12 @@ class QLinearTable(nn.Module):
     def quantized(self) -> tuple[torch.Tensor, torch.Tensor]:
         w, exp = fixed_point_weight(self.weight, self.bits)
         return w, torch.tensor(2.0 ** -exp)
+
+    def lookup(self, select) -> tuple[torch.Tensor, torch.Tensor]:
+        """`select(w)` of the fake-quant table `quantized()` (elementwise, so the rows selected first
+        are quantized alone: same values and gradients without a pass over the whole table)."""
+        exp, top = weight_exp(self.weight, self.bits), (1 << (self.bits - 1)) - 1
+        return fake_quant(select(self.weight), 2.0 ** -exp, -top, top), torch.tensor(2.0 ** -exp)
 
 
 # ---------------------------------------------------------------- attention
@@ -212,14 +241,22 @@ class QDotCore(nn.Module):
                 "out_shift": self.qcfg.softmax_bits + exp_v - exp_out, "bits": self.qcfg.act_bits}
 
     def forward(self, q: Fx, k: Fx, v: Fx, mask: torch.Tensor) -> Fx:
-        scores = q.value @ k.value.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, n, n)
+        qk = q.value @ k.value.transpose(-2, -1)  # (B, H, n, n)
         keep = mask[:, None, None, :].bool()
-        p = scores.masked_fill(~keep, torch.finfo(scores.dtype).min).softmax(-1)
-        fq = Fx(fixed_point_value(p @ v.value / v.scale, 0, v.bits) * v.scale, v.scale, v.bits)  # (B, H, n, d)
+        p = (qk / math.sqrt(self.head_dim)).masked_fill(~keep, torch.finfo(qk.dtype).min).softmax(-1)
+        lo, hi = intops.int_range(v.bits)
+        fq = Fx(fake_quant(p @ v.value, v.scale, lo, hi), v.scale, v.bits)  # (B, H, n, d)
         if None in (q.exp, k.exp, v.exp):
             return fq
-        y = intops.dot_attention(q.int(), k.int(), v.int(), mask, **self.softmax_attrs(q.exp, k.exp, v.exp, v.exp))
-        return exact(fq, y)
+        attrs = self.softmax_attrs(q.exp, k.exp, v.exp, v.exp)
+        if not self.training:
+            return exact(fq, intops.dot_attention(q.int(), k.int(), v.int(), mask, **attrs))
+        # q, k are quantizer outputs: qk holds the integer scores times 2**-(exp_q + exp_k) exactly
+        # when its dtype holds them (stvalues.exact_dtype)
+        bound = self.head_dim << (2 * max(q.bits, k.bits) - 2)
+        reuse = stvalues.exact_dtype(bound) == torch.float32 or qk.dtype == torch.float64
+        scores = qk.detach() * 2.0 ** (q.exp + k.exp) if reuse else None
+        return exact(fq, stvalues.dot_attention(q.ints(), k.ints(), v.ints(), mask, **attrs, scores=scores))
 
 
 class QInhibitorCore(nn.Module):
@@ -258,9 +295,10 @@ class QInhibitorCore(nn.Module):
         fq = self.act(h)  # (B, H, n, d)
         if None in (q.exp, k.exp, v.exp, fq.exp):
             return fq
-        y = intops.inhibitor_attention(q.int(), k.int(), v.int(), mask,
-                                       **self.inhibitor_attrs(q.exp, v.exp, fq.exp, fq.bits))
-        return exact(fq, y)
+        attrs = self.inhibitor_attrs(q.exp, v.exp, fq.exp, fq.bits)
+        ops = stvalues if self.training else intops
+        args = (q.ints(), k.ints(), v.ints()) if self.training else (q.int(), k.int(), v.int())
+        return exact(fq, ops.inhibitor_attention(*args, mask, **attrs))
 
 
 class QScaleChannels(nn.Module):
@@ -280,8 +318,9 @@ class QScaleChannels(nn.Module):
         fq = self.act(u.value * c.to(u.value.dtype))  # (B, n, D)
         if u.exp is None or fq.exp is None:
             return fq
-        return exact(fq, intops.scale_channels(u.int(), round_half_up(c * 2.0 ** ec).long(),
-                                               u.exp + ec - fq.exp, fq.bits))
+        ops = stvalues if self.training else intops
+        u_int = u.ints() if self.training else u.int()
+        return exact(fq, ops.scale_channels(u_int, round_half_up(c * 2.0 ** ec).long(), u.exp + ec - fq.exp, fq.bits))
 
 
 class QAttention(nn.Module):

@@ -13,6 +13,7 @@ import math
 
 import torch
 from brevitas.core.function_wrapper import CeilSte
+from brevitas.core.quant import IntQuant as BrevitasIntQuant
 from brevitas.core.restrict_val import RestrictValueType
 from brevitas.core.scaling import ScalingImplType, ScalingPerOutputType
 from brevitas.inject import ExtendedInjector
@@ -41,11 +42,66 @@ class RoundHalfUpSte(nn.Module):
         return round_half_up(x)
 
 
+class _FakeQuant(torch.autograd.Function):
+    """`clamp(floor(x / scale + 0.5), lo, hi) * scale` in one op, with the gradients of that expression
+    composed from torch ops with a straight-through floor: d/dx = 1 where `lo <= floor(.) <= hi`, else
+    0; d/dscale = `q - inside * x / scale` summed (q the clamped integers). Per-tensor scale."""
+
+    @staticmethod
+    def forward(ctx, x, scale, lo: float, hi: float):
+        q = (x / scale).add_(0.5).floor_()
+        y = q.clamp(lo, hi)
+        inside = y == q
+        y = y.mul_(scale)
+        ctx.save_for_backward(x, scale, inside, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, scale, inside, y = ctx.saved_tensors
+        grad_x = grad * inside
+        grad_scale = None
+        if ctx.needs_input_grad[1]:
+            flat = (lambda t: t.reshape(-1).to(torch.promote_types(t.dtype, scale.dtype)))
+            dot = torch.dot(flat(grad), flat(y)) - torch.dot(flat(grad_x), flat(x))
+            grad_scale = (dot / scale.reshape(())).reshape(scale.shape).to(scale.dtype)
+        return grad_x.to(x.dtype), grad_scale, None, None
+
+
+def fake_quant(x: torch.Tensor, scale, lo: float, hi: float) -> torch.Tensor:
+    """`x` on the grid `scale` (a per-tensor tensor, or a number: no gradient), round half up,
+    saturated to [lo, hi] integers; straight-through. Same values, bit for bit, as
+    `clamp(round_half_up(x / scale), lo, hi) * scale`.
+
+    >>> fake_quant(torch.tensor([-9.0, -0.25, 0.25, 0.75, 9.0]), 0.5, -4, 3).tolist()
+    [-2.0, 0.0, 0.5, 1.0, 1.5]
+    """
+    if not torch.is_tensor(scale):
+        scale = torch.tensor(float(scale), dtype=x.dtype)
+    return _FakeQuant.apply(x, scale, float(lo), float(hi))
+
+
+class RoundHalfUpIntQuant(BrevitasIntQuant):
+    """Brevitas `IntQuant` with `RoundHalfUpSte` rounding fused into one autograd op (`fake_quant`):
+    same values and gradients as the composed Brevitas chain (divide, add zero point, round, two
+    `torch.where` clamps, subtract, multiply), in a third of the passes over the tensor. A non-zero
+    or learned zero point or a non-scalar scale takes the Brevitas chain."""
+
+    def forward(self, scale: torch.Tensor, zero_point: torch.Tensor, bit_width: torch.Tensor,
+                x: torch.Tensor) -> torch.Tensor:
+        if zero_point.requires_grad or scale.numel() != 1 or bool(zero_point.any()):
+            return super().forward(scale, zero_point, bit_width, x)
+        x = self.input_view_impl(x)
+        return fake_quant(x, scale, float(self.min_int(bit_width)), float(self.max_int(bit_width)))
+
+
 # ---------------------------------------------------------------- pieces
 
 class RoundHalfUp(ExtendedInjector):
-    """Rounding of DESIGN.md requant (overrides Brevitas' round-half-even `RoundSte`)."""
+    """Rounding of DESIGN.md requant (overrides Brevitas' round-half-even `RoundSte`), fused with
+    the integer quantization itself (`RoundHalfUpIntQuant`)."""
     float_to_int_impl = RoundHalfUpSte
+    int_quant = RoundHalfUpIntQuant
 
 
 class PerTensorPowerOfTwo(ExtendedInjector):
@@ -119,16 +175,20 @@ def fixed_point_weight(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, int]:
     threshold division for signed widths),
     integers `clamp(round_half_up(w * 2**exp), +-(2**(bits-1)-1))`. Returns (fake-quant w, exp)."""
     top = (1 << (bits - 1)) - 1
-    peak = max(float(w.detach().abs().max()), 1e-10)
-    exp = -math.ceil(math.log2(peak / 2 ** (bits - 1)))
-    q = torch.clamp(round_half_up(w * 2.0 ** exp), -top, top)
-    return q * 2.0 ** -exp, exp
+    exp = weight_exp(w, bits)
+    return fake_quant(w, 2.0 ** -exp, -top, top), exp
+
+
+def weight_exp(w: torch.Tensor, bits: int) -> int:
+    """The exponent of `fixed_point_weight`: `-ceil(log2(max|w| / 2**(bits-1)))` (max|w| at least 1e-10)."""
+    peak = max(float(torch.linalg.vector_norm(w.detach(), float("inf"))), 1e-10)
+    return -math.ceil(math.log2(peak / 2 ** (bits - 1)))
 
 
 def fixed_point_value(x: torch.Tensor, exp: int, bits: int) -> torch.Tensor:
     """`x` on the grid `2**-exp`, round half up, saturated to signed `bits` (gradient straight through)."""
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return torch.clamp(round_half_up(x * 2.0 ** exp), lo, hi) * 2.0 ** -exp
+    return fake_quant(x, 2.0 ** -exp, lo, hi)
 
 
 def scale_to_exp(scale) -> int:
