@@ -52,15 +52,16 @@ def _tokenizer(args, meta: dict):
 
 
 def simulate_texts(plan, model_path, texts, labels, tok, check_ort: int = 0, overflow: str = "error",
-                   progress: bool = True) -> dict:
+                   progress: bool = True, max_length: int | None = None) -> dict:
     """Simulate `texts` one at a time at their own length (batch 1, no padding); returns the run
-    report as a dict. `check_ort`: 0 = no onnxruntime check, -1 = every sample, N = the first N."""
+    report as a dict. `check_ort`: 0 = no onnxruntime check, -1 = every sample, N = the first N.
+    Texts are truncated to `max_length` tokens (default: the model's position table)."""
     import numpy as np
     from tqdm import tqdm
 
     from hwsim.executor import execute
 
-    max_len = int(plan.meta.get("max_position", 512))
+    max_len = max_length or int(plan.meta.get("max_position", 512))
     sess = None
     if check_ort:
         import onnxruntime as ort

@@ -1,0 +1,200 @@
+"""`hwsim demo`: the end-to-end energy study on real weights and real text.
+
+    hwsim demo [--out DIR] [--full] [--force]
+
+Steps (each cached in DIR and skipped when its output exists, unless --force):
+1. fine-tune the float MiniLM teacher on the RT snippets (dot attention);
+2. fine-tune float inhibitor and symmetric students initialised from the teacher;
+3. quantization-aware-train W8A8 students of all three variants, distilled from the teacher;
+4. export each to integer-only ONNX;
+5. simulate the whole RT test split in hwsim (onnxruntime cross-check on the first samples);
+6. count every variant at sequence lengths 16..512 on random token ids;
+7. price the counts (Horowitz 45 nm table) and write report.json, report.csv, summary.md and plots.
+
+The default is cut to finish within about 20 minutes on 2 CPU cores: training uses the first
+`train_limit` training snippets at `max_length` tokens (the test split is always whole); `--full`
+runs the complete recipe (every training snippet, more epochs, 64 tokens).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+VARIANTS = ("dot", "inhibitor", "symmetric")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: str = "demo_out"
+    force: bool = False
+    bits: int = 8
+    max_length: int = 48
+    teacher_epochs: int = 1
+    teacher_train_limit: int | None = 3000
+    student_epochs: int = 1
+    student_train_limit: int | None = 2000
+    qat_epochs: int = 1
+    qat_train_limit: int | None = 800
+    ort_check: int = 16                 # first N test samples also run in onnxruntime
+    sweep_lengths: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
+    seed: int = 0
+    teacher: str = "minilm"             # checkpoint the teacher is fine-tuned from
+    limit: int | None = None            # first N examples of every split (tests only)
+
+    @classmethod
+    def full(cls, **changes) -> "DemoConfig":
+        return replace(cls(max_length=64, teacher_epochs=2, teacher_train_limit=None, student_epochs=2,
+                           student_train_limit=None, qat_epochs=1, qat_train_limit=None, ort_check=128),
+                       **changes)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    parser.add_argument("--full", action="store_true", help="the complete recipe instead of the 20-minute cut")
+    parser.add_argument("--force", action="store_true", help="redo every step even when cached")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = DemoConfig.full(out=args.out, force=args.force) if args.full else DemoConfig(out=args.out, force=args.force)
+    run_demo(cfg)
+    return 0
+
+
+def _say(msg: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- training and export
+
+def _train(cfg: DemoConfig, out: Path, **kw) -> dict:
+    from quant.train import TrainConfig, train
+    metrics = out / "metrics.json"
+    if metrics.is_file() and not cfg.force:
+        _say(f"cached: {out}")
+        return json.loads(metrics.read_text())
+    _say(f"training {out.name} ...")
+    return train(TrainConfig(out=str(out), task="rt", max_length=cfg.max_length, seed=cfg.seed, limit=cfg.limit,
+                             **kw))
+
+
+def train_all(cfg: DemoConfig) -> dict[str, dict]:
+    """Teacher, float students, QAT students; returns {run name: metrics}."""
+    from quant.distill import DistillConfig
+    runs = Path(cfg.out) / "runs"
+    teacher = runs / "teacher"
+    metrics = {"float-dot": _train(cfg, teacher, attention="dot", teacher=cfg.teacher, float_model=True,
+                                   distill=DistillConfig(mode="none"), epochs=cfg.teacher_epochs,
+                                   train_limit=cfg.teacher_train_limit)}
+    for v in VARIANTS[1:]:
+        metrics[f"float-{v}"] = _train(cfg, runs / f"float-{v}", attention=v, teacher=str(teacher),
+                                       float_model=True, distill=DistillConfig(mode="none"),
+                                       epochs=cfg.student_epochs, train_limit=cfg.student_train_limit)
+    for v in VARIANTS:
+        init = None if v == "dot" else str(runs / f"float-{v}")
+        metrics[f"int{cfg.bits}-{v}"] = _train(cfg, runs / f"int{cfg.bits}-{v}", attention=v,
+                                               teacher=str(teacher), bits=cfg.bits,
+                                               distill=DistillConfig(mode="task"), init_student=init,
+                                               epochs=cfg.qat_epochs, train_limit=cfg.qat_train_limit)
+    return metrics
+
+
+def export_all(cfg: DemoConfig) -> dict[str, Path]:
+    from export.cli import export_model
+    from quant.checkpoint import load_quant_run
+    paths = {}
+    for v in VARIANTS:
+        run_dir = Path(cfg.out) / "runs" / f"int{cfg.bits}-{v}"
+        path = Path(cfg.out) / "models" / f"{v}-w{cfg.bits}.onnx"
+        if not path.is_file() or cfg.force:
+            _say(f"exporting {run_dir} -> {path}")
+            export_model(load_quant_run(run_dir), path, run_dir)
+        paths[v] = path
+    return paths
+
+
+# ---------------------------------------------------------------- simulation
+
+def simulate_all(cfg: DemoConfig, models: dict[str, Path]) -> dict[str, Path]:
+    """Simulate the RT test split for each variant; one run report per variant."""
+    from hwsim.graph import load_plan
+    from hwsim.run_cli import _tokenizer, simulate_texts
+    from models.files import write_text_atomic
+    from quant.data import load_split
+
+    split = load_split("rt", "test", limit=cfg.limit)
+    reports = {}
+    for v, model in models.items():
+        path = Path(cfg.out) / "reports" / f"{v}.json"
+        if not path.is_file() or cfg.force:
+            _say(f"simulating {len(split)} RT test snippets with {model.name} (onnxruntime check on {cfg.ort_check})")
+            plan = load_plan(model)
+            tok = _tokenizer(argparse.Namespace(tokenizer=None), plan.meta)
+            texts = [t[0] for t in split.texts]
+            # truncated like training, so hwsim's accuracy is comparable with the QAT evaluation's
+            report = simulate_texts(plan, model, texts, list(split.labels), tok, cfg.ort_check,
+                                    max_length=cfg.max_length)
+            write_text_atomic(path, json.dumps(report, indent=1))
+        reports[v] = path
+    return reports
+
+
+def sweep(cfg: DemoConfig, models: dict[str, Path], table) -> dict[str, list[tuple[int, float, float]]]:
+    """Energy per inference (total, attention arithmetic) at each sweep length, random token ids."""
+    import numpy as np
+
+    from hwsim.energy import price
+    from hwsim.executor import execute
+    from hwsim.graph import load_plan
+    from hwsim.report import COMPONENT_OF_OP, is_memory
+
+    rng = np.random.default_rng(cfg.seed)
+    series: dict[str, list[tuple[int, float, float]]] = {}
+    for v, model in models.items():
+        plan = load_plan(model)
+        vocab, max_pos = int(plan.meta["vocab_size"]), int(plan.meta["max_position"])
+        points = []
+        for n in cfg.sweep_lengths:
+            if n > max_pos:
+                continue
+            ids = rng.integers(1000, vocab, size=(1, n), dtype=np.int64)
+            res = execute(plan, ids, np.ones_like(ids), overflow="saturate", track_widths=False)
+            total = attention = 0.0
+            for node, counts in res.counts.items():
+                pj = price(counts, table)
+                total += sum(pj.values())
+                op = next(p.op_type for p in plan.nodes if p.name == node)
+                if COMPONENT_OF_OP.get(op) == "attention":
+                    attention += sum(e for k, e in pj.items() if not is_memory(k))
+            points.append((n, total, attention))
+        series[v] = points
+        _say(f"sweep {v}: " + ", ".join(f"{n}: {t / 1e3:.0f} nJ" for n, t, _ in points))
+    return series
+
+
+# ---------------------------------------------------------------- the study
+
+def run_demo(cfg: DemoConfig) -> dict:
+    from hwsim.demo_report import write_outputs
+    from hwsim.energy import load_table
+
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _say(f"writing to {out.resolve()} ({'full recipe' if cfg.max_length == 64 and cfg.teacher_train_limit is None else 'default 20-minute cut'})")
+    metrics = train_all(cfg)
+    t_train = time.perf_counter() - t0
+    models = export_all(cfg)
+    reports = simulate_all(cfg, models)
+    table = load_table()
+    series = sweep(cfg, models, table)
+    result = write_outputs(cfg, metrics, models, reports, series, table,
+                           timings={"train_s": round(t_train, 1), "total_s": round(time.perf_counter() - t0, 1)})
+    _say(f"done in {time.perf_counter() - t0:.0f} s: {out / 'summary.md'}")
+    return result
+
+
+def config_dict(cfg: DemoConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,77 @@
+"""The demo pipeline on a tiny configuration: real MiniLM teacher, a handful of RT snippets.
+
+Checks that every output exists, that the report is internally consistent (components add up to
+the total; the total equals counts x energy table recomputed from the raw run reports; the
+summary's numbers come from report.json), and that a second run reuses the cached artefacts.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+
+from hwsim.demo import VARIANTS, DemoConfig, run_demo
+from hwsim.demo_report import check_consistency
+from hwsim.energy import load_table
+
+TINY = dict(limit=12, teacher_train_limit=12, student_train_limit=12, qat_train_limit=12, max_length=12,
+            ort_check=2, sweep_lengths=(8, 16))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = run_demo(DemoConfig(out=str(out), **TINY))
+    return out, result
+
+
+def test_demo_writes_every_output(demo):
+    out, result = demo
+    for name in ("report.json", "report.csv", "summary.md", "energy_breakdown.png", "energy_vs_seq_len.png",
+                 "attention_energy_vs_seq_len.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert set(result["variants"]) == set(VARIANTS)
+    for v in VARIANTS:
+        assert (out / "models" / f"{v}-w8.onnx").is_file()
+        row = result["variants"][v]
+        assert row["ort_checked"] == 2
+        assert row["test_samples"] == 12
+        # hwsim runs the integer graph, QAT evaluation the fake-quant model: same predictions
+        assert row["int8_accuracy_hwsim"] == pytest.approx(row["int8_accuracy_qat_eval"])
+    assert not list(out.rglob("*.part"))
+
+
+def test_report_is_internally_consistent(demo):
+    out, result = demo
+    saved = json.loads((out / "report.json").read_text())
+    reports = {v: out / "reports" / f"{v}.json" for v in VARIANTS}
+    check_consistency(saved, reports, load_table())
+    with open(out / "report.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    for v in VARIANTS:
+        total = [float(r["energy_pj"]) for r in rows if r["variant"] == v and r["group"] == "total"]
+        layers = sum(float(r["energy_pj"]) for r in rows if r["variant"] == v and r["group"] == "layer")
+        assert total and layers == pytest.approx(total[0], rel=1e-5)
+        assert saved["variants"][v]["energy_pj"]["total"] == pytest.approx(total[0], rel=1e-5)
+    # inhibitor attention has no multiplications in the attention op; dot has
+    assert saved["variants"]["inhibitor"]["attention_share_arithmetic"] > 0
+
+
+def test_summary_numbers_come_from_the_report(demo):
+    out, result = demo
+    text = (out / "summary.md").read_text()
+    assert "estimates from operation counts" in text
+    for v in VARIANTS:
+        total_nj = result["variants"][v]["energy_pj"]["total"] / 1e3
+        assert f"| {v} |" in text and f"{total_nj:.0f}" in text
+
+
+def test_second_run_reuses_cache(demo):
+    out, _ = demo
+    stamp = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("metrics.json")}
+    models = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.onnx")}
+    run_demo(DemoConfig(out=str(out), **TINY))
+    assert stamp == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("metrics.json")}
+    assert models == {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.onnx")}
