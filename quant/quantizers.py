@@ -61,9 +61,9 @@ class _FakeQuant(torch.autograd.Function):
         x, scale, inside, y = ctx.saved_tensors
         grad_x = grad * inside
         grad_scale = None
-        if ctx.needs_input_grad[1]:
-            flat = (lambda t: t.reshape(-1).to(torch.promote_types(t.dtype, scale.dtype)))
-            dot = torch.dot(flat(grad), flat(y)) - torch.dot(flat(grad_x), flat(x))
+        if ctx.needs_input_grad[1]:  # sum grad * (q - inside * x / scale); y - x is exact (Sterbenz)
+            resid = torch.where(inside, y - x, y).reshape(-1)
+            dot = torch.dot(grad.reshape(-1).to(resid.dtype), resid)
             grad_scale = (dot / scale.reshape(())).reshape(scale.shape).to(scale.dtype)
         return grad_x.to(x.dtype), grad_scale, None, None
 
