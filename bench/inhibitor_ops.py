@@ -2,7 +2,8 @@
 
 Builds the one-node ONNX model of InhibitorAttention (and DotAttention for contrast) with distinct
 query and key lengths (nq=11, nk=13; B=2, H=3, d=4), inlines the function, infers every tensor's
-shape and classifies each op of the body by the largest tensor it reads or writes:
+shape and classifies each op of the body, the ops of its subgraphs (Loop/If bodies) included, by the
+largest tensor it reads or writes:
 
 - per score: a tensor with both a query and a key axis (11 and 13);
 - per row:   a query axis only (one value per query row, e.g. the centring mean);
@@ -47,14 +48,26 @@ def op_classes(op: str) -> Counter:
         for dim, size in zip(vi.type.tensor_type.shape.dim, shape):
             dim.dim_value = size
     inferred = onnx.shape_inference.infer_shapes(onnx.inliner.inline_local_functions(model), strict_mode=True, data_prop=True)
-    shapes = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
-              for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)}
     counts: Counter = Counter()
-    for node in inferred.graph.node:
-        tensors = [t for t in (*node.input, *node.output) if t]
-        classes = {_classify(shapes.get(t)) for t in tensors}
-        counts[node.op_type, next(c for c in CLASSES if c in classes)] += 1
+    _count(inferred.graph, {}, counts, subgraph=False)
     return counts
+
+
+def _count(graph: onnx.GraphProto, outer: dict, counts: Counter, subgraph: bool) -> None:
+    """Classify the nodes of `graph` and, recursively, of the subgraphs (Loop/If/Scan bodies) of its
+    nodes. A subgraph tensor whose shape inference could not fix is counted per score (the worst case),
+    so a multiply hidden in a loop body still fails the check."""
+    shapes = dict(outer)
+    for vi in (*graph.input, *graph.value_info, *graph.output):
+        if vi.type.tensor_type.HasField("shape"):
+            shapes[vi.name] = tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+    for node in graph.node:
+        tensors = [t for t in (*node.input, *node.output) if t]
+        classes = {"per score" if subgraph and shapes.get(t) is None else _classify(shapes.get(t)) for t in tensors}
+        counts[node.op_type, next(c for c in CLASSES if c in classes)] += 1
+        for attr in node.attribute:
+            for sub in (*([attr.g] if attr.type == onnx.AttributeProto.GRAPH else []), *attr.graphs):
+                _count(sub, shapes, counts, subgraph=True)
 
 
 def print_listing(op: str, counts: Counter) -> None:

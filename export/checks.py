@@ -1,15 +1,16 @@
 """Validation of an exported model: every node lowered, integers only, ONNX checker (full check).
 
 `validate(model)` runs the three passes and raises `ExportError` (a `UserError`) naming the node or
-tensor at fault. The integer-only pass looks at the graph AND every function body: initializers,
-declared value types, Cast/CastLike targets, Constant and tensor attributes, and finally the types
-onnx infers for every tensor once the functions are inlined.
+tensor at fault. The integer-only pass looks at the graph AND every function body, and into every
+subgraph (the `Loop` body of isqrt, any If/Scan branch) of either: initializers, declared value
+types, Cast/CastLike targets, Constant and tensor attributes, and finally the types onnx infers for
+every tensor (subgraphs included) once the functions are inlined.
 """
 from __future__ import annotations
 
 import onnx
 import onnx.inliner
-from onnx import AttributeProto, ModelProto, NodeProto, TensorProto, ValueInfoProto
+from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto
 
 from export.functions import DOMAIN
 from models.errors import UserError
@@ -47,27 +48,40 @@ def _check_node(where: str, node: NodeProto) -> None:
         if attr.type == AttributeProto.TENSOR and attr.t.data_type not in INTEGER_TYPES:
             raise ExportError(f"{label} holds a {_type_name(attr.t.data_type)} tensor {attr.name!r}; "
                               "the model must be integer-only")
-        if attr.type == AttributeProto.GRAPH:
-            raise ExportError(f"{label} has a subgraph; the contract has none")
+        for sub in (*([attr.g] if attr.type == AttributeProto.GRAPH else []), *attr.graphs):
+            _check_graph(f"{label} subgraph {attr.name!r}", sub)
+
+
+def _check_graph(where: str, graph: GraphProto) -> None:
+    """Initializers, declared value types and nodes of `graph`, subgraphs (Loop/If/Scan bodies) included."""
+    for init in graph.initializer:
+        if init.data_type not in INTEGER_TYPES:
+            raise ExportError(f"{where}: initializer {init.name!r} has type {_type_name(init.data_type)}; "
+                              "params must be integer initializers")
+    for vi in (*graph.input, *graph.output, *graph.value_info):
+        _check_value(where, vi)
+    for node in graph.node:
+        _check_node(where, node)
 
 
 def check_integer_only(model: ModelProto) -> None:
     """Raise ExportError at the first float anywhere in the graph or in a function body."""
-    graph = model.graph
-    for init in graph.initializer:
-        if init.data_type not in INTEGER_TYPES:
-            raise ExportError(f"graph: initializer {init.name!r} has type {_type_name(init.data_type)}; "
-                              "params must be integer initializers")
-    for vi in (*graph.input, *graph.output, *graph.value_info):
-        _check_value("graph", vi)
-    for node in graph.node:
-        _check_node("graph", node)
+    _check_graph("graph", model.graph)
     for fn in model.functions:
         for node in fn.node:
             _check_node(f"function {fn.name}[{fn.overload}]", node)
     inferred = onnx.shape_inference.infer_shapes(onnx.inliner.inline_local_functions(model), strict_mode=True)
-    for vi in (*inferred.graph.value_info, *inferred.graph.output):
-        _check_value("inlined graph", vi)
+    _check_inferred("inlined graph", inferred.graph)
+
+
+def _check_inferred(where: str, graph: GraphProto) -> None:
+    """The inferred types of `graph` and of every subgraph of its nodes."""
+    for vi in (*graph.value_info, *graph.output):
+        _check_value(where, vi)
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in (*([attr.g] if attr.type == AttributeProto.GRAPH else []), *attr.graphs):
+                _check_inferred(f"{where}: node {node.name or node.op_type!r} subgraph {attr.name!r}", sub)
 
 
 def check_lowerings(model: ModelProto) -> None:

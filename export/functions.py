@@ -18,7 +18,8 @@ Integer building blocks used by every body (all int64 unless noted):
 - `_shl(x, s)`: `x * 2**s` as a BitShift LEFT of |x| on uint64 and a sign restore by Where/Neg.
 - `_floor_div(a, b)`: `Div(a - Mod(a, b), b)` (Mod with fmod=0 follows the divisor's sign, so the
   numerator is an exact multiple and ONNX's truncating Div gives the floor).
-- `_isqrt(v)`: floor square root, digit by digit over 32 bit pairs (v < 2**64).
+- `_isqrt(v)`: floor square root, digit by digit over 32 bit pairs (v < 2**63), one ONNX `Loop`
+  of 32 iterations on integer loop-carried values.
 - `_requant(x, shift, bits)`: `_shl(_shr(x, max(shift, 0), True), max(-shift, 0))`, then clamp
   (Max/Min) to the signed `bits` range.
 
@@ -42,36 +43,48 @@ OFFSET = 2**62  # keeps values positive for the unsigned right shift
 
 
 class _Body:
-    """Accumulates the nodes of one function body; every node and tensor gets a fresh name."""
+    """Accumulates the nodes of one graph (a function body or a Loop body); every node and tensor gets
+    a fresh name starting with `prefix`. Constants, attribute reads and casts are emitted once and
+    shared: onnxruntime's session creation grows faster than linearly with the inlined node count."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "t") -> None:
+        self.prefix = prefix
         self.nodes: list = []
+        self._memo: dict[tuple, str] = {}
 
     def op(self, op_type: str, *inputs: str, **attrs) -> str:
-        out = f"t{len(self.nodes)}"
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=f"{op_type}_{len(self.nodes)}", **attrs))
+        out = f"{self.prefix}{len(self.nodes)}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=f"{self.prefix}{op_type}_{len(self.nodes)}", **attrs))
         return out
+
+    def _once(self, key: tuple, make: Callable[[], str]) -> str:
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     def const(self, value: int | Sequence[int], dtype: int = I64) -> str:
         dims = [] if isinstance(value, int) else [len(value)]
         vals = [value] if isinstance(value, int) else list(value)
-        return self.op("Constant", value=helper.make_tensor("value", dtype, dims, vals))
+        return self._once(("const", dtype, tuple(dims), tuple(vals)),
+                          lambda: self.op("Constant", value=helper.make_tensor("value", dtype, dims, vals)))
 
     def attr(self, name: str) -> str:
         """The int attribute `name` of the calling node as an int64 scalar."""
-        out = self.op("Constant")
-        self.nodes[-1].attribute.append(helper.make_attribute_ref("value_int", AttributeProto.INT, ref_attr_name=name))
-        return out
+        def make() -> str:
+            out = self.op("Constant")
+            self.nodes[-1].attribute.append(helper.make_attribute_ref("value_int", AttributeProto.INT, ref_attr_name=name))
+            return out
+        return self._once(("attr", name), make)
 
     def flag(self, name: str) -> str:
         """The int attribute `name` as a bool scalar (nonzero = true)."""
-        return self.op("Cast", self.attr(name), to=BOOL)
+        return self._once(("flag", name), lambda: self.op("Cast", self.attr(name), to=BOOL))
 
     def i64(self, x: str) -> str:
-        return self.op("Cast", x, to=I64)
+        return self._once(("cast", x, I64), lambda: self.op("Cast", x, to=I64))
 
     def u64(self, x: str) -> str:
-        return self.op("Cast", x, to=U64)
+        return self._once(("cast", x, U64), lambda: self.op("Cast", x, to=U64))
 
 
 def _shr(b: _Body, x: str, s: str, round_half_up: bool) -> str:
@@ -127,17 +140,39 @@ def _requant(b: _Body, x: str, shift: str, bits: str) -> str:
     return _saturate(b, _shl(b, right, _max(b, b.op("Neg", shift), zero)), bits)
 
 
+ISQRT_STEPS = 32  # bit pairs of an operand below 2**64
+
+
 def _isqrt(b: _Body, v: str) -> str:
-    """floor(sqrt(v)) for 0 <= v < 2**64, digit by digit (32 steps of compare/subtract/shift)."""
-    one = b.const(1, U64)
-    rem, res = v, b.const(0)
-    for k in range(31, -1, -1):
-        trial = b.op("Add", res, b.const(1 << (2 * k)))
-        take = b.op("GreaterOrEqual", rem, trial)
-        rem = b.op("Where", take, b.op("Sub", rem, trial), rem)
-        half = b.i64(b.op("BitShift", b.u64(res), one, direction="RIGHT"))
-        res = b.op("Where", take, b.op("Add", half, b.const(1 << (2 * k))), half)
-    return res
+    """floor(sqrt(v)) for 0 <= v < 2**63, digit by digit: one `Loop` of 32 compare/subtract/shift
+    steps over int64 values (not unrolled: 32 copies of the step made the LayerNorm body 478 nodes,
+    and onnxruntime's session creation grew with every inlined copy).
+
+    Loop-carried (rem, res, bit) start at (v, 0, 4**31); each step with trial = res + bit:
+    take = rem >= trial; rem -= trial if take; res = (res >> 1) + (bit if take else 0); bit >>= 2."""
+    loop = _Body(prefix="isqrt_")
+    one, two = loop.const(1, U64), loop.const(2, U64)
+    trial = loop.op("Add", "isqrt_res", "isqrt_bit")
+    take = loop.op("GreaterOrEqual", "isqrt_rem", trial)
+    rem = loop.op("Where", take, loop.op("Sub", "isqrt_rem", trial), "isqrt_rem")
+    half = loop.i64(loop.op("BitShift", loop.u64("isqrt_res"), one, direction="RIGHT"))
+    res = loop.op("Where", take, loop.op("Add", half, "isqrt_bit"), half)
+    bit = loop.i64(loop.op("BitShift", loop.u64("isqrt_bit"), two, direction="RIGHT"))
+    outs = {"isqrt_cond_out": "isqrt_cond", "isqrt_rem_out": rem, "isqrt_res_out": res,
+            "isqrt_bit_out": bit}
+    loop.nodes.extend(helper.make_node("Identity", [src], [dst], name=f"{dst}_id") for dst, src in outs.items())
+    scalar = lambda name, t: helper.make_tensor_value_info(name, t, [])  # noqa: E731
+    graph = helper.make_graph(
+        loop.nodes, "isqrt_step",
+        [scalar("isqrt_i", I64), scalar("isqrt_cond", BOOL), helper.make_tensor_value_info("isqrt_rem", I64, None),
+         helper.make_tensor_value_info("isqrt_res", I64, None), scalar("isqrt_bit", I64)],
+        [scalar("isqrt_cond_out", BOOL), helper.make_tensor_value_info("isqrt_rem_out", I64, None),
+         helper.make_tensor_value_info("isqrt_res_out", I64, None), scalar("isqrt_bit_out", I64)])
+    res0 = b.op("Sub", v, v)  # zeros of v's shape
+    out = [f"{b.prefix}{len(b.nodes)}_{k}" for k in ("rem", "res", "bit")]
+    b.nodes.append(helper.make_node("Loop", [b.const(ISQRT_STEPS), b.const(1, BOOL), v, res0, b.const(1 << 62)], out,
+                                    name=f"Loop_{len(b.nodes)}", body=graph))
+    return out[1]
 
 
 def _finish(b: _Body, op_type: str, inputs: Sequence[str], y: str, out_type: int, attrs: Sequence[str],

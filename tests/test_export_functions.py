@@ -134,3 +134,29 @@ def test_inhibitor_attention(center, signed):
     for bits, z_shift, alpha, out_shift in [(8, 3, 0, 2), (8, 0, 5, 0), (8, -1, 40, 4), (6, 5, 2, -1)]:
         attrs = {"z_shift": z_shift, "center": center, "alpha": alpha, "signed": signed, "out_shift": out_shift, "bits": bits}
         assert_same("InhibitorAttention", _attention_inputs(bits), attrs, bits)
+
+
+def test_layernorm_isqrt_of_large_variances():
+    """Variances up to ~2**60 through the isqrt Loop: every one of its 32 steps matters."""
+    x = RNG.integers(-(2**29), 2**29, size=(3, 5, 4)).astype(np.int32)
+    x[0, 0] = [-(2**29), 2**29 - 1, -(2**29), 2**29 - 1]
+    x[0, 1] = [-(2**29), 2**29 - 1, 0, 0]
+    x[1, 0] = [0, 0, 0, 1]  # variance 0 -> isqrt(eps)
+    gamma, beta = ints((4,), 8), ints((4,), 22, np.int32)
+    for eps, norm_frac in [(0, 12), (2**40 + 3, 14), (1, 20)]:
+        assert_same("LayerNorm", [x, gamma, beta], {"eps": eps, "norm_frac": norm_frac, "shift": 6, "bits": 16}, 16)
+
+
+def test_bodies_stay_small():
+    """onnxruntime's session creation grows faster than linearly with the inlined node count: the
+    isqrt is one Loop (not 32 unrolled steps) and constants, attribute reads and casts are shared."""
+    from export.functions import build_function
+    from onnx import TensorProto as T
+
+    fn = build_function("LayerNorm", [T.INT32, T.INT8, T.INT32], T.INT8)
+    loops = [n for n in fn.node if n.op_type == "Loop"]
+    assert len(loops) == 1 and len(loops[0].attribute[0].g.node) < 20
+    assert len(fn.node) < 130
+    for node in fn.node:
+        if node.op_type == "Constant":
+            assert sum(n.attribute == node.attribute for n in fn.node if n.op_type == "Constant") == 1

@@ -174,3 +174,14 @@ def test_node_without_declared_output_is_named():
 def test_unused_node_type_is_not_registered():
     model = to_onnx(synth_program(SynthConfig(attention="dot")))
     assert "InhibitorAttention" not in {f.name for f in model.functions}
+
+
+def test_integer_check_looks_inside_loop_bodies(small_model):
+    """The isqrt of LayerNorm is a Loop: a float inside its body graph is found too."""
+    bad = onnx.ModelProto()
+    bad.CopyFrom(small_model)
+    fn = next(f for f in bad.functions if f.name == "LayerNorm")
+    body = next(n for n in fn.node if n.op_type == "Loop").attribute[0].g
+    body.node.append(helper.make_node("Cast", [body.input[2].name], ["float_rem"], name="loop_cast", to=TensorProto.FLOAT))
+    with pytest.raises(ExportError, match=r"function LayerNorm\[.*\]: node .*Loop.* subgraph 'body'.*'loop_cast'.*FLOAT"):
+        validate(bad)
