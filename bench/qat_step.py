@@ -3,7 +3,9 @@
 MiniLM dimensions (6 layers, hidden 384, 12 heads, FFN 1536), random weights, batch 32 x 64 tokens,
 cross-entropy, backward, AdamW step. Prints both medians and the ratio QAT / float (target <= 2.5).
 
-    python bench/qat_step.py [--attention dot|inhibitor|symmetric] [--bits 8] [--steps 5]
+    python bench/qat_step.py [--attention dot|inhibitor|symmetric] [--bits 8] [--steps 5] [--threads 1]
+
+On a shared machine pin the threads (`--threads 1` or OMP_NUM_THREADS=1): both sides then run alike.
 """
 from __future__ import annotations
 
@@ -42,7 +44,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for both sides (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = ARCHS["minilm"].replace(attention=args.attention, activation="relu")
     ids = torch.randint(1, cfg.vocab_size, (args.batch, args.seq))
