@@ -64,12 +64,19 @@ def _check_graph(where: str, graph: GraphProto) -> None:
         _check_node(where, node)
 
 
-def check_integer_only(model: ModelProto) -> None:
-    """Raise ExportError at the first float anywhere in the graph or in a function body."""
+def check_declared_integer_only(model: ModelProto) -> None:
+    """Raise ExportError at the first float declared in the graph or in a function body (their
+    subgraphs included); cheap: no shape inference."""
     _check_graph("graph", model.graph)
     for fn in model.functions:
         for node in fn.node:
             _check_node(f"function {fn.name}[{fn.overload}]", node)
+
+
+def check_integer_only(model: ModelProto) -> None:
+    """Raise ExportError at the first float anywhere in the graph or in a function body, declared
+    or inferred after inlining the functions."""
+    check_declared_integer_only(model)
     inferred = onnx.shape_inference.infer_shapes(onnx.inliner.inline_local_functions(model), strict_mode=True)
     _check_inferred("inlined graph", inferred.graph)
 

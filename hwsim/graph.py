@@ -140,11 +140,22 @@ def _check_op(node: onnx.NodeProto) -> None:
                        f"{sorted(DATA_MOVEMENT)}; export with `hwsim export` or add a kernel in hwsim/kernels")
 
 
+def _check_function_bodies(model: onnx.ModelProto) -> None:
+    """hwsim runs its own kernels, not the bodies, but a float in a body still means the model
+    breaks the integer-only contract that onnxruntime's cross-check relies on."""
+    from export.checks import ExportError, check_declared_integer_only
+    try:
+        check_declared_integer_only(model)
+    except ExportError as err:
+        raise SimError(f"{err}; re-export the model with `hwsim export`") from None
+
+
 def load_plan(path_or_model, hw=None) -> Plan:
     """Parse and validate an integer ONNX model into a `Plan` (see module docstring)."""
     model, source = _load_model(path_or_model)
     graph = model.graph
     _check_types(graph)
+    _check_function_bodies(model)
     formats, meta = _metadata(model, source)
     params = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     inputs = tuple(vi.name for vi in graph.input if vi.name not in params)

@@ -216,6 +216,7 @@ def test_float_in_function_body_rejected(kit):
     (exit 0): `load_plan` checks initializers and graph values only, never `model.functions`."""
     case = kit / "case_fn"
     case.mkdir(exist_ok=True)
+    (kit / "case").mkdir(exist_ok=True)
     args, output = run_model(_float_in_function)(kit)
     args = [str(a).replace(str(kit / "case"), str(case)) for a in args]
     edited(kit / "good.onnx", case / "model.onnx", _float_in_function)
