@@ -37,7 +37,7 @@ class DemoConfig:
     student_epochs: int = 1
     student_train_limit: int | None = 2000
     qat_epochs: int = 1
-    qat_train_limit: int | None = 800
+    qat_train_limit: int | None = 1000
     ort_check: int = 16                 # first N test samples also run in onnxruntime
     sweep_lengths: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
     seed: int = 0
