@@ -5,7 +5,9 @@ Training state: one file `OUT/checkpoints/step-NNNNNNN.pt` per save, written wit
 scheduler state dicts, every rank's RNG states (torch CPU, CUDA when present, Python `random`), the
 position in the data (`epoch`, `step_in_epoch`: the order itself is a function of seed and epoch),
 the global `step`, and a JSON string with the rest (config, best metric so far, history). The newest
-`KEEP` files are kept.
+`KEEP` files are kept. A run killed while writing (SIGKILL: no cleanup runs) leaves the temporary
+`.NAME.*.part` of `atomic_path` beside the previous complete file; `remove_partial_files` deletes
+those when the next run on the same `OUT` starts.
 
 Quantized run folder (the best QAT checkpoint): `model.safetensors` (the QuantClassifier state
 dict) and `config.json` = {"format": "inhibitor-hwsim-quant", "encoder_config", "quant_config",
@@ -27,6 +29,7 @@ from models.errors import UserError
 from models.files import atomic_path, write_text_atomic
 
 KEEP = 2
+RUN_FILES = ("model.safetensors", "config.json", "metrics.json")  # written atomically into OUT
 QUANT_FORMAT = "inhibitor-hwsim-quant"
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
@@ -71,6 +74,17 @@ def save_state(out: str | os.PathLike, step: int, state: dict[str, Any]) -> Path
     for _, path in older[:-KEEP]:
         path.unlink(missing_ok=True)
     return target
+
+
+def remove_partial_files(out: str | os.PathLike) -> list[Path]:
+    """Delete the `atomic_path` temporaries of the files a run writes (training states, model.safetensors,
+    config.json, metrics.json) left in `out` by a killed run; complete files are untouched."""
+    out = Path(out)
+    found = [p for name in RUN_FILES for p in out.glob(f".{name}.*.part")]
+    found += list(checkpoint_dir(out).glob(".step-*.pt.*.part"))
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:

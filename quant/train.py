@@ -297,6 +297,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     spec = get_task(cfg.task)
     state = _resume_state(cfg)
+    if world.main:
+        ckpt.remove_partial_files(cfg.out)  # left by a run killed while writing
     say = tqdm.write if world.main else (lambda *a, **k: None)
     tokenizer = load_tokenizer(resolve_teacher(cfg.teacher) if not cfg.init_student else cfg.init_student)
     data = load_data(cfg, spec, tokenizer)
