@@ -120,3 +120,37 @@ def test_exact_on_rt_snippets_with_minilm_initialised_model(attention):
     prog = lower(qmodel, tokenizer="minilm")
     assert_exact(qmodel, prog, ids[16:], mask[16:])
     assert_exact(qmodel, prog, ids[:4, :7], mask[:4, :7])
+
+
+# ---------------------------------------------------------------- training-mode values (quant.stvalues)
+
+TRAIN_VARIANTS = [("dot", {}), ("symmetric", {}), ("inhibitor", {}), ("inhibitor", dict(inhibitor_center=True)),
+                  ("inhibitor", dict(inhibitor_signed=True))]
+
+
+def train_eval_logits(qmodel, ids, mask):
+    """(logits in training mode, the graph kept as in QAT; logits in eval mode)."""
+    trained = qmodel.train()(ids, mask)
+    assert trained.requires_grad  # the straight-through path, not the no_grad shortcut
+    with torch.no_grad():
+        evaluated = qmodel.eval()(ids, mask)
+    return trained.detach(), evaluated
+
+
+@pytest.mark.parametrize("attention,overrides", TRAIN_VARIANTS)
+@pytest.mark.parametrize("wbits,abits", [(4, 4), (8, 8), (12, 12)])
+def test_training_mode_values_equal_eval_mode(attention, overrides, wbits, abits):
+    """With dropout off, the training forward (float accumulations, stvalues) == the eval forward
+    (float64 accumulations, intops), bit for bit."""
+    qmodel = tiny_qmodel(attention, wbits, abits, dropout=0.0, attention_dropout=0.0, **overrides)
+    for n in (1, 5, 12, 24):
+        trained, evaluated = train_eval_logits(qmodel, *batch(200 + n, 4, n))
+        assert torch.equal(trained, evaluated)
+
+
+@pytest.mark.parametrize("attention", ["dot", "inhibitor", "symmetric"])
+def test_float32_training_mode_values_equal_eval_mode_at_8_bits(attention):
+    """The dtype QAT runs in: float32 sums stay exact at W8A8 on these widths."""
+    qmodel = tiny_qmodel(attention, 8, 8, dtype=torch.float32, dropout=0.0, attention_dropout=0.0)
+    trained, evaluated = train_eval_logits(qmodel, *batch(9, 4, 16))
+    assert torch.equal(trained, evaluated)
