@@ -44,18 +44,20 @@ def _load(model: ModelProto | str | os.PathLike) -> ModelProto:
     return onnx.load(str(path))  # external data, if any, resolves beside the file
 
 
-def _metadata(model: ModelProto) -> tuple[dict[str, TensorInfo], dict]:
+def read_metadata(model: ModelProto, source: str = "the model") -> tuple[dict[str, TensorInfo], dict]:
+    """Declared tensor formats and `hwsim.meta` of an exported model (the inverse of
+    `export.onnx_lower`'s metadata); UserError when absent or malformed."""
     props = {p.key: p.value for p in model.metadata_props}
     if "hwsim.tensor_bits" not in props:
-        raise UserError("the model has no hwsim.tensor_bits metadata; only models written by "
-                        "`hwsim export` (export.onnx_lower.to_onnx) can be lifted")
+        raise UserError(f"{source} has no hwsim.tensor_bits metadata: declared widths are needed; "
+                        "export the model with `hwsim export` (export.onnx_lower.to_onnx)")
     try:
         bits = json.loads(props["hwsim.tensor_bits"])
         signed = json.loads(props.get("hwsim.tensor_signed", "{}"))
         exps = json.loads(props.get("hwsim.tensor_exp", "{}"))
         meta = json.loads(props.get("hwsim.meta", "{}"))
     except json.JSONDecodeError as err:
-        raise UserError(f"malformed hwsim metadata ({err}); re-export the model") from None
+        raise UserError(f"{source}: malformed hwsim metadata ({err}); re-export the model") from None
     tensors = {}
     for name, b in bits.items():
         exp = exps.get(name)
@@ -63,7 +65,8 @@ def _metadata(model: ModelProto) -> tuple[dict[str, TensorInfo], dict]:
     return tensors, meta
 
 
-def _int_attrs(node: NodeProto) -> dict[str, object]:
+def int_attrs(node: NodeProto) -> dict[str, object]:
+    """A node's attributes as Python ints (or tuples of ints); UserError for any other kind."""
     attrs: dict[str, object] = {}
     for attr in node.attribute:
         value = helper.get_attribute_value(attr)
@@ -104,7 +107,7 @@ class _Reader:
         if node.domain == DOMAIN:
             if node.op_type not in SEMANTIC_OPS:
                 raise self.fail(node, f"unknown {DOMAIN} op; known: {sorted(SEMANTIC_OPS)}")
-            attrs = _int_attrs(node)
+            attrs = int_attrs(node)
             unknown = set(attrs) - set(ATTRS[node.op_type])
             if unknown:
                 raise self.fail(node, f"attributes {sorted(unknown)} are not the op's {list(ATTRS[node.op_type])}")
@@ -124,14 +127,14 @@ class _Reader:
         nxt = self.peek()
         if (len(shape) != 4 or shape[:2] != [0, 0] or shape[3] != -1 or shape[2] < 1 or nxt is None
                 or nxt.op_type != "Transpose" or list(nxt.input) != [reshape.output[0]]
-                or tuple(_int_attrs(nxt).get("perm", ())) != HEADS_PERM):
+                or tuple(int_attrs(nxt).get("perm", ())) != HEADS_PERM):
             raise self.fail(reshape, "expected Reshape([0, 0, H, -1]) followed by Transpose(perm 0,2,1,3) (SplitHeads)")
         self.out.append(Node("SplitHeads", nxt.name, (reshape.input[0],), tuple(nxt.output), {"heads": int(shape[2])}))
         self.i += 2
 
     def _merge_heads(self, transpose: NodeProto) -> None:
         nxt = self.peek()
-        if (tuple(_int_attrs(transpose).get("perm", ())) != HEADS_PERM or nxt is None or nxt.op_type != "Reshape"
+        if (tuple(int_attrs(transpose).get("perm", ())) != HEADS_PERM or nxt is None or nxt.op_type != "Reshape"
                 or nxt.input[0] != transpose.output[0] or self.const(nxt, nxt.input[1]).tolist() != [0, 0, -1]):
             raise self.fail(transpose, "expected Transpose(perm 0,2,1,3) followed by Reshape([0, 0, -1]) (MergeHeads)")
         self.out.append(Node("MergeHeads", nxt.name, (transpose.input[0],), tuple(nxt.output), {}))
@@ -139,7 +142,7 @@ class _Reader:
 
     def _take_first(self, gather: NodeProto) -> None:
         index = self.const(gather, gather.input[1])
-        if index.shape != () or int(index) != 0 or _int_attrs(gather).get("axis", 0) != 1:
+        if index.shape != () or int(index) != 0 or int_attrs(gather).get("axis", 0) != 1:
             raise self.fail(gather, "expected Gather(scalar index 0, axis=1) (TakeFirst)")
         self.out.append(Node("TakeFirst", gather.name, (gather.input[0],), tuple(gather.output), {}))
         self.i += 1
@@ -151,7 +154,7 @@ def from_onnx(model: ModelProto | str | os.PathLike) -> IntProgram:
     storage dtype), tensors, inputs, outputs and meta as `prog`. Raises UserError on anything the
     exporter does not write."""
     model = _load(model)
-    tensors, meta = _metadata(model)
+    tensors, meta = read_metadata(model)
     reader = _Reader(model)
     while reader.i < len(reader.nodes):
         reader.step()

@@ -12,7 +12,6 @@ node's declared accumulator width: Linear `acc_bits`, else 32), which the execut
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,19 +91,11 @@ def _load_model(path_or_model) -> tuple[onnx.ModelProto, str]:
 
 
 def _metadata(model: onnx.ModelProto, source: str) -> tuple[dict[str, TensorInfo], dict[str, Any]]:
-    props = {p.key: p.value for p in model.metadata_props}
-    if "hwsim.tensor_bits" not in props:
-        raise SimError(f"{source} has no hwsim.tensor_bits metadata: declared widths are needed; "
-                       f"export the model with `hwsim export`")
+    from export.onnx_lift import read_metadata
     try:
-        bits = json.loads(props["hwsim.tensor_bits"])
-        signed = json.loads(props.get("hwsim.tensor_signed", "{}"))
-        exps = json.loads(props.get("hwsim.tensor_exp", "{}"))
-        meta = json.loads(props.get("hwsim.meta", "{}"))
-    except json.JSONDecodeError as err:
-        raise SimError(f"{source}: malformed hwsim metadata ({err}); re-export the model") from None
-    formats = {name: TensorInfo(int(b), bool(signed.get(name, True)), exps.get(name)) for name, b in bits.items()}
-    return formats, meta
+        return read_metadata(model, source)
+    except UserError as err:
+        raise SimError(str(err)) from None
 
 
 def _check_types(graph: onnx.GraphProto) -> None:
@@ -120,15 +111,11 @@ def _check_types(graph: onnx.GraphProto) -> None:
 
 
 def _node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    attrs = {}
-    for attr in node.attribute:
-        value = helper.get_attribute_value(attr)
-        if isinstance(value, (list, tuple)):
-            value = tuple(int(v) for v in value)
-        elif not isinstance(value, int):
-            raise SimError(f"node {node.name!r} ({node.op_type}): attribute {attr.name!r} is not an integer")
-        attrs[attr.name] = value
-    return attrs
+    from export.onnx_lift import int_attrs
+    try:
+        return int_attrs(node)
+    except UserError as err:
+        raise SimError(str(err)) from None
 
 
 def _check_op(node: onnx.NodeProto) -> None:
