@@ -228,3 +228,16 @@ def encoder_pool(size: int, seed: int = 0) -> list[SynthConfig]:
 def synth_configs() -> st.SearchStrategy[SynthConfig]:
     """Encoder configurations from the pool of the loaded profile (ci: 9 models, long: 60)."""
     return st.sampled_from(encoder_pool(ENCODERS[settings().max_examples > CI_EXAMPLES]))
+
+
+def padded_batch(rng, vocab: int, n: int, batch: int = 3):
+    """Seeded token ids [batch, n] whose rows after the first are right-padded to a random length
+    (down to one valid token); padded positions hold id 0 and mask 0."""
+    ids = rng.integers(0, vocab, (batch, n)).astype(np.int64)
+    mask = np.ones((batch, n), np.int64)
+    for b in range(1, batch):
+        valid = int(rng.integers(1, n + 1))
+        mask[b, valid:] = 0
+        ids[b, valid:] = 0
+    return ids, mask
+

@@ -18,6 +18,7 @@ from hwsim.graph import SimError, load_plan
 from models.errors import UserError
 from quant.intref import run_program
 from quant.synth import SynthConfig, synth_program
+from tests.strategies import padded_batch
 
 VARIANTS = [dict(attention="dot"), dict(attention="inhibitor"), dict(attention="inhibitor", center=True, signed=True),
             dict(attention="symmetric")]
@@ -30,22 +31,12 @@ def model(request):
     return prog, onnx_model, load_plan(onnx_model)
 
 
-def batch(rng, bsz, n, vocab=50):
-    ids = rng.integers(0, vocab, size=(bsz, n))
-    mask = np.ones_like(ids)
-    for b in range(1, bsz):
-        cut = int(rng.integers(1, n + 1))
-        mask[b, cut:] = 0
-        ids[b, cut:] = 0
-    return ids, mask
-
-
 def test_equals_intref_and_onnxruntime(model):
     prog, onnx_model, plan = model
     sess = ort.InferenceSession(onnx_model.SerializeToString())
     rng = np.random.default_rng(7)
     for n in (1, 2, 5, 17, 40):
-        ids, mask = batch(rng, 3, n)
+        ids, mask = padded_batch(rng, 50, n, 3)
         got = execute(plan, ids, mask)
         want = run_program(prog, torch.from_numpy(ids), torch.from_numpy(mask))["logits"].numpy()
         assert np.array_equal(got.outputs["logits"], want), n
@@ -56,7 +47,7 @@ def test_equals_intref_and_onnxruntime(model):
 def test_counts_and_widths(model):
     _, _, plan = model
     rng = np.random.default_rng(0)
-    ids, mask = batch(rng, 1, 12)
+    ids, mask = padded_batch(rng, 50, 12, 1)
     res = execute(plan, ids, mask)
     assert set(res.counts) == {node.name for node in plan.nodes}
     assert all("@" in action for counts in res.counts.values() for action in counts)
@@ -69,7 +60,7 @@ def test_simulate_api(tmp_path, model):
     _, onnx_model, plan = model
     path = tmp_path / "m.onnx"
     onnx.save(onnx_model, path)
-    ids, mask = batch(np.random.default_rng(1), 2, 6)
+    ids, mask = padded_batch(np.random.default_rng(1), 50, 6, 2)
     res = simulate(path, ids, mask)
     assert np.array_equal(res.outputs["logits"], execute(plan, ids, mask).outputs["logits"])
     assert res.counts and res.max_abs
@@ -89,7 +80,7 @@ def narrowed(onnx_model, tensor, bits):
 def test_overflow_modes():
     prog = synth_program(SynthConfig(layers=1, seed=1))
     base = to_onnx(prog)
-    ids, mask = batch(np.random.default_rng(2), 2, 8)
+    ids, mask = padded_batch(np.random.default_rng(2), 50, 8, 2)
     emb = execute(load_plan(base), ids, mask, count=False, track_widths=True).max_abs["emb"]
     plan = load_plan(narrowed(base, "emb", 6))
     assert emb > 31
@@ -230,7 +221,7 @@ def test_w16a16_synth_uses_64_bit_accumulators(attention):
     executors agree. Declaring 32 instead is rejected by intref and hwsim alike."""
     prog = synth_program(SynthConfig(attention=attention, bits=16, seed=3, hidden=64, heads=4, ffn=128))
     assert {n.attrs["acc_bits"] for n in prog.nodes if n.op == "Linear"} == {64}
-    ids, mask = batch(np.random.default_rng(0), 3, 12)
+    ids, mask = padded_batch(np.random.default_rng(0), 50, 12, 3)
     max_abs = _three_way(prog, ids, mask)
     assert max(v for k, v in max_abs.items() if k.endswith("/acc")) > (1 << 31) - 1
     narrow = _with_acc_bits(prog, 32)
@@ -247,11 +238,11 @@ def test_w16a16_random_quant_model_runs_in_all_three():
     cfg = EncoderConfig(vocab_size=50, hidden=24, layers=1, heads=3, ffn=32, max_position=16)
     prog = lower(random_quant_model(cfg, "inhibitor", bits=16, seed=3))
     assert {n.attrs["acc_bits"] for n in prog.nodes if n.op == "Linear"} == {64}
-    _three_way(prog, *batch(np.random.default_rng(4), 3, 9))
+    _three_way(prog, *padded_batch(np.random.default_rng(4), 50, 9, 3))
 
 
 @pytest.mark.parametrize("bits", [4, 8])
 def test_narrow_programs_keep_32_bit_accumulators(bits):
     prog = synth_program(SynthConfig(attention="inhibitor", bits=bits, seed=3, hidden=64, heads=4, ffn=128))
     assert {n.attrs["acc_bits"] for n in prog.nodes if n.op == "Linear"} == {32}
-    _three_way(prog, *batch(np.random.default_rng(0), 3, 12))
+    _three_way(prog, *padded_batch(np.random.default_rng(0), 50, 12, 3))

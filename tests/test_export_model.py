@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from export import ExportError, save_model, to_onnx, validate
+from tests.strategies import padded_batch
 from models.errors import UserError
 from quant.intref import run_program
 from quant.program import IntProgram, Node
@@ -37,21 +38,11 @@ def exported(request):
     return prog, model, sess
 
 
-def _batch(rng, vocab: int, n: int, batch: int = 3):
-    ids = rng.integers(0, vocab, (batch, n)).astype(np.int64)
-    mask = np.ones((batch, n), np.int64)
-    for b in range(1, batch):  # padding of every length, down to one valid token
-        valid = int(rng.integers(1, n + 1))
-        mask[b, valid:] = 0
-        ids[b, valid:] = 0
-    return ids, mask
-
-
 def test_logits_equal_intref(exported):
     prog, model, sess = exported
     rng = np.random.default_rng(7)
     for n in (1, 2, 7, 16, 40):
-        ids, mask = _batch(rng, prog.meta["vocab_size"], n)
+        ids, mask = padded_batch(rng, prog.meta["vocab_size"], n)
         (got,) = sess.run(None, {"input_ids": ids, "attention_mask": mask})
         want = run_program(prog, ids, mask)["logits"].numpy()
         assert got.dtype == np.int32 and got.shape == want.shape
