@@ -188,3 +188,22 @@ def test_quantized_run_folder_is_named_as_such(tmp_path):
     with pytest.raises(UserError, match=r"quantized run.*load_quant_run.*hwsim export") as err:
         load_checkpoint(tmp_path)
     assert "does not match" not in str(err.value)
+
+
+def test_atomic_path_removes_only_dead_writers_temporaries(tmp_path):
+    import os
+    import subprocess
+    from models.files import atomic_path
+    target = tmp_path / "r.png"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".r.png.{dead.pid}.abc123.part"
+    live = tmp_path / f".r.png.{os.getppid()}.def456.part"  # the parent shell/pytest runner is alive
+    other = tmp_path / f".s.png.{dead.pid}.abc123.part"      # another target's: not ours to judge here
+    for p in (stale, live, other):
+        p.write_bytes(b"half")
+    with atomic_path(target) as tmp:
+        assert tmp.name.startswith(f".r.png.{os.getpid()}.") and tmp.name.endswith(".part")
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+    assert not stale.exists() and live.exists() and other.exists()
