@@ -1,4 +1,4 @@
-"""Distillation losses and the layer-by-layer initialisation step.
+"""Distillation losses, the inhibitor calibration and the layer-by-layer initialisation step.
 
 Task-specific (`--distill task`), on labelled batches:
     loss = alpha_kl * KL(softmax(t / T) || softmax(s / T)) * T^2 + alpha_ce * CE(s, y)
@@ -13,15 +13,23 @@ over valid tokens (mask 1). A student narrower than its teacher maps its hidden 
 learned `Linear(student, teacher)` per aligned layer (`HiddenProjection`); equal widths use identity.
 Student layer l (of Ls) aligns with teacher layer round(l * Lt / Ls) (both counted from the
 embeddings output = 0), so equal depths align one to one.
+
+An inhibitor student built from a dot-product teacher's weights starts dead with the published
+initial scalars (gamma = beta = 1): on MiniLM every Z_ij exceeds every |V_jk|, so H = 0 and no
+gradient flows, and where it does not, H sums n values where softmax averages them (n times too
+large). `calibrate_inhibitor` picks gamma and beta per layer from the teacher's contexts first.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.errors import UserError
 
 DISTILL_MODES = ("task", "agnostic", "none")
 HIDDEN_LOSSES = ("cosine", "mse")
@@ -161,3 +169,57 @@ def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dic
         finals.append(loss.item())
     student.zero_grad(set_to_none=True)
     return finals
+
+
+# ---------------------------------------------------------------- inhibitor calibration
+
+CALIBRATION_EXPONENTS = tuple(range(-10, 4))  # gamma/sqrt(d) = 2**e candidates
+
+
+@torch.no_grad()
+def calibrate_inhibitor(student: nn.Module, teacher: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
+                        exponents: Iterable[int] = CALIBRATION_EXPONENTS) -> list[dict[str, float]]:
+    """Set each inhibitor layer's gamma and beta so that its context best matches the teacher's.
+
+    Both are float `SequenceClassifier`s of equal depth and width; every student layer has
+    inhibitor attention (`gamma`, `beta` parameters). Layer l gets the teacher's hidden state l
+    (teacher forcing). For each candidate gamma/sqrt(d) = 2**e (a power of two, as the integer
+    model folds it into a shift), beta is the least-squares fit of the student's context to the
+    teacher's over valid tokens; the candidate with the smallest residual is kept. Dropout is off
+    while fitting. Returns per layer {"exponent", "beta", "residual"}, the residual relative to the
+    teacher contexts' squared norm (1.0: no better than zero). The teacher's q/k/v are not changed.
+    """
+    batches, exponents = list(batches), list(exponents)
+    was_training = student.training
+    teacher.eval()
+    student.eval()
+    targets = [teacher.forward_all(b["input_ids"], b["attention_mask"])[1] for b in batches]
+    fits = []
+    for layer, block in enumerate(student.encoder.blocks):
+        attn = block.attn
+        best = {"exponent": 0.0, "beta": 0.0, "residual": float("inf")}
+        for e in exponents:
+            attn.gamma.fill_(2.0 ** e * math.sqrt(attn.head_dim))
+            attn.beta.fill_(1.0)
+            ht = hh = tt = 0.0
+            for b, out in zip(batches, targets):
+                keep = b["attention_mask"][..., None].to(out.contexts[layer].dtype)  # (B, n, 1)
+                h, t = attn.context(out.hidden_states[layer], b["attention_mask"]), out.contexts[layer]
+                ht += float((h * t * keep).sum())
+                hh += float((h * h * keep).sum())
+                tt += float((t * t * keep).sum())
+            if ht <= 0 or tt <= 0:  # beta must be positive (the integer model stores log2 beta)
+                continue
+            beta = ht / hh
+            residual = 1.0 - beta * ht / tt  # |beta h - t|^2 / |t|^2 at the optimum
+            if residual < best["residual"]:
+                best = {"exponent": float(e), "beta": beta, "residual": residual}
+        if best["residual"] == float("inf"):
+            raise UserError(f"inhibitor calibration of layer {layer}: no gamma in 2**{min(exponents)}.."
+                            f"2**{max(exponents)} gives a context correlated with the teacher's; "
+                            f"train without calibration (--no-calibrate-inhibitor)")
+        attn.gamma.fill_(2.0 ** best["exponent"] * math.sqrt(attn.head_dim))
+        attn.beta.fill_(best["beta"])
+        fits.append(best)
+    student.train(was_training)
+    return fits

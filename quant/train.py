@@ -67,6 +67,11 @@ class TrainConfig:
     layer_init_steps: int = 0        # per layer; 0 = no layer-by-layer initialisation
     layer_init_lr: float = 1e-4
     calib_batches: int = 4
+    # an inhibitor student built from a dot-product model's weights (REFERENCE.md section 1)
+    inhibitor_center: bool = True    # subtract the mean score over keys
+    inhibitor_signed: bool = True    # signed inhibition keeps negative values (unsigned drops them)
+    alpha_init: float = 0.5          # <= 0 disables the shift
+    calibrate_inhibitor: bool = True  # fit gamma, beta per layer to the teacher's contexts first
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "eval_batch_size", "max_length", "calib_batches")
@@ -162,12 +167,12 @@ def load_fine_tuned(folder: str, role: str):
     return load_checkpoint(path)
 
 
-def student_from(teacher: nn.Module, attention: str):
+def student_from(teacher: nn.Module, attention: str, **overrides):
     """A float classifier with `attention`, initialised from `teacher`'s weights (symmetric attention
     takes its shared projection from the teacher's queries; parameters new to the variant keep
-    their initial values)."""
+    their initial values). `overrides` are further `EncoderConfig` fields (inhibitor options)."""
     from models.encoder import SequenceClassifier
-    cfg = teacher.cfg.replace(attention=attention)
+    cfg = teacher.cfg.replace(attention=attention, **overrides)
     student = SequenceClassifier(cfg)
     state = {}
     for name, value in teacher.state_dict().items():
@@ -199,7 +204,8 @@ def _is_fine_tuned(folder: Path) -> bool:
 
 def build(cfg: TrainConfig, spec) -> dict[str, Any]:
     """The float model to train (before quantization), its config, the distillation teacher (or
-    None) and the teacher for the layer-by-layer initialisation (or None)."""
+    None), the teacher for the layer-by-layer initialisation (or None) and the dot-product model an
+    inhibitor student was just built from (for `calibrate_inhibitor`, or None)."""
     from models.loading import load_pretrained
     from models.teacher import resolve_teacher
     source = resolve_teacher(cfg.teacher)
@@ -218,10 +224,17 @@ def build(cfg: TrainConfig, spec) -> dict[str, Any]:
     else:
         model = load_pretrained(source, cfg.attention, spec.num_labels)
         enc_cfg = model.cfg
+    calib_teacher = None
     if enc_cfg.attention != cfg.attention:
-        model, enc_cfg = student_from(model, cfg.attention)
+        options = {}
+        if cfg.attention == "inhibitor":
+            options = {"inhibitor_center": cfg.inhibitor_center, "inhibitor_signed": cfg.inhibitor_signed,
+                       "alpha_init": cfg.alpha_init}
+            calib_teacher = model if cfg.calibrate_inhibitor and enc_cfg.attention == "dot" else None
+        model, enc_cfg = student_from(model, cfg.attention, **options)
     teacher = init_teacher if not cfg.float_model and cfg.distill.mode != "none" else None
-    return {"model": model.train(), "enc_cfg": enc_cfg, "teacher": teacher, "init_teacher": init_teacher}
+    return {"model": model.train(), "enc_cfg": enc_cfg, "teacher": teacher, "init_teacher": init_teacher,
+            "calib_teacher": calib_teacher}
 
 
 def quantize(cfg: TrainConfig, model: nn.Module, data, device):
@@ -291,7 +304,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from models.loading import load_tokenizer
     from models.teacher import resolve_teacher
     from quant.data import get_task
-    from quant.distill import layerwise_init
+    from quant.distill import calibrate_inhibitor, layerwise_init
 
     world = setup_distributed()
     torch.manual_seed(cfg.seed)
@@ -305,10 +318,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     eval_split = "validation" if "validation" in data else "test"
     parts = build(cfg, spec)
     model, teacher = parts["model"], parts["teacher"]
+    batches = [take(data["train"], range(i, i + cfg.batch_size), torch.device("cpu"))
+               for i in range(0, min(len(data["train"]["labels"]) - cfg.batch_size + 1, 8 * cfg.batch_size),
+                              cfg.batch_size)] or [take(data["train"], range(len(data["train"]["labels"])), "cpu")]
+    if parts["calib_teacher"] is not None and state is None:
+        fits = calibrate_inhibitor(model, parts["calib_teacher"], batches[:cfg.calib_batches])
+        say("inhibitor calibration (gamma/sqrt(d) = 2**e, beta, context residual) per layer: " + "; ".join(
+            f"2**{f['exponent']:.0f} {f['beta']:.4f} {f['residual']:.3f}" for f in fits))
     if cfg.layer_init_steps and parts["init_teacher"] is not None and state is None:
-        batches = [take(data["train"], range(i, i + cfg.batch_size), torch.device("cpu"))
-                   for i in range(0, min(len(data["train"]["labels"]) - cfg.batch_size + 1, 8 * cfg.batch_size),
-                                  cfg.batch_size)] or [take(data["train"], range(len(data["train"]["labels"])), "cpu")]
         finals = layerwise_init(model, parts["init_teacher"], batches, cfg.layer_init_steps, cfg.layer_init_lr)
         say(f"layer-by-layer init: final context MSE per layer {[round(f, 5) for f in finals]}")
     model = model.to(world.device)

@@ -38,6 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-student", default=None, help="float checkpoint folder to start the student from")
     parser.add_argument("--layer-init-steps", type=int, default=0,
                         help="layer-by-layer init: steps per layer fitting q/k/v to the teacher's contexts")
+    parser.add_argument("--inhibitor-center", action=argparse.BooleanOptionalAction, default=True,
+                        help="inhibitor student: subtract the mean score over keys (default on)")
+    parser.add_argument("--inhibitor-signed", action=argparse.BooleanOptionalAction, default=True,
+                        help="inhibitor student: signed inhibition (default on; off drops negative values)")
+    parser.add_argument("--inhibitor-alpha", type=float, default=0.5,
+                        help="inhibitor student: initial score shift alpha (<= 0 disables it; default 0.5)")
+    parser.add_argument("--calibrate-inhibitor", action=argparse.BooleanOptionalAction, default=True,
+                        help="fit the inhibitor student's gamma and beta per layer to the dot-product "
+                             "model's attention contexts before training (default on)")
     parser.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
     parser.add_argument("--alpha-kl", type=float, default=1.0)
     parser.add_argument("--alpha-ce", type=float, default=1.0)
@@ -61,7 +70,9 @@ def config_from_args(args: argparse.Namespace):
                        train_limit=args.train_limit,
                        data_dir=args.data_dir, seed=args.seed, save_every=args.save_every,
                        resume=args.resume, init_student=args.init_student,
-                       layer_init_steps=args.layer_init_steps)
+                       layer_init_steps=args.layer_init_steps,
+                       inhibitor_center=args.inhibitor_center, inhibitor_signed=args.inhibitor_signed,
+                       alpha_init=args.inhibitor_alpha, calibrate_inhibitor=args.calibrate_inhibitor)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -169,3 +169,41 @@ def test_layerwise_init_trains_only_attention_and_lowers_the_loss(tiny_teacher):
     assert all(b < a for a, b in zip(first, last))
     changed = {k for k, v in student.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(".attn." in k and ".attn.out_lin." not in k for k in changed)
+
+
+def test_calibrate_inhibitor_picks_the_best_power_of_two_gamma_and_least_squares_beta(tiny_teacher):
+    import math
+    from models.loading import load_pretrained
+    from quant.distill import calibrate_inhibitor, token_loss
+    from quant.train import student_from
+    teacher = load_pretrained(tiny_teacher, "dot", 2, dropout=0.0, attention_dropout=0.0)
+    student, _ = student_from(teacher, "inhibitor", inhibitor_center=True, inhibitor_signed=True)
+    ids = torch.randint(5, 23, (8, 7))
+    mask = torch.ones_like(ids)
+    mask[:3, 5:] = 0
+    batch = {"input_ids": ids, "attention_mask": mask}
+    with torch.no_grad():
+        out = teacher.forward_all(ids, mask)[1]
+
+    def residual(block, layer):  # |ctx - teacher ctx|^2 / |teacher ctx|^2 over valid tokens
+        with torch.no_grad():
+            ctx = block.attn.context(out.hidden_states[layer], mask)
+            return (token_loss(ctx, out.contexts[layer], mask, "mse") /
+                    token_loss(torch.zeros_like(ctx), out.contexts[layer], mask, "mse")).item()
+
+    before = [residual(b, l) for l, b in enumerate(student.encoder.blocks)]
+    fits = calibrate_inhibitor(student, teacher, [batch], exponents=range(-6, 3))
+    for layer, (block, fit) in enumerate(zip(student.encoder.blocks, fits)):
+        d = block.attn.head_dim
+        assert block.attn.gamma.item() == pytest.approx(2.0 ** fit["exponent"] * math.sqrt(d))
+        assert block.attn.beta.item() == pytest.approx(fit["beta"]) and fit["beta"] > 0
+        assert residual(block, layer) == pytest.approx(fit["residual"], rel=1e-4, abs=1e-6)
+        assert fit["residual"] < before[layer]
+        for e in range(-6, 3):  # no other candidate, with its own least-squares beta, fits better
+            block.attn.gamma.data.fill_(2.0 ** e * math.sqrt(d))
+            block.attn.beta.data.fill_(1.0)
+            with torch.no_grad():
+                h, t = block.attn.context(out.hidden_states[layer], mask), out.contexts[layer]
+            keep = mask[..., None]
+            block.attn.beta.data.fill_(float((h * t * keep).sum() / (h * h * keep).sum()))
+            assert residual(block, layer) >= fit["residual"] - 1e-6
