@@ -81,6 +81,12 @@ def _sum_action(actions: dict, action: str) -> float:
     return sum(actions.get(action, {}).values())
 
 
+def _shown_path(path: str) -> str:
+    """`path` relative to the project folder when it lies inside it (the packaged tables), else as is."""
+    root, full = Path(__file__).resolve().parents[1], Path(path).resolve()
+    return str(full.relative_to(root)) if full.is_relative_to(root) else str(path)
+
+
 def summary_markdown(result: dict) -> str:
     bits = result["config"]["bits"]
     rows = result["variants"]
@@ -138,7 +144,7 @@ def write_outputs(cfg, metrics: dict, models: dict[str, Path], reports: dict[str
     for v, path in reports.items():
         params = sum(int(a.size) for a in load_plan(models[v]).params.values())
         variants[v] = variant_figures(path, metrics, cfg.bits, v, table, params)
-    result = {"config": asdict(cfg), "timings": timings, "energy_table": str(table.path),
+    result = {"config": asdict(cfg), "timings": timings, "energy_table": _shown_path(table.path),
               "technology": table.technology, "note": "energy = estimates from op counts x energy table",
               "variants": variants, "sweep": {v: [list(p) for p in pts] for v, pts in series.items()}}
     check_consistency(result, reports, table)
