@@ -39,27 +39,6 @@ import numpy as np
 EXTRA_PAD_MAX = 3  # random part: extra all-padding columns beyond the longest sequence of a batch
 
 
-def exact_f64_linear(reference):
-    """`reference` (quant.intops.linear) with only its product `x @ w` computed in float64 when that is
-    provably exact: max|x| * max_j sum_k |w_kj| < 2**53 bounds every partial sum, so any summation
-    order gives the exact integer. Bias, accumulator check, requant, saturation and ReLU stay the
-    reference's own code: it is called on the product as a K=1 Linear (w = [[1]], b as a column).
-    Falls back to the plain reference when the bound fails. torch's int64 matmul has no BLAS and is
-    ~50x slower, which would make the reference take ~1 s per MiniLM sample."""
-    import torch
-
-    def linear(x, w, b, **attrs):
-        x64, w64 = torch.as_tensor(x).to(torch.int64), torch.as_tensor(w).to(torch.int64)
-        if x64.numel() == 0 or w64.numel() == 0 or \
-                int(x64.abs().max()) * int(w64.abs().sum(0).max()) >= 2**53:
-            return reference(x, w, b, **attrs)
-        prod = (x64.double() @ w64.double()).to(torch.int64)
-        one = torch.ones((1, 1), dtype=torch.int64)
-        return reference(prod.unsqueeze(-1), one, torch.as_tensor(b).to(torch.int64).unsqueeze(-1),
-                         **attrs).squeeze(-1)
-    return linear
-
-
 class Failure(Exception):
     """A mismatch or an overflow: the message names the sample and the logits of every executor."""
 
@@ -101,9 +80,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="threads for onnxruntime, torch and BLAS (default 1: shared 2-core machines)")
     parser.add_argument("--tokenizer", default=None,
                         help="tokenizer folder or teacher name (default: the model's hwsim.meta 'tokenizer', else minilm)")
-    parser.add_argument("--intref-int64", action="store_true",
-                        help="run the integer reference's Linear matmul in torch int64 as written (~50x slower) "
-                             "instead of float64 with a per-call exactness proof")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.max_len < 1 or args.random < 0 or (args.limit is not None and args.limit < 0):
@@ -270,7 +246,7 @@ def check_model(path: Path, texts: list, args) -> str:
             f"random {rnd.equal}/{args.random} equal ({span}, padded)"
             f"  [rt {rt_span}, {rt.batches} batches, {rt.comparisons + rnd.comparisons} comparisons, "
             f"{rt.ort_calls + rnd.ort_calls} onnxruntime calls; load {load_s:.1f} s, rt {rt_s:.1f} s, "
-            f"random {rnd_s:.1f} s; intref Linear {'int64' if args.intref_int64 else 'float64 proved exact'}]")
+            f"random {rnd_s:.1f} s]")
 
 
 def main(argv=None) -> int:
@@ -282,9 +258,6 @@ def main(argv=None) -> int:
     from quant.data import load_split
 
     torch.set_num_threads(args.threads)
-    if not args.intref_int64:
-        from quant import intref
-        intref.OPS["Linear"] = exact_f64_linear(intref.OPS["Linear"])
     threadpool_limits(limits=args.threads, user_api="blas")
     t0 = time.perf_counter()
     try:

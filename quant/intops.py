@@ -45,6 +45,7 @@ from quant.intops_base import (  # noqa: F401  (re-exported)
     acc_bits_for,
     as_i64,
     check_acc_bits,
+    exact_matmul,
     floor_div,
     int_range,
     isqrt,
@@ -81,9 +82,10 @@ def linear(x, w, b, shift: int, bits: int, relu: int = 0, acc_bits: int = 32,
     after requant.
 
     x [..., K], w [K, N], b [N] at exp `exp_x + exp_w`. The classifier uses `shift=0, bits=32`.
+    The product is `exact_matmul` (float64 BLAS where provably exact, else int64).
     """
     check_acc_bits(acc_bits)
-    acc = as_i64(x) @ as_i64(w) + as_i64(b)
+    acc = exact_matmul(x, w) + as_i64(b)
     if check is not None:
         check("acc", acc, acc_bits)
     y = requant(acc, shift, bits)

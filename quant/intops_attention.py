@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from quant.intops_base import Check, as_i64, floor_div, requant
+from quant.intops_base import EXACT_F64, Check, as_i64, exact_matmul, floor_div, requant
 
 
 def softmax_constants(scale: float) -> dict[str, int]:
@@ -72,19 +72,42 @@ def dot_attention(q, k, v, mask, q_ln2: int, b_int: int, c_int: int, n_clip: int
     the softmax constants); `P = softmax(s, mask, ...)`; `y = requant(P @ v, out_shift, bits)`
     (signed, round half up, saturating), shape [B, H, n, d]."""
     q, k, v = as_i64(q), as_i64(k), as_i64(v)
-    s = q @ k.transpose(-1, -2)  # (B, H, n, n)
+    s = exact_matmul(q, k.transpose(-1, -2))  # (B, H, n, n)
     if check is not None:
         check("scores", s, 32)
     p = softmax(s, mask, q_ln2, b_int, c_int, n_clip, prob_bits)
-    pv = p @ v  # (B, H, n, d)
+    pv = exact_matmul(p, v)  # (B, H, n, d)
     if check is not None:
         check("pv", pv, 32)
     return requant(pv, out_shift, bits)
 
 
+# Exactness of the float64 routes below: each term |a - b| is a non-negative integer at most
+# max|a| + max|b|, so with K terms every partial sum is at most K (max|a| + max|b|); below 2**53 float64
+# holds each exactly whatever the summation order. Beyond that bound the literal int64 loops run.
+
+
+def _exact_cdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+    """`sum_k |a_ik - b_jk|` for int64 a [..., n, K], b [..., m, K] in float64, or None when the
+    bound above does not prove it exact."""
+    if not a.numel() or not b.numel():
+        return None
+    if a.shape[-1] * (int(a.abs().max()) + int(b.abs().max())) >= EXACT_F64:
+        return None
+    return torch.cdist(a.double(), b.double(), p=1).round().long()
+
+
 def l1_scores(q, k) -> torch.Tensor:
     """Inhibitor step 1: `L_ij = sum_k |q_ik - k_jk|` [B, H, n, n] (needs `bits + 1 + ceil(log2 d)`
-    bits). Loops over the d features so memory stays O(n*n) per head."""
+    bits). Computed as an exact float64 L1 distance (torch.cdist) where provably exact, else by
+    `l1_scores_literal`, the feature loop it is tested equal to. Memory O(n*n) per head."""
+    q, k = as_i64(q), as_i64(k)
+    out = _exact_cdist(q, k)
+    return l1_scores_literal(q, k) if out is None else out
+
+
+def l1_scores_literal(q, k) -> torch.Tensor:
+    """`l1_scores` as written: a loop over the d features, int64 throughout."""
     q, k = as_i64(q), as_i64(k)
     out = torch.zeros(q.shape[:-1] + (k.shape[-2],), dtype=torch.int64)
     for f in range(q.shape[-1]):
@@ -95,7 +118,30 @@ def l1_scores(q, k) -> torch.Tensor:
 def inhibit(v, z, signed: int) -> torch.Tensor:
     """Inhibitor step 7 on v [B, H, n, d] and Z [B, H, n, n] (Z >= 0):
     unsigned `H_ik = sum_j max(v_jk - Z_ij, 0)`; signed `H_ik = sum_j sign(v_jk) * max(|v_jk| - Z_ij, 0)`.
-    Loops over the d features so memory stays O(n*n) per head."""
+    Computed through the per-term identities (exact in integers, each numerator even):
+    `max(v - z, 0) = (v - z + |z - v|) / 2` and, for z >= 0,
+    `sign(v) max(|v| - z, 0) = (v + |z - max(v, 0)| - |z - max(-v, 0)|) / 2`,
+    whose sums over j are L1 distances between rows of Z and columns of v (`_exact_cdist`;
+    `inhibit_literal` where the float64 bound fails).
+    `inhibit_literal` is the feature loop it is tested equal to. Memory O(n*n) per head."""
+    v, z = as_i64(v), as_i64(z)
+    v_sum = v.sum(-2, keepdim=True)  # (B, H, 1, d)
+    if signed:
+        pos = _exact_cdist(z, v.clamp(min=0).transpose(-1, -2))  # (B, H, n, d)
+        neg = _exact_cdist(z, (-v).clamp(min=0).transpose(-1, -2))
+        if pos is None or neg is None:
+            return inhibit_literal(v, z, signed)
+        twice = v_sum + pos - neg
+    else:
+        dist = _exact_cdist(z, v.transpose(-1, -2))
+        if dist is None:
+            return inhibit_literal(v, z, signed)
+        twice = v_sum - z.sum(-1, keepdim=True) + dist
+    return twice // 2  # exact: twice is even
+
+
+def inhibit_literal(v, z, signed: int) -> torch.Tensor:
+    """`inhibit` as written: a loop over the d features, int64 throughout."""
     v, z = as_i64(v), as_i64(z)
     out = torch.empty(v.shape[:-2] + (z.shape[-2], v.shape[-1]), dtype=torch.int64)
     for f in range(v.shape[-1]):

@@ -414,7 +414,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     bar.close()
     result: dict[str, Any] = {}
     if world.main:
-        result = final_metrics(cfg, spec, data, meta, time.perf_counter() - start, world.device)
+        result = final_metrics(cfg, spec, data, meta, time.perf_counter() - start, world.device, eval_split)
     if world.world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -433,8 +433,9 @@ def _save_training_state(cfg, world: Dist, step: int, wrapped, opt, sched, meta)
                                         "meta": json.dumps(meta)})
 
 
-def final_metrics(cfg: TrainConfig, spec, data, meta, seconds: float, device) -> dict[str, Any]:
-    """Reload the best checkpoint from `out`, evaluate it on every non-train split, write metrics.json."""
+def final_metrics(cfg: TrainConfig, spec, data, meta, seconds: float, device, eval_split: str) -> dict[str, Any]:
+    """Reload the best checkpoint from `out`, evaluate it on every split but train and `eval_split`
+    (whose metrics it got when it became the best), write metrics.json."""
     if cfg.float_model:
         from models.loading import load_checkpoint
         best = load_checkpoint(cfg.out)[0]
@@ -446,7 +447,9 @@ def final_metrics(cfg: TrainConfig, spec, data, meta, seconds: float, device) ->
               "best_epoch": meta["best"]["epoch"], "main_metric": spec.main_metric,
               "train_seconds": round(seconds, 1), "history": meta["history"], "config": cfg.to_dict()}
     for split in data:
-        if split != "train":
+        if split == eval_split:  # measured on this very model when it became the best (tests check equality)
+            result[split] = meta["best"]["metrics"]
+        elif split != "train":
             result[split] = evaluate(best, spec, data[split], cfg.eval_batch_size, device)
     write_text_atomic(Path(cfg.out) / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result

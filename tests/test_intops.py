@@ -222,3 +222,32 @@ def test_inhibitor_check_sees_accumulators():
     I.inhibitor_attention(q, q, q, torch.ones(1, 4, dtype=torch.int64), 3, 1, 5, 1, 2, 8,
                           check=lambda label, t, bits: seen.setdefault(label, (tuple(t.shape), bits)))
     assert seen == {"l1": ((1, 2, 4, 4), 32), "h": ((1, 2, 4, 8), 32)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 9), m=st.integers(1, 9), d=st.integers(1, 12),
+       bits=st.sampled_from([2, 4, 8, 12, 16]), signed=st.integers(0, 1), edge=st.booleans())
+def test_l1_and_inhibit_equal_their_literal_loops(seed, n, m, d, bits, signed, edge):
+    """The float64 cdist routes equal the int64 feature loops, also at the ends of each width."""
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if edge:
+        pick = lambda *shape: torch.tensor([lo, hi, 0, -1, 1])[torch.randint(5, shape, generator=g)]
+    else:
+        pick = lambda *shape: torch.randint(lo, hi + 1, shape, generator=g)
+    q, k, v = pick(2, 3, n, d), pick(2, 3, m, d), pick(2, 3, m, d)
+    z = pick(2, 3, n, m).clamp(min=0)
+    assert torch.equal(intops_attention.l1_scores(q, k), intops_attention.l1_scores_literal(q, k))
+    assert torch.equal(intops_attention.inhibit(v, z, signed), intops_attention.inhibit_literal(v, z, signed))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 40), bits=st.sampled_from([2, 8, 16, 31]))
+def test_exact_matmul_equals_int64_matmul_on_both_routes(seed, k, bits):
+    """float64 route where the bound holds, int64 route where it does not (31-bit operands, K >= 2)."""
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    a = torch.randint(lo, hi + 1, (2, 3, k), generator=g)
+    b = torch.randint(lo, hi + 1, (2, k, 5), generator=g)
+    a[0, 0, 0], b[0, 0, 0] = lo, lo  # the extreme product
+    assert torch.equal(intops_base.exact_matmul(a, b), a @ b)

@@ -82,6 +82,14 @@ def test_float_then_qat_distilled(tiny_teacher, glue_dir, tmp_path):
     qmodel = load_quant_run(out)
     ids = torch.tensor([[2, 5, 6, 3]])
     assert qmodel(ids, torch.ones_like(ids)).shape == (1, 2)
+    # metrics.json takes validation from the training loop; the saved checkpoint reproduces it exactly
+    from models.loading import load_checkpoint, load_tokenizer
+    from quant.data import encode, get_task, load_split
+    from quant.train import evaluate
+    dev = encode(load_split("sst2", "validation", glue_dir), load_tokenizer(tiny_teacher), 16)
+    for folder, model in ((tmp_path / "float", load_checkpoint(tmp_path / "float")[0]), (out, qmodel)):
+        saved = json.loads((folder / "metrics.json").read_text())["validation"]
+        assert evaluate(model, get_task("sst2"), dev, 128, torch.device("cpu")) == saved
 
 
 def _final_model(out: Path) -> dict[str, torch.Tensor]:
