@@ -87,6 +87,11 @@ def _shown_path(path: str) -> str:
     return str(full.relative_to(root)) if full.is_relative_to(root) else str(path)
 
 
+def _table_head(cells: list[str]) -> list[str]:
+    """A Markdown table's header and delimiter rows (equal cell counts, or no table is recognised)."""
+    return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
+
+
 def summary_markdown(result: dict) -> str:
     bits = result["config"]["bits"]
     rows = result["variants"]
@@ -98,10 +103,10 @@ def summary_markdown(result: dict) -> str:
         f"RT snippets test split ({next(iter(rows.values()))['test_samples']} snippets, split by movie); "
         f"each snippet simulated bit for bit at its own length. Wall time: {result['timings']['total_s']:.0f} s.",
         "",
-        f"| variant | float acc % | int{bits} acc % (QAT eval) | int{bits} acc % (hwsim) | params | "
-        "mults / inf | adds / inf | cmps / inf | DRAM+SRAM words / inf | energy / inf (nJ) | "
-        "linear | attention | normalisation | memory | attention share (of arithmetic) |",
-        "|---|" + "---|" * 15,
+        *_table_head(["variant", "float acc %", f"int{bits} acc % (QAT eval)", f"int{bits} acc % (hwsim)",
+                      "params", "mults / inf", "adds / inf", "cmps / inf", "DRAM+SRAM words / inf",
+                      "energy / inf (nJ)", "linear", "attention", "normalisation", "memory",
+                      "attention share (of arithmetic)"]),
     ]
     for v, r in rows.items():
         a, comp = r["actions_per_inference"], r["energy_pj"]["by_component"]
@@ -119,8 +124,7 @@ def summary_markdown(result: dict) -> str:
         muls = r["actions_per_inference"].get("mul", {})
         lines.append(f"- {v}: " + ", ".join(f"{w}: {c / 1e6:.3g} M" for w, c in muls.items()))
     lines += ["", "Energy per inference vs sequence length (random token ids; attention arithmetic only in "
-              "parentheses), nJ:", "", "| tokens | " + " | ".join(result["sweep"]) + " |",
-              "|---|" + "---|" * len(result["sweep"])]
+              "parentheses), nJ:", "", *_table_head(["tokens", *result["sweep"]])]
     lengths = sorted({n for pts in result["sweep"].values() for n, _, _ in pts})
     for n in lengths:
         cells = []

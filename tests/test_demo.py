@@ -66,6 +66,17 @@ def test_summary_numbers_come_from_the_report(demo):
     for v in VARIANTS:
         total_nj = result["variants"][v]["energy_pj"]["total"] / 1e3
         assert f"| {v} |" in text and f"{total_nj:.0f}" in text
+    # every Markdown table: delimiter row right under the header, all rows with the header's cell count
+    lines = text.splitlines()
+    heads = [i for i, ln in enumerate(lines) if ln.startswith("|---")]
+    assert len(heads) == 2
+    for i in heads:
+        width = lines[i - 1].count("|")
+        assert lines[i].count("|") == width
+        j = i + 1
+        while j < len(lines) and lines[j].startswith("|"):
+            assert lines[j].count("|") == width, lines[j]
+            j += 1
 
 
 def test_second_run_reuses_cache(demo):
