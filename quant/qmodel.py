@@ -100,7 +100,27 @@ def _float_to_quant_state(model: SequenceClassifier) -> dict[str, torch.Tensor]:
             state[f"{prefix}.scale_c.c"] = value
         else:
             state[name] = value
+    if cfg.attention == "inhibitor":
+        _fold_power_of_two_remainders(cfg, state)
     return state
+
+
+def _fold_power_of_two_remainders(cfg, state: dict[str, torch.Tensor]) -> None:
+    """Make the inhibitor's gamma/sqrt(d) and beta exact powers of two without changing the float
+    function: gamma/sqrt(d) = 2**g * r_g with g = round_half_up(log2(.)) and r_g in [2**-0.5, 2**0.5)
+    goes into q_lin and k_lin (weights and biases times r_g: the L1 distance is homogeneous,
+    |r q - r k| = r |q - k|), and beta = 2**b * r_b into out_lin's weight (out_lin(beta H) is linear
+    in beta H). Otherwise the quantized model would round them, scaling Z or the attention output by
+    up to 2**0.5 (measured on the RT inhibitor student: log2 beta -4.54 rounds to -5, 27 % smaller)."""
+    for key in [k for k in state if k.endswith(".core.log2_gamma")]:
+        attn = key[: -len(".core.log2_gamma")]
+        for leaf, targets in (("gamma", ("q_lin.weight", "q_lin.bias", "k_lin.weight", "k_lin.bias")),
+                              ("beta", ("out_lin.weight",))):
+            log2 = state[f"{attn}.core.log2_{leaf}"]
+            rounded = torch.floor(log2 + 0.5)
+            for target in targets:
+                state[f"{attn}.{target}"] = state[f"{attn}.{target}"] * 2.0 ** (log2 - rounded)
+            state[f"{attn}.core.log2_{leaf}"] = rounded
 
 
 def quantize_model(float_model: SequenceClassifier, qcfg: QuantConfig) -> QuantClassifier:

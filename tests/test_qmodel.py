@@ -106,3 +106,35 @@ def test_uncalibrated_eval_is_a_clear_error():
     qmodel = quantize_model(tiny("dot"), QuantConfig()).eval()
     with pytest.raises(UserError, match="calibrate"):
         qmodel(torch.ones(1, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("signed,center", [(0, 0), (1, 1)])
+def test_gamma_beta_remainders_fold_into_projections_without_changing_the_float_model(signed, center):
+    """quantize_model makes gamma/sqrt(d) and beta powers of two and moves the remainders into
+    q_lin/k_lin and out_lin: the float model rebuilt from those values computes the same logits."""
+    import math
+    from quant.qmodel import _float_to_quant_state
+    torch.manual_seed(1)
+    cfg = EncoderConfig(vocab_size=40, hidden=32, layers=2, heads=4, ffn=48, max_position=16, dropout=0.0,
+                        attention_dropout=0.0, attention="inhibitor", inhibitor_signed=bool(signed),
+                        inhibitor_center=bool(center))
+    model = SequenceClassifier(cfg).eval()
+    with torch.no_grad():
+        for i, block in enumerate(model.encoder.blocks):
+            block.attn.gamma.fill_(0.37 + i)  # log2(gamma/sqrt(8)) not an integer
+            block.attn.beta.fill_(0.043 * (i + 1))
+    state = _float_to_quant_state(model)
+    rebuilt = SequenceClassifier(cfg).eval()
+    plain = {k.replace(".core.log2_", "."): v for k, v in state.items()}
+    for k in [k for k in plain if k.endswith((".attn.gamma", ".attn.beta"))]:
+        log2 = plain[k]
+        assert float(log2) == round(float(log2))  # a power of two now
+        plain[k] = 2.0 ** log2 * (math.sqrt(cfg.head_dim) if k.endswith("gamma") else 1.0)
+    plain = {k.replace(".core.alpha", ".alpha"): v for k, v in plain.items()}
+    rebuilt.load_state_dict(plain, strict=True)
+    ids = torch.randint(1, 40, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(ids, mask), model(ids, mask), atol=1e-5)
+        assert not torch.equal(rebuilt.encoder.blocks[0].attn.q_lin.weight, model.encoder.blocks[0].attn.q_lin.weight)
