@@ -222,7 +222,9 @@ def build(cfg: TrainConfig, spec) -> dict[str, Any]:
     elif _is_fine_tuned(source):
         model, enc_cfg = load_fine_tuned(str(source), "--teacher")
     else:
-        model = load_pretrained(source, cfg.attention, spec.num_labels)
+        # as written (dot); `student_from` below converts it, so a Hugging Face teacher gets the same
+        # inhibitor options and calibration as a fine-tuned one
+        model = load_pretrained(source, "dot", spec.num_labels)
         enc_cfg = model.cfg
     calib_teacher = None
     if enc_cfg.attention != cfg.attention:

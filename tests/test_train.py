@@ -215,3 +215,12 @@ def test_calibrate_inhibitor_picks_the_best_power_of_two_gamma_and_least_squares
             keep = mask[..., None]
             block.attn.beta.data.fill_(float((h * t * keep).sum() / (h * h * keep).sum()))
             assert residual(block, layer) >= fit["residual"] - 1e-6
+
+
+def test_inhibitor_student_from_a_hugging_face_teacher_is_centred_signed_and_calibrated(tiny_teacher, glue_dir, tmp_path):
+    from models.loading import load_checkpoint
+    assert main(cli_args(tiny_teacher, glue_dir, tmp_path / "inh", "--float", "--attention", "inhibitor",
+                         "--train-limit", 8)) == 0
+    model, cfg = load_checkpoint(tmp_path / "inh")
+    assert cfg.inhibitor_center and cfg.inhibitor_signed
+    assert all(b.attn.beta.item() != 1.0 for b in model.encoder.blocks)  # calibrated, then trained
