@@ -17,6 +17,10 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/hwsim demo
 
 test: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -x -q tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -x -q
 
-.PHONY: setup demo test
+# the wheel as a user installs it (non-editable), `hwsim run` from it on a tiny exported model
+wheel-check: setup
+	bash .ci/wheel_check.sh
+
+.PHONY: setup demo test wheel-check

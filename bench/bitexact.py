@@ -7,7 +7,7 @@ For each integer ONNX model (written by `hwsim export`):
    - onnxruntime, on right-padded batches (attention_mask 0 on padding) of up to --batch snippets
      (snippets sorted by length so batches pad little; fewer rows per onnxruntime call where its
      inhibitor body, which materialises (B, H, n, n, d) int64, would exceed --ort-budget),
-   - the integer reference: `quant.intref.run_program` on the IntProgram lifted back from the
+   - the integer reference: `quant.intops.reference.run_program` on the IntProgram lifted back from the
      file (`export.onnx_lift.from_onnx`), on the same padded batches,
    - hwsim on the same padded batches, and hwsim one snippet at a time at its own length (no
      padding, as `hwsim run` does);
@@ -128,7 +128,7 @@ def run_batch(model: Model, ids: np.ndarray, mask: np.ndarray, lengths: list[int
     import torch
 
     from hwsim.executor import execute
-    from quant.intref import run_program
+    from quant.intops.reference import run_program
 
     def guarded(what, fn):
         try:
@@ -255,7 +255,7 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     from models.errors import UserError
-    from quant.data import load_split
+    from quant.data.tasks import load_split
 
     torch.set_num_threads(args.threads)
     threadpool_limits(limits=args.threads, user_api="blas")

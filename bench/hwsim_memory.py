@@ -61,7 +61,7 @@ def child(model: str, n: int) -> None:
 
 def build(attention: str, folder: Path) -> Path:
     from export import save_model, to_onnx
-    from quant.synth import SynthConfig, synth_program
+    from quant.intops.synth import SynthConfig, synth_program
     path = folder / f"{attention}.onnx"
     save_model(to_onnx(synth_program(SynthConfig(attention=attention, **DIMS))), path)
     return path

@@ -23,7 +23,7 @@ from hwsim.executor import _counts, execute
 from hwsim.graph import load_plan
 from hwsim.kernels.inhibitor import inhibitor_attention
 from hwsim.kernels.softmax import dot_attention
-from quant.synth import SynthConfig, synth_program
+from quant.intops.synth import SynthConfig, synth_program
 
 
 def median_time(fn, runs: int) -> float:

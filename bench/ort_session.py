@@ -52,8 +52,8 @@ def session_seconds(data: bytes, optimize: bool) -> float:
 
 def export(attention: str) -> onnx.ModelProto:
     from export.onnx_lower import to_onnx
-    from quant.lower import lower
-    from quant.qmodel import random_quant_model
+    from quant.qat.lower import lower
+    from quant.qat.model import random_quant_model
 
     return to_onnx(lower(random_quant_model("minilm", attention, 8, 0).eval()))
 

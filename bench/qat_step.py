@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from models.encoder import SequenceClassifier
-from quant.config import QuantConfig
-from quant.qmodel import ARCHS, calibrate, quantize_model
+from quant.qat.config import QuantConfig
+from quant.qat.model import ARCHS, calibrate, quantize_model
 
 
 def make_step(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor):

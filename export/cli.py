@@ -3,7 +3,7 @@
     hwsim export RUN_DIR --out model.onnx [--format onnx|qonnx]
     hwsim export --init random --arch distilbert-base|minilm|CONFIG.json --attention NAME --bits N --out model.onnx
 
-Both paths go through the same steps: QuantClassifier -> `quant.lower.lower` (IntProgram) ->
+Both paths go through the same steps: QuantClassifier -> `quant.qat.lower.lower` (IntProgram) ->
 `export.onnx_lower.to_onnx` -> `export.checks.validate` -> atomic save. Nothing is written when a
 step fails.
 """
@@ -33,14 +33,14 @@ def _quant_model(args: argparse.Namespace):
     if args.init == "random":
         if args.run_dir:
             raise UserError("give either RUN_DIR or --init random, not both")
-        from quant.qmodel import random_quant_model
+        from quant.qat.model import random_quant_model
         return random_quant_model(_arch(args.arch), args.attention, args.bits, args.seed), None
     if not args.run_dir:
         raise UserError("no model: give a RUN_DIR from `hwsim train`, or --init random --arch ...")
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist; train one with `hwsim train ... --out {run_dir}`")
-    from quant.checkpoint import load_quant_run
+    from quant.train.checkpoint import load_quant_run
     return load_quant_run(run_dir), run_dir
 
 
@@ -64,7 +64,7 @@ def export_model(qmodel, out: Path, tokenizer_dir: Path | None = None):
     from export.checks import validate
     from export.onnx_lower import to_onnx
     from export.save import save_model
-    from quant.lower import lower
+    from quant.qat.lower import lower
 
     prog = lower(qmodel.eval())
     if tokenizer_dir is not None:

@@ -1,7 +1,7 @@
 """Lift an integer ONNX model written by `export.onnx_lower.to_onnx` back into an `IntProgram`.
 
 The inverse of the lowering (docs/DESIGN.md, "ONNX contract"), so that the integer reference
-(`quant.intref.run_program`) can run exactly the program an exported file holds:
+(`quant.intops.reference.run_program`) can run exactly the program an exported file holds:
 
 - each `hwsim.int` node becomes a `Node` of the same op with its integer attributes (the exporter
   writes every attribute explicitly, defaults included);
@@ -28,7 +28,7 @@ from onnx import ModelProto, NodeProto, helper, numpy_helper
 from export.functions import DOMAIN
 from models.errors import UserError
 from quant.intops import ATTRS
-from quant.program import IntProgram, Node, TensorInfo
+from quant.ir.program import IntProgram, Node, TensorInfo
 
 HEADS_PERM = (0, 2, 1, 3)
 DATA_MOVEMENT = frozenset({"SplitHeads", "MergeHeads", "TakeFirst"})

@@ -19,7 +19,7 @@ from onnx import FunctionProto, ModelProto, NodeProto, TensorProto, helper, nump
 from export.functions import BUILDERS, DOMAIN, OPSETS, overload_name
 from models.errors import UserError
 from quant.intops import ATTR_DEFAULTS, ATTRS
-from quant.program import IntProgram, Node, storage_dtype
+from quant.ir.program import IntProgram, Node, storage_dtype
 
 IR_VERSION = 10
 OPSET_IMPORTS = (*OPSETS, helper.make_opsetid(DOMAIN, 1))

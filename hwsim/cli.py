@@ -15,8 +15,8 @@ from models.errors import UserError
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("quant.data_cli", "fetch a task's data and print its split sizes"),
-    "train": ("quant.train_cli", "fine-tune, distil and quantization-aware-train a classifier"),
+    "data": ("quant.data.cli", "fetch a task's data and print its split sizes"),
+    "train": ("quant.train.cli", "fine-tune, distil and quantization-aware-train a classifier"),
     "export": ("export.cli", "lower a trained quantized model to an integer-only ONNX graph"),
     "run": ("hwsim.run_cli", "simulate samples bit for bit and count ops, memory and widths"),
     "report": ("hwsim.report_cli", "price op counts with an energy table; tables, CSV and plots"),

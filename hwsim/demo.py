@@ -70,7 +70,7 @@ def _say(msg: str) -> None:
 # ---------------------------------------------------------------- training and export
 
 def _train(cfg: DemoConfig, out: Path, **kw) -> dict:
-    from quant.train import TrainConfig, train
+    from quant.train.loop import TrainConfig, train
     metrics = out / "metrics.json"
     if metrics.is_file() and not cfg.force:
         _say(f"cached: {out}")
@@ -82,7 +82,7 @@ def _train(cfg: DemoConfig, out: Path, **kw) -> dict:
 
 def train_all(cfg: DemoConfig) -> dict[str, dict]:
     """Teacher, float students, QAT students; returns {run name: metrics}."""
-    from quant.distill import DistillConfig
+    from quant.train.distill import DistillConfig
     runs = Path(cfg.out) / "runs"
     teacher = runs / "teacher"
     metrics = {"float-dot": _train(cfg, teacher, attention="dot", teacher=cfg.teacher, float_model=True,
@@ -103,7 +103,7 @@ def train_all(cfg: DemoConfig) -> dict[str, dict]:
 
 def export_all(cfg: DemoConfig) -> dict[str, Path]:
     from export.cli import export_model
-    from quant.checkpoint import load_quant_run
+    from quant.train.checkpoint import load_quant_run
     paths = {}
     for v in VARIANTS:
         run_dir = Path(cfg.out) / "runs" / f"int{cfg.bits}-{v}"
@@ -122,7 +122,7 @@ def simulate_all(cfg: DemoConfig, models: dict[str, Path]) -> dict[str, Path]:
     from hwsim.graph import load_plan
     from hwsim.run_cli import _tokenizer, simulate_texts
     from models.files import write_text_atomic
-    from quant.data import load_split
+    from quant.data.tasks import load_split
 
     split = load_split("rt", "test", limit=cfg.limit)
     reports = {}

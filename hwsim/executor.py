@@ -3,14 +3,14 @@
 After each node every output is checked against its declared width (`overflow`): 'error' raises
 `SimError` naming node, tensor, value and width; 'saturate' clamps to the range; 'wrap' wraps two's
 complement. Internal accumulators (Linear `acc`, DotAttention `scores`/`pv`, InhibitorAttention
-`l1`/`h`, as in `quant.intref`) are checked in 'error' mode against their declared width
+`l1`/`h`, as in `quant.intops.reference`) are checked in 'error' mode against their declared width
 (`plan.formats["node/label"]`: Linear `acc_bits`, else 32) and recorded as `node/label`; they
 cannot be saturated or wrapped after the fact.
 
 `max_abs` (with `track_widths`) records per tensor and accumulator the two's-complement magnitude
 `max(v, -v - 1)` over every value seen (`hwsim.kernels.requant.tc_magnitude`): a signed value fits
 `bits` bits exactly when it is at most `2**(bits-1) - 1`, so the check accepts and rejects exactly
-what `quant.intref` does (-2**31 fits 32 bits) and `max_abs.bit_length() + 1` is the signed width
+what `quant.intops.reference` does (-2**31 fits 32 bits) and `max_abs.bit_length() + 1` is the signed width
 needed.
 
 Counting calls `hwsim.counting.count_graph` on the per-node `OpSite`s (shapes, declared widths,

@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hwsim.kernels.registry import ACCUMULATORS, BUILDERS, DATA_MOVEMENT, Kernel, KernelSpec, acc_bits
 from models.errors import UserError
-from quant.program import TensorInfo, storage_dtype
+from quant.ir.program import TensorInfo, storage_dtype
 
 DOMAIN = "hwsim.int"
 SEMANTIC_OPS = frozenset(BUILDERS) - DATA_MOVEMENT

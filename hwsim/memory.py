@@ -21,7 +21,7 @@ Rules (documented once, applied to every op by `op_traffic`):
 
 Accesses are counted in words of the level's width (`read.sram@64`: 64-bit SRAM words, each
 tensor access rounded up to whole words) and in bytes (`bytes.read.sram@8`: traffic volume, not an
-action: pricing skips `bytes.` keys). Storage width per element follows `quant.program.storage_dtype`.
+action: pricing skips `bytes.` keys). Storage width per element follows `quant.ir.program.storage_dtype`.
 """
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"model {args.model} not found; pass the .onnx file written by `hwsim export`")
     plan = load_plan(args.model, load_hw(args.hw))
     if args.task:
-        from quant.data import load_split
+        from quant.data.tasks import load_split
         split = load_split(args.task, args.split, data_dir=args.data_dir, limit=args.limit)
         texts, labels = list(split.texts), list(split.labels)
     else:

@@ -23,7 +23,7 @@ from models.errors import UserError
 from models.files import atomic_path, write_text_atomic
 
 SUPPORTED_MODEL_TYPES = ("bert", "distilbert")
-QUANT_RUN_FORMAT = "inhibitor-hwsim-quant"  # config.json "format" of a quantized run (quant.checkpoint)
+QUANT_RUN_FORMAT = "inhibitor-hwsim-quant"  # config.json "format" of a quantized run (quant.train.checkpoint)
 HF_ACTIVATIONS = {"gelu": "gelu", "relu": "relu"}  # HF 'gelu' is the exact erf form, like ours
 
 
@@ -247,7 +247,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[SequenceClassifier, Encode
     meta = _read_json(folder / "config.json")
     if meta.get("format") == QUANT_RUN_FORMAT:
         raise UserError(f"{folder} holds a quantized run (config.json format {QUANT_RUN_FORMAT!r}), not a float "
-                        f"checkpoint: load it with quant.checkpoint.load_quant_run, or export it with "
+                        f"checkpoint: load it with quant.train.checkpoint.load_quant_run, or export it with "
                         f"`hwsim export {folder} --out MODEL.onnx`")
     if "encoder_config" not in meta:
         raise UserError(f"{folder}/config.json has no 'encoder_config': not an inhibitor-hwsim checkpoint "

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from quant.intops import softmax_constants
-from quant.program import IntProgram, Node, TensorInfo, storage_dtype
-from quant.synth import SynthConfig
+from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
+from quant.intops.synth import SynthConfig
 
 CI_EXAMPLES = 75
 PROFILES = {"ci": CI_EXAMPLES, "long": 10 * CI_EXAMPLES}

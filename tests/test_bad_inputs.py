@@ -31,9 +31,9 @@ def kit(tmp_path_factory):
     from transformers import BertTokenizerFast
 
     from export import save_model, to_onnx
-    from quant.checkpoint import save_quant_run
-    from quant.qmodel import random_quant_model
-    from quant.synth import SynthConfig, synth_program
+    from quant.train.checkpoint import save_quant_run
+    from quant.qat.model import random_quant_model
+    from quant.intops.synth import SynthConfig, synth_program
 
     root = tmp_path_factory.mktemp("kit")
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]

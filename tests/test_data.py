@@ -14,7 +14,7 @@ import pytest
 
 from models.errors import UserError
 from models.fetch import fetch_file
-from quant.data import RT_WHEEL, Split, TaskSpec, encode, get_task, load_split, register
+from quant.data.tasks import RT_WHEEL, Split, TaskSpec, encode, get_task, load_split, register
 
 ROOT = Path(__file__).resolve().parents[1]
 RT_SPLITS = ("train", "validation", "test")

@@ -1,4 +1,4 @@
-"""Whole programs: synth IntProgram -> export -> hwsim == quant.intref == onnxruntime; overflow
+"""Whole programs: synth IntProgram -> export -> hwsim == quant.intops.reference == onnxruntime; overflow
 modes; bad models and bad inputs raise SimError with a clear message."""
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from hwsim import simulate
 from hwsim.executor import execute
 from hwsim.graph import SimError, load_plan
 from models.errors import UserError
-from quant.intref import run_program
-from quant.synth import SynthConfig, synth_program
+from quant.intops.reference import run_program
+from quant.intops.synth import SynthConfig, synth_program
 from tests.strategies import padded_batch
 
 VARIANTS = [dict(attention="dot"), dict(attention="inhibitor"), dict(attention="inhibitor", center=True, signed=True),
@@ -166,7 +166,7 @@ def test_external_data_must_stay_in_folder(tmp_path):
 
 def _one_linear(weight: int):
     """logits = x @ w with w [4, 2] all `weight`, x = input_ids (an int32 accumulator at the edge)."""
-    from quant.program import IntProgram, Node, TensorInfo
+    from quant.ir.program import IntProgram, Node, TensorInfo
     params = {"w": np.full((4, 2), weight, dtype=np.int32), "b": np.zeros(2, dtype=np.int32)}
     tensors = {"input_ids": TensorInfo(64), "attention_mask": TensorInfo(64), "w": TensorInfo(32),
                "b": TensorInfo(32), "logits": TensorInfo(32)}
@@ -175,7 +175,7 @@ def _one_linear(weight: int):
 
 
 def test_accumulator_at_minus_2_31_accepted_like_intref():
-    """-2**31 lies in the signed 32-bit range: hwsim accepts it exactly where quant.intref does."""
+    """-2**31 lies in the signed 32-bit range: hwsim accepts it exactly where quant.intops.reference does."""
     prog = _one_linear(-(1 << 30))
     plan = load_plan(to_onnx(prog))
     ids = np.array([[1, 1, 0, 0]])  # acc = -2**31
@@ -197,7 +197,7 @@ def test_accumulator_at_minus_2_31_accepted_like_intref():
 
 
 def _three_way(prog, ids, mask):
-    """logits of quant.intref, onnxruntime and hwsim on one batch (asserted ==), and hwsim's max_abs."""
+    """logits of quant.intops.reference, onnxruntime and hwsim on one batch (asserted ==), and hwsim's max_abs."""
     onnx_model = to_onnx(prog)
     want = run_program(prog, torch.from_numpy(ids), torch.from_numpy(mask))["logits"].numpy()
     got = execute(load_plan(onnx_model), ids, mask, count=False)
@@ -209,7 +209,7 @@ def _three_way(prog, ids, mask):
 
 def _with_acc_bits(prog, acc_bits):
     from dataclasses import replace
-    from quant.program import Node
+    from quant.ir.program import Node
     nodes = tuple(Node(n.op, n.name, n.inputs, n.outputs, {**n.attrs, "acc_bits": acc_bits}) if n.op == "Linear" else n
                   for n in prog.nodes)
     return replace(prog, nodes=nodes)
@@ -233,8 +233,8 @@ def test_w16a16_synth_uses_64_bit_accumulators(attention):
 
 def test_w16a16_random_quant_model_runs_in_all_three():
     from models.config import EncoderConfig
-    from quant.lower import lower
-    from quant.qmodel import random_quant_model
+    from quant.qat.lower import lower
+    from quant.qat.model import random_quant_model
     cfg = EncoderConfig(vocab_size=50, hidden=24, layers=1, heads=3, ffn=32, max_position=16)
     prog = lower(random_quant_model(cfg, "inhibitor", bits=16, seed=3))
     assert {n.attrs["acc_bits"] for n in prog.nodes if n.op == "Linear"} == {64}

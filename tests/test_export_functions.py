@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from export.checks import validate
 from export.onnx_lower import onnx_dtype, op_model
 from quant import intops
-from quant.program import TensorInfo, storage_dtype
+from quant.ir.program import TensorInfo, storage_dtype
 
 RNG = np.random.default_rng(0)
 

@@ -1,4 +1,4 @@
-"""Whole synthetic programs: onnxruntime logits == quant.intref logits; contract checks; atomic save."""
+"""Whole synthetic programs: onnxruntime logits == quant.intops.reference logits; contract checks; atomic save."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,9 +16,9 @@ from onnx import TensorProto, helper, numpy_helper
 from export import ExportError, save_model, to_onnx, validate
 from tests.strategies import padded_batch
 from models.errors import UserError
-from quant.intref import run_program
-from quant.program import IntProgram, Node
-from quant.synth import SynthConfig, synth_program
+from quant.intops.reference import run_program
+from quant.ir.program import IntProgram, Node
+from quant.intops.synth import SynthConfig, synth_program
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {

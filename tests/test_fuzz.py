@@ -1,4 +1,4 @@
-"""Differential fuzzing: random small integer programs through quant.intref, onnxruntime and hwsim.
+"""Differential fuzzing: random small integer programs through quant.intops.reference, onnxruntime and hwsim.
 
 Every example is exported with `export.to_onnx` (and validated), then run by all three executors.
 Either intref raises OverflowError and hwsim (overflow='error') raises its documented overflow
@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from export import to_onnx, validate
 from hwsim.executor import execute
 from hwsim.graph import SimError, load_plan
-from quant.intref import run_program
-from quant.synth import synth_program
+from quant.intops.reference import run_program
+from quant.intops.synth import synth_program
 from tests.strategies import SINGLE_OPS, Case, ProgBuilder, load_profile, single_op_case, synth_configs, token_inputs
 
 PROFILE = load_profile()
@@ -131,7 +131,7 @@ def test_accumulator_at_int32_min_fits():
 
 def test_unsigned_16_bit_storage():
     """Found by test_single_op[Add]: an unsigned 16-bit tensor (a ReLU output, range [0, 65535])
-    gets int16 storage from `quant.program.storage_dtype`, so 34464 fits its declared width in
+    gets int16 storage from `quant.ir.program.storage_dtype`, so 34464 fits its declared width in
     intref but comes back as -31072 from hwsim and onnxruntime."""
     prog, compare = _linear_program(16, False, 0, 34464)
     ids = np.zeros((1, 1), np.int64)

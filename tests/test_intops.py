@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quant import intops as I
-from quant import intops_attention, intops_base
+from quant.intops import attention as intops_attention, base as intops_base
 
 
 # --- requant, saturate, isqrt ------------------------------------------------------------------

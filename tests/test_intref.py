@@ -1,4 +1,4 @@
-"""quant.intref.run_program on synthetic programs (all attention variants) and on hand-built graphs."""
+"""quant.intops.reference.run_program on synthetic programs (all attention variants) and on hand-built graphs."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from quant.intops import ATTRS, OPS
-from quant.intref import run_program
-from quant.program import IntProgram, Node, TensorInfo
-from quant.synth import SynthConfig, synth_program
+from quant.intops.reference import run_program
+from quant.ir.program import IntProgram, Node, TensorInfo
+from quant.intops.synth import SynthConfig, synth_program
 
 VARIANTS = [("dot", False, False), ("inhibitor", False, False), ("inhibitor", True, True),
             ("inhibitor", True, False), ("symmetric", False, False)]

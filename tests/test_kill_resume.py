@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from hwsim.cli import main
-from quant.checkpoint import checkpoint_dir, latest_checkpoint, load_state
+from quant.train.checkpoint import checkpoint_dir, latest_checkpoint, load_state
 from tests.test_train import cli_args, glue_dir, run_cli, tiny_teacher  # noqa: F401 - fixtures
 
 SAVE_EVERY = 2

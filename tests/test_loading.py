@@ -105,7 +105,7 @@ def test_minilm_teacher_matches_transformers():
 def teacher_sentences() -> list[str]:
     """32 RT test snippets when the data module provides them, else fixed review-like sentences."""
     try:
-        from quant.data import load_split  # written concurrently; optional here
+        from quant.data.tasks import load_split  # written concurrently; optional here
         texts = [t[0] for t in load_split("rt", "test", limit=32).texts]
         if len(texts) == 32 and all(isinstance(t, str) for t in texts):
             return texts
@@ -179,9 +179,9 @@ def test_quantized_run_folder_is_named_as_such(tmp_path):
     reporting a state-dict mismatch."""
     from models.config import EncoderConfig
     from models.encoder import SequenceClassifier
-    from quant.checkpoint import save_quant_run
-    from quant.config import QuantConfig
-    from quant.qmodel import quantize_model
+    from quant.train.checkpoint import save_quant_run
+    from quant.qat.config import QuantConfig
+    from quant.qat.model import quantize_model
     cfg = EncoderConfig(vocab_size=30, hidden=8, layers=1, heads=2, ffn=16, max_position=8, activation="relu")
     qmodel = quantize_model(SequenceClassifier(cfg).eval(), QuantConfig())
     save_quant_run(qmodel, cfg, QuantConfig(), tmp_path)

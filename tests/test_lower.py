@@ -1,4 +1,4 @@
-"""Exactness: the lowered IntProgram run by quant.intref == the fake-quant model, bit for bit."""
+"""Exactness: the lowered IntProgram run by quant.intops.reference == the fake-quant model, bit for bit."""
 from __future__ import annotations
 
 import pytest
@@ -6,11 +6,11 @@ import torch
 
 from models.config import EncoderConfig
 from models.encoder import SequenceClassifier
-from quant.config import QuantConfig
-from quant.intref import run_program
-from quant.lower import lower
-from quant.qmodel import calibrate, quantize_model, random_quant_model
-from quant.synth import SynthConfig, synth_program
+from quant.qat.config import QuantConfig
+from quant.intops.reference import run_program
+from quant.qat.lower import lower
+from quant.qat.model import calibrate, quantize_model, random_quant_model
+from quant.intops.synth import SynthConfig, synth_program
 
 
 def tiny_qmodel(attention, wbits, abits, seed=0, dtype=torch.float64, **overrides):
@@ -67,7 +67,7 @@ def test_float32_model_is_exact_at_8_bits(attention):
 
 
 def test_layout_matches_synth():
-    """Same node names, ops, params and attribute names as quant.synth (the shared layout)."""
+    """Same node names, ops, params and attribute names as quant.intops.synth (the shared layout)."""
     for attention in ("dot", "inhibitor", "symmetric"):
         ours = lower(tiny_qmodel(attention, 8, 8))
         ref = synth_program(SynthConfig(vocab=60, max_position=24, hidden=16, heads=2, ffn=24, layers=2,
@@ -106,7 +106,7 @@ def test_exact_on_rt_snippets_with_minilm_initialised_model(attention):
     """A small but real model (the MiniLM teacher's embeddings and first 2 layers), RT snippets."""
     from models.loading import load_pretrained, load_tokenizer
     from models.teacher import resolve_teacher
-    from quant.data import load_split
+    from quant.data.tasks import load_split
     folder = resolve_teacher("minilm")
     full = load_pretrained(folder, attention, 2, dropout=0.0, attention_dropout=0.0)
     small = SequenceClassifier(full.cfg.replace(layers=2, activation="relu"))
@@ -122,7 +122,7 @@ def test_exact_on_rt_snippets_with_minilm_initialised_model(attention):
     assert_exact(qmodel, prog, ids[:4, :7], mask[:4, :7])
 
 
-# ---------------------------------------------------------------- training-mode values (quant.stvalues)
+# ---------------------------------------------------------------- training-mode values (quant.qat.stvalues)
 
 TRAIN_VARIANTS = [("dot", {}), ("symmetric", {}), ("inhibitor", {}), ("inhibitor", dict(inhibitor_center=True)),
                   ("inhibitor", dict(inhibitor_signed=True))]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from quant.metrics import compute_metrics
+from quant.data.metrics import compute_metrics
 
 
 def test_accuracy_from_class_ids():

@@ -11,9 +11,9 @@ from export import save_model, to_onnx
 from export.onnx_lift import from_onnx
 from models.errors import UserError
 from quant.intops import ATTR_DEFAULTS
-from quant.intref import run_program
-from quant.program import IntProgram
-from quant.synth import SynthConfig, synth_program
+from quant.intops.reference import run_program
+from quant.ir.program import IntProgram
+from quant.intops.synth import SynthConfig, synth_program
 
 VARIANTS = {
     "dot": SynthConfig(attention="dot", layers=2),

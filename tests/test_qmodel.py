@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from models.config import EncoderConfig
 from models.encoder import SequenceClassifier
-from quant.config import QuantConfig
+from quant.qat.config import QuantConfig
 from quant.intops import requant
-from quant.qmodel import calibrate, quantize_model
-from quant.quantizers import fixed_point_value, round_half_up
+from quant.qat.model import calibrate, quantize_model
+from quant.qat.quantizers import fixed_point_value, round_half_up
 
 
 @settings(max_examples=200, deadline=None)
@@ -113,7 +113,7 @@ def test_gamma_beta_remainders_fold_into_projections_without_changing_the_float_
     """quantize_model makes gamma/sqrt(d) and beta powers of two and moves the remainders into
     q_lin/k_lin and out_lin: the float model rebuilt from those values computes the same logits."""
     import math
-    from quant.qmodel import _float_to_quant_state
+    from quant.qat.model import _float_to_quant_state
     torch.manual_seed(1)
     cfg = EncoderConfig(vocab_size=40, hidden=32, layers=2, heads=4, ffn=48, max_position=16, dropout=0.0,
                         attention_dropout=0.0, attention="inhibitor", inhibitor_signed=bool(signed),

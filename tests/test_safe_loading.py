@@ -53,7 +53,7 @@ def test_pickle_weights_refused_in_hf_folder(tmp_path, tiny_distilbert_cls_bin_d
 
 
 def test_pickle_training_checkpoint_refused(tmp_path):
-    from quant.checkpoint import load_state
+    from quant.train.checkpoint import load_state
     marker = tmp_path / "ran"
     _write_payload(tmp_path / "step-0000001.pt", marker)
     with pytest.raises(UserError, match="cannot read the training checkpoint"):

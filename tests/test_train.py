@@ -67,8 +67,8 @@ def test_float_then_qat_distilled(tiny_teacher, glue_dir, tmp_path):
     metrics = json.loads((tmp_path / "float" / "metrics.json").read_text())
     assert set(metrics["validation"]) == {"accuracy"} and len(metrics["history"]) == 2
     assert (tmp_path / "float" / "model.safetensors").is_file()
-    pytest.importorskip("quant.qmodel")
-    from quant.checkpoint import load_quant_run
+    pytest.importorskip("quant.qat.model")
+    from quant.train.checkpoint import load_quant_run
     out = tmp_path / "qat"
     assert main(cli_args(tmp_path / "float", glue_dir, out, "--attention", "inhibitor", "--bits", 8,
                          "--distill", "task", "--layer-init-steps", 3)) == 0
@@ -84,8 +84,8 @@ def test_float_then_qat_distilled(tiny_teacher, glue_dir, tmp_path):
     assert qmodel(ids, torch.ones_like(ids)).shape == (1, 2)
     # metrics.json takes validation from the training loop; the saved checkpoint reproduces it exactly
     from models.loading import load_checkpoint, load_tokenizer
-    from quant.data import encode, get_task, load_split
-    from quant.train import evaluate
+    from quant.data.tasks import encode, get_task, load_split
+    from quant.train.loop import evaluate
     dev = encode(load_split("sst2", "validation", glue_dir), load_tokenizer(tiny_teacher), 16)
     for folder, model in ((tmp_path / "float", load_checkpoint(tmp_path / "float")[0]), (out, qmodel)):
         saved = json.loads((folder / "metrics.json").read_text())["validation"]
@@ -93,7 +93,7 @@ def test_float_then_qat_distilled(tiny_teacher, glue_dir, tmp_path):
 
 
 def _final_model(out: Path) -> dict[str, torch.Tensor]:
-    from quant.checkpoint import latest_checkpoint, load_state
+    from quant.train.checkpoint import latest_checkpoint, load_state
     return load_state(latest_checkpoint(out))["model"]
 
 
@@ -121,7 +121,7 @@ def test_ddp_two_processes(tiny_teacher, glue_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["history"][0]["step"] == 4  # 64 examples / 2 processes / batch 8
-    from quant.checkpoint import latest_checkpoint, load_state
+    from quant.train.checkpoint import latest_checkpoint, load_state
     assert len(load_state(latest_checkpoint(tmp_path / "ddp"))["rng"]) == 2
 
 
@@ -140,7 +140,7 @@ def test_errors_name_the_problem(tiny_teacher, glue_dir, tmp_path, capsys, extra
 # ---------------------------------------------------------------- losses
 
 def test_losses_vanish_on_identical_outputs():
-    from quant.distill import context_alignment, hidden_alignment, HiddenProjection, kl_loss, layer_map
+    from quant.train.distill import context_alignment, hidden_alignment, HiddenProjection, kl_loss, layer_map
     torch.manual_seed(0)
     logits, hidden = torch.randn(4, 3), [torch.randn(4, 5, 8) for _ in range(3)]
     mask = torch.ones(4, 5, dtype=torch.long)
@@ -153,7 +153,7 @@ def test_losses_vanish_on_identical_outputs():
 
 
 def test_kl_matches_reference():
-    from quant.distill import kl_loss
+    from quant.train.distill import kl_loss
     torch.manual_seed(1)
     s, t, T = torch.randn(6, 3), torch.randn(6, 3), 2.0
     p = (t / T).softmax(-1)
@@ -163,7 +163,7 @@ def test_kl_matches_reference():
 
 def test_layerwise_init_trains_only_attention_and_lowers_the_loss(tiny_teacher):
     from models.loading import load_pretrained
-    from quant.distill import layerwise_init
+    from quant.train.distill import layerwise_init
     teacher = load_pretrained(tiny_teacher, "dot", 2, dropout=0.0, attention_dropout=0.0)
     student = load_pretrained(tiny_teacher, "symmetric", 2, dropout=0.0, attention_dropout=0.0)
     with torch.no_grad():  # move the student's values away from the teacher's
@@ -182,8 +182,8 @@ def test_layerwise_init_trains_only_attention_and_lowers_the_loss(tiny_teacher):
 def test_calibrate_inhibitor_picks_the_best_power_of_two_gamma_and_least_squares_beta(tiny_teacher):
     import math
     from models.loading import load_pretrained
-    from quant.distill import calibrate_inhibitor, token_loss
-    from quant.train import student_from
+    from quant.train.distill import calibrate_inhibitor, token_loss
+    from quant.train.loop import student_from
     teacher = load_pretrained(tiny_teacher, "dot", 2, dropout=0.0, attention_dropout=0.0)
     student, _ = student_from(teacher, "inhibitor", inhibitor_center=True, inhibitor_signed=True)
     ids = torch.randint(5, 23, (8, 7))

@@ -9,7 +9,7 @@ Before calibration a scale is not yet a power of two and the float route alone i
 
 In eval mode accumulations (Linear, residual sums) run in float64, so fake-quant values equal the
 integer program's exactly (sums stay far below 2**53); in training they run in the model's dtype, and
-the straight-through forward values come from `quant.stvalues` (the same integers, computed in
+the straight-through forward values come from `quant.qat.stvalues` (the same integers, computed in
 floating point; the graph is that of the float op only).
 """
 from __future__ import annotations
@@ -25,9 +25,10 @@ from torch import nn
 
 from models.attention import inhibit_fast, merge_heads, split_heads
 from models.config import EncoderConfig
-from quant import intops, stvalues
-from quant.config import QuantConfig
-from quant.quantizers import (act_quant, bias_quant, const_act_quant, fake_quant, fixed_point_value,
+from quant import intops
+from quant.qat import stvalues
+from quant.qat.config import QuantConfig
+from quant.qat.quantizers import (act_quant, bias_quant, const_act_quant, fake_quant, fixed_point_value,
                               fixed_point_weight, round_half_up, weight_exp, weight_quant)
 
 

@@ -5,7 +5,7 @@ One frozen `TrainConfig` drives `train(cfg)`:
   teacher's weights with another attention, fine-tuned with cross-entropy;
 - QAT: a float student (`init_student`, else the fine-tuned teacher's weights under `attention`),
   optionally fitted layer by layer to the teacher's attention contexts, then `quantize_model` +
-  `calibrate`, then trained with the loss of `quant.distill` against the float teacher.
+  `calibrate`, then trained with the loss of `quant.train.distill` against the float teacher.
 AdamW (no decay on biases and LayerNorm), linear warm-up then linear decay to 0, gradient clipping,
 evaluation on validation after each epoch, best checkpoint by the task's main metric in `out`.
 
@@ -34,8 +34,8 @@ from tqdm import tqdm
 
 from models.errors import UserError
 from models.files import write_text_atomic
-from quant import checkpoint as ckpt
-from quant.distill import DISTILL_MODES, HIDDEN_LOSSES, DistillConfig, HiddenProjection, distill_loss
+from quant.train import checkpoint as ckpt
+from quant.train.distill import DISTILL_MODES, HIDDEN_LOSSES, DistillConfig, HiddenProjection, distill_loss
 
 EXIT_HOOK = "HWSIM_TRAIN_EXIT_AFTER_STEP"  # test hook: os._exit(3) after this global step
 
@@ -123,7 +123,7 @@ def setup_distributed() -> Dist:
 
 
 def load_data(cfg: TrainConfig, spec, tokenizer) -> dict[str, dict[str, torch.Tensor]]:
-    from quant.data import encode, load_split
+    from quant.data.tasks import encode, load_split
     def limit(split: str) -> int | None:
         caps = [n for n in (cfg.limit, cfg.train_limit if split == "train" else None) if n is not None]
         return min(caps) if caps else None
@@ -240,8 +240,8 @@ def build(cfg: TrainConfig, spec) -> dict[str, Any]:
 
 
 def quantize(cfg: TrainConfig, model: nn.Module, data, device):
-    from quant.config import QuantConfig
-    from quant.qmodel import calibrate, quantize_model
+    from quant.qat.config import QuantConfig
+    from quant.qat.model import calibrate, quantize_model
     qcfg = QuantConfig(weight_bits=cfg.bits, act_bits=cfg.bits)
     qmodel = quantize_model(model, qcfg).to(device)
     n = len(data["labels"])
@@ -272,7 +272,7 @@ def make_optimizer(cfg: TrainConfig, module: nn.Module, total_steps: int):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, spec, data, batch_size: int, device) -> dict[str, float]:
-    from quant.metrics import compute_metrics
+    from quant.data.metrics import compute_metrics
     was_training = model.training
     model.eval()
     n = len(data["labels"])
@@ -305,8 +305,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run the training that `cfg` describes; returns the final metrics (rank 0; {} elsewhere)."""
     from models.loading import load_tokenizer
     from models.teacher import resolve_teacher
-    from quant.data import get_task
-    from quant.distill import calibrate_inhibitor, layerwise_init
+    from quant.data.tasks import get_task
+    from quant.train.distill import calibrate_inhibitor, layerwise_init
 
     world = setup_distributed()
     torch.manual_seed(cfg.seed)

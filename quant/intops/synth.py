@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from quant.intops import OPS, l1_scores, linear_acc_bits, softmax_constants
-from quant.program import IntProgram, Node, TensorInfo, storage_dtype
+from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
 
 ATTENTIONS = ("dot", "inhibitor", "symmetric")
 NORM_FRAC = 12

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from quant.intops import ATTR_DEFAULTS, CHECKED, OPS
-from quant.intops_base import as_i64, int_range
-from quant.program import IntProgram, TensorInfo
+from quant.intops.base import as_i64, int_range
+from quant.ir.program import IntProgram, TensorInfo
 
 
 def check_fits(tensor: torch.Tensor, bits: int, signed: bool, where: str, name: str) -> None:

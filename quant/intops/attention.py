@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from quant.intops_base import EXACT_F64, Check, as_i64, exact_matmul, floor_div, requant
+from quant.intops.base import EXACT_F64, Check, as_i64, exact_matmul, floor_div, requant
 
 
 def softmax_constants(scale: float) -> dict[str, int]:

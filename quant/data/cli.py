@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from quant.data import get_task, load_split
+    from quant.data.tasks import get_task, load_split
 
     spec = get_task(args.task)
     kind = "regression" if spec.is_regression else f"{spec.num_labels} labels"

@@ -1,4 +1,4 @@
-"""`lower(qmodel) -> IntProgram`: a calibrated `QuantClassifier` as integer ops (layout of `quant.synth`).
+"""`lower(qmodel) -> IntProgram`: a calibrated `QuantClassifier` as integer ops (layout of `quant.intops.synth`).
 
 Every integer weight, bias and table comes from the quantizers (Brevitas `quant_weight().int()`,
 the bias quantizer at the input's scale, `fixed_point_weight` for tables, gamma and c); every shift
@@ -12,9 +12,9 @@ import torch
 
 from models.errors import UserError
 from quant.intops import linear_acc_bits
-from quant.program import IntProgram, Node, TensorInfo, storage_dtype
-from quant.qmodel import QBlock, QuantClassifier, is_calibrated
-from quant.qmodules import QLayerNorm, QLinear, round_half_up
+from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
+from quant.qat.model import QBlock, QuantClassifier, is_calibrated
+from quant.qat.modules import QLayerNorm, QLinear, round_half_up
 
 
 class _Builder:
@@ -114,9 +114,9 @@ def model_bias_bits(module) -> int:
 def lower(model: QuantClassifier, tokenizer: str | None = None) -> IntProgram:
     """The integer program of a calibrated `QuantClassifier` (the model is put in eval mode)."""
     if not isinstance(model, QuantClassifier):
-        raise UserError(f"lower() takes a quant.qmodel.QuantClassifier, got {type(model).__name__}")
+        raise UserError(f"lower() takes a quant.qat.model.QuantClassifier, got {type(model).__name__}")
     if not is_calibrated(model):
-        raise UserError("the quantized model is not calibrated: run quant.qmodel.calibrate(model, batches) first")
+        raise UserError("the quantized model is not calibrated: run quant.qat.model.calibrate(model, batches) first")
     model.eval()
     cfg, qcfg = model.cfg, model.qcfg
     bld = _Builder(qcfg.act_bits)

@@ -2,7 +2,7 @@
 
 DESIGN.md "Rounding and saturation". All functions take any integer dtype and return int64.
 Import them from `quant.intops` (this module exists only to avoid an import cycle with
-`quant.intops_attention`).
+`quant.intops.attention`).
 """
 from __future__ import annotations
 

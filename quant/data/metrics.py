@@ -20,7 +20,7 @@ import numpy as np
 import scipy.stats
 import sklearn.metrics
 
-from quant.data import TaskSpec, get_task
+from quant.data.tasks import TaskSpec, get_task
 
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": sklearn.metrics.accuracy_score,

@@ -57,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from quant.distill import DistillConfig
-    from quant.train import TrainConfig
+    from quant.train.distill import DistillConfig
+    from quant.train.loop import TrainConfig
     mode = args.distill or ("none" if args.float_model else "task")
     distill = DistillConfig(mode=mode, temperature=args.temperature, alpha_kl=args.alpha_kl,
                             alpha_ce=args.alpha_ce, alpha_hidden=args.alpha_hidden,
@@ -78,8 +78,8 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from models.attention import ATTENTIONS
     from models.errors import UserError
-    from quant.data import get_task
-    from quant.train import train
+    from quant.data.tasks import get_task
+    from quant.train.loop import train
 
     get_task(args.task)  # unknown task: UserError before anything is loaded
     if args.attention not in ATTENTIONS:

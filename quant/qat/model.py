@@ -1,9 +1,9 @@
 """The quantized encoder classifier: `quantize_model`, `calibrate`, `random_quant_model`.
 
 `QuantClassifier` mirrors `models.encoder.SequenceClassifier` (same parameter names where the float
-model has the parameter) with the modules of `quant.qmodules`; `forward_all` returns the logits and
+model has the parameter) with the modules of `quant.qat.modules`; `forward_all` returns the logits and
 an `EncoderOutput` (hidden states and attention contexts) for distillation. In eval mode after
-`calibrate` its logits equal `quant.intref.run_program(quant.lower.lower(model), ...)` times
+`calibrate` its logits equal `quant.intops.reference.run_program(quant.qat.lower.lower(model), ...)` times
 `2**-logits_exp` (docs/QUANT.md "Exactness").
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from torch import nn
 from models.config import EncoderConfig
 from models.encoder import EncoderOutput, SequenceClassifier
 from models.errors import UserError
-from quant.config import QuantConfig
-from quant.qmodules import (ActQuant, Fx, Q_ATTENTIONS, QEmbeddings, QLayerNorm, QLinear, acc_dtype,
+from quant.qat.config import QuantConfig
+from quant.qat.modules import (ActQuant, Fx, Q_ATTENTIONS, QEmbeddings, QLayerNorm, QLinear, acc_dtype,
                             residual_add)
 
 
@@ -63,7 +63,7 @@ class QuantClassifier(nn.Module):
     def forward_all(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, EncoderOutput]:
         if not self.training and not is_calibrated(self):
-            raise UserError("the quantized model has no activation scales yet: run quant.qmodel.calibrate(model, "
+            raise UserError("the quantized model has no activation scales yet: run quant.qat.model.calibrate(model, "
                             "batches) (or train it) before evaluating it")
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask  # (B, n)
         dtype = self.pool.weight.dtype

@@ -2,7 +2,7 @@
 
 This is the one specification that the three executors share:
 
-- `quant.intref.run_program` executes it in torch int64 with the pure functions of `quant.intops`
+- `quant.intops.reference.run_program` executes it in torch int64 with the pure functions of `quant.intops`
   (the PyTorch integer reference);
 - `export` lowers each node to an ONNX node (a model-local function in domain `hwsim.int`, or a
   standard op for pure data movement) that onnxruntime runs;

@@ -7,7 +7,7 @@ Numba kernels (`hwsim/kernels/`) cite these definitions and are tested `==` agai
 Conventions (DESIGN.md "Rounding and saturation"):
 - `requant`: round half towards +inf (add `2**(shift-1)`, arithmetic right shift), left shift for
   negative shifts, then saturate. Division by a run-time value is floor division.
-- Accumulators never saturate here; `quant.intref` checks them against their declared widths.
+- Accumulators never saturate here; `quant.intops.reference` checks them against their declared widths.
   Ops that hold an internal accumulator (Linear, DotAttention, InhibitorAttention) accept an
   optional `check(label, tensor, bits)` callback that is called on it before requantisation.
   `Linear` declares its accumulator width in the attribute `acc_bits` (32 or 64, default 32:
@@ -19,9 +19,9 @@ Conventions (DESIGN.md "Rounding and saturation"):
 Decisions where DESIGN.md is silent:
 - `Embed`, `Add`: shifts `lw, lp, lt, la, lb` must be >= 0 (ValueError otherwise).
 - `LayerNorm`: `eps` is an integer in the variance's units (exp `2 * exp_x`).
-- `requant`, `saturate`, `floor_div`, `isqrt` live in `quant.intops_base` (no import cycle) and
+- `requant`, `saturate`, `floor_div`, `isqrt` live in `quant.intops.base` (no import cycle) and
   are re-exported here; import everything from `quant.intops`.
-- Attention ops live in `quant.intops_attention` (softmax of a row with no valid key is all 0;
+- Attention ops live in `quant.intops.attention` (softmax of a row with no valid key is all 0;
   centring with no valid key divides by 1) and are re-exported here.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from quant.intops_attention import (  # noqa: F401  (re-exported: part of this module's API)
+from quant.intops.attention import (  # noqa: F401  (re-exported: part of this module's API)
     dot_attention,
     inhibit,
     inhibitor_attention,
@@ -39,7 +39,7 @@ from quant.intops_attention import (  # noqa: F401  (re-exported: part of this m
     softmax,
     softmax_constants,
 )
-from quant.intops_base import (  # noqa: F401  (re-exported)
+from quant.intops.base import (  # noqa: F401  (re-exported)
     ACC_BITS,
     Check,
     acc_bits_for,

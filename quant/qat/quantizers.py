@@ -113,7 +113,7 @@ class PerTensorPowerOfTwo(ExtendedInjector):
 
 class RuntimeCalibratedScale(ParamFromRuntimePercentileScaling):
     """Scale initialised from a true average (momentum None) of per-batch |x| percentiles over the
-    first `collect_stats_steps` training-mode batches (see `quant.qmodel.calibrate`), then learned."""
+    first `collect_stats_steps` training-mode batches (see `quant.qat.model.calibrate`), then learned."""
     high_percentile_q = 99.99
     collect_stats_steps = 2 ** 30  # ended explicitly by `calibrate` (init_scale)
     scaling_stats_momentum = None

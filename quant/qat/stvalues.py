@@ -10,7 +10,7 @@ distance from a non-integer quotient to the nearest integer). Each function pick
 its bound, derived from the declared widths, holds; where even float64 is not exact (LayerNorm of a
 very wide input, softmax constants of 16-bit scores) it calls the `quant.intops` op itself.
 
-Used in training only: in eval mode `quant.qmodules` calls `quant.intops`, so the eval forward (and
+Used in training only: in eval mode `quant.qat.modules` calls `quant.intops`, so the eval forward (and
 `lower`'s exactness, docs/QUANT.md) does not depend on this module.
 """
 from __future__ import annotations

@@ -133,8 +133,8 @@ def read_quant_meta(run_dir: str | os.PathLike) -> dict[str, Any]:
 def load_quant_run(run_dir: str | os.PathLike):
     """The QuantClassifier (eval mode) saved by a QAT run in `run_dir`."""
     from models.config import EncoderConfig
-    from quant.config import QuantConfig
-    from quant.qmodel import QuantClassifier
+    from quant.qat.config import QuantConfig
+    from quant.qat.model import QuantClassifier
 
     meta = read_quant_meta(run_dir)
     enc_cfg = EncoderConfig.from_dict(meta["encoder_config"])

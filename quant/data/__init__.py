@@ -1,0 +1,1 @@
+"""Tasks, splits, tokenised batches and metrics of the classification tasks (torch-free)."""

@@ -1,0 +1,1 @@
+"""Training: float fine-tuning and QAT loop, student building, distillation, checkpoints, CLI."""
