@@ -8,11 +8,17 @@ encoder hands out as the per-layer "attention output" for distillation.
 - `dot`: softmax(Q K^T / sqrt(d)) V (BERT / DistilBERT).
 - `inhibitor`: Manhattan scores and ReLU inhibition (REFERENCE.md section 1).
 - `symmetric`: queries and keys share one projection, scores scaled per dimension by c.
+
+Besides `context`, a variant says how it is made from a dot-product model (a Hugging Face checkpoint
+or a fine-tuned teacher): `dot_renames` (which of q_lin/k_lin/v_lin/out_lin it takes under which name,
+or drops), `student_overrides` and `calibrates_from_dot` (its config choices and calibration when
+`quant.train.loop.build` makes it from another variant). Its quantized form is registered under the
+same name in `quant.qat.attention.Q_ATTENTIONS` (docs/QUANT.md "Attention variants").
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +27,7 @@ from torch import nn
 from models.config import EncoderConfig
 from models.errors import UserError
 
-ATTENTIONS: dict[str, type[nn.Module]] = {}
+ATTENTIONS: dict[str, type["Attention"]] = {}
 
 
 def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -34,11 +40,16 @@ def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     return add
 
 
+def attention_class(name: str) -> type["Attention"]:
+    """The attention variant registered as `name`."""
+    if name not in ATTENTIONS:
+        raise UserError(f"unknown attention {name!r}: use one of {', '.join(sorted(ATTENTIONS))}")
+    return ATTENTIONS[name]
+
+
 def make_attention(cfg: EncoderConfig) -> nn.Module:
     """The attention module named by `cfg.attention`."""
-    if cfg.attention not in ATTENTIONS:
-        raise UserError(f"unknown attention {cfg.attention!r}: use one of {', '.join(sorted(ATTENTIONS))}")
-    return ATTENTIONS[cfg.attention](cfg)
+    return attention_class(cfg.attention)(cfg)
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -52,12 +63,51 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    """Shared plumbing: `forward` = `out_lin(context(x, mask))`."""
+    """Shared plumbing: `forward` = `out_lin(context(x, mask))`; the hooks for building a variant from a
+    dot-product model, whose defaults take it as it is."""
+
+    # a dot-product model's attention sub-module -> this variant's name for it, None = dropped;
+    # sub-modules not listed keep their name (parameters the variant lacks are then left out)
+    dot_renames: ClassVar[dict[str, str | None]] = {}
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.heads, self.head_dim = cfg.heads, cfg.head_dim
         self.out_lin = nn.Linear(cfg.hidden, cfg.hidden)
+
+    @classmethod
+    def from_dot_name(cls, local: str) -> str | None:
+        """This variant's name for `local` ('q_lin' or 'q_lin.weight', relative to the attention module)
+        of a dot-product model, None if the variant drops it."""
+        head, dot, rest = local.partition(".")
+        if head not in cls.dot_renames:
+            return local
+        new = cls.dot_renames[head]
+        return None if new is None else new + dot + rest
+
+    @classmethod
+    def from_dot_state(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A dot-product classifier's state dict under this variant's names (`from_dot_name` on the part
+        after '.attn.'; every other name as it is)."""
+        out = {}
+        for name, value in state.items():
+            block, sep, local = name.partition(".attn.")
+            local = cls.from_dot_name(local) if sep else local
+            if local is not None:
+                out[block + sep + local] = value
+        return out
+
+    @classmethod
+    def student_overrides(cls, options: Any) -> dict[str, Any]:
+        """`EncoderConfig` fields of a student of this variant made from another variant, read from the
+        training options `options` (a `quant.train.loop.TrainConfig`); none by default."""
+        return {}
+
+    @classmethod
+    def calibrates_from_dot(cls, options: Any) -> bool:
+        """Whether a student of this variant made from a dot-product model has its own scalars fitted
+        to that model's attention contexts first (`quant.train.distill.calibrate_inhibitor`)."""
+        return False
 
     def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -170,6 +220,18 @@ class InhibitorAttention(Attention):
         self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha_init))) if cfg.alpha_init > 0 else None
         self.center, self.signed = cfg.inhibitor_center, cfg.inhibitor_signed
 
+    @classmethod
+    def student_overrides(cls, options: Any) -> dict[str, Any]:
+        """Centring, signed inhibition and alpha as the training options say (docs/QUANT.md: a
+        dot-product model's signed softmax mixtures need signed, centred inhibition)."""
+        return {"inhibitor_center": options.inhibitor_center, "inhibitor_signed": options.inhibitor_signed,
+                "alpha_init": options.alpha_init}
+
+    @classmethod
+    def calibrates_from_dot(cls, options: Any) -> bool:
+        """With gamma = beta = 1 a student from a dot-product model is dead; fit them unless switched off."""
+        return options.calibrate_inhibitor
+
     def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         q = split_heads(self.q_lin(x), self.heads)  # (B, H, n, d)
         k = split_heads(self.k_lin(x), self.heads)
@@ -186,8 +248,11 @@ class SymmetricAttention(Attention):
     and a learned per-dimension coefficient c (parameter `c`, shape (H, d), init 1):
         A_ij = sum_k c_k u_ik u_jk / sqrt(d)  = (u diag(c) u^T)_ij / sqrt(d)
     then softmax over valid keys (padded keys at the dtype minimum), times V, then `out_lin`.
-    A is symmetric in (i, j) before masking.
+    A is symmetric in (i, j) before masking. From a dot-product model, `qk_lin` is its QUERY projection
+    (the keys are dropped) and c starts at 1.
     """
+
+    dot_renames = {"q_lin": "qk_lin", "k_lin": None}
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__(cfg)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.attention import ATTENTIONS
+from models.attention import ATTENTIONS, attention_class
 from models.config import EncoderConfig
 from models.encoder import SequenceClassifier
 from models.errors import UserError
@@ -108,8 +108,10 @@ def _layer_names(model_type: str, i: int) -> dict[str, str]:
 def hf_name_map(cfg: EncoderConfig, model_type: str) -> dict[str, str]:
     """Our module prefix -> the checkpoint's (unprefixed) module prefix, for the encoder and head.
 
+    The attention variant names (or drops) the checkpoint's attention modules (`Attention.from_dot_name`):
     `symmetric` takes its shared projection `qk_lin` from the checkpoint's QUERY weights and has no keys.
     """
+    variant = attention_class(cfg.attention)
     names = {"encoder.embeddings.word": "embeddings.word_embeddings",
              "encoder.embeddings.position": "embeddings.position_embeddings",
              "encoder.embeddings.norm": "embeddings.LayerNorm"}
@@ -117,9 +119,11 @@ def hf_name_map(cfg: EncoderConfig, model_type: str) -> dict[str, str]:
         names["encoder.embeddings.token_type"] = "embeddings.token_type_embeddings"
     for i in range(cfg.layers):
         for ours, theirs in _layer_names(model_type, i).items():
-            if cfg.attention == "symmetric" and ours == "attn.k_lin":
-                continue
-            ours = "attn.qk_lin" if cfg.attention == "symmetric" and ours == "attn.q_lin" else ours
+            if ours.startswith("attn."):
+                local = variant.from_dot_name(ours[len("attn."):])
+                if local is None:
+                    continue
+                ours = f"attn.{local}"
             names[f"encoder.blocks.{i}.{ours}"] = theirs
     names["pool"] = "pooler.dense" if model_type == "bert" else "pre_classifier"
     names["classifier"] = "classifier"

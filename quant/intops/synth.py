@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -37,7 +38,6 @@ import torch
 from quant.intops import OPS, l1_scores, linear_acc_bits, softmax_constants
 from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
 
-ATTENTIONS = ("dot", "inhibitor", "symmetric")
 NORM_FRAC = 12
 
 
@@ -59,8 +59,8 @@ class SynthConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention {self.attention!r} unknown; choose one of {ATTENTIONS}")
+        if self.attention not in VARIANTS:
+            raise ValueError(f"attention {self.attention!r} unknown; choose one of {tuple(VARIANTS)}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
 
@@ -142,40 +142,62 @@ class _Builder:
         return self.node("Add", name, (a, b), 32, top, la=top - self.exp(a), lb=top - self.exp(b))
 
 
+def _qk_separate(bld: _Builder, p: str, x: str) -> tuple[str, str]:
+    """dot: q and k from their own Linears, each with its own format."""
+    return bld.linear(p + "q", x, bld.cfg.hidden), bld.linear(p + "k", x, bld.cfg.hidden)
+
+
+def _qk_shared_format(bld: _Builder, p: str, x: str) -> tuple[str, str]:
+    """inhibitor: q and k from their own Linears, in one format (one shift for both)."""
+    cfg = bld.cfg
+    wq, bq, acc_q = bld.linear_params(p + "q", x, cfg.hidden)
+    wk, bk, acc_k = bld.linear_params(p + "k", x, cfg.hidden)
+    shift = max(bld.shift_for(acc_q), bld.shift_for(acc_k))
+    exp = bld.exp(x) + bld.exp(wq) - shift
+    q = bld.node("Linear", p + "q", (x, wq, bq), cfg.bits, exp, shift=shift, bits=cfg.bits, relu=0,
+                 acc_bits=bld.acc_bits(x, wq, bq))
+    k = bld.node("Linear", p + "k", (x, wk, bk), cfg.bits, exp, shift=shift, bits=cfg.bits, relu=0,
+                 acc_bits=bld.acc_bits(x, wk, bk))
+    return q, k
+
+
+def _qk_shared_projection(bld: _Builder, p: str, x: str) -> tuple[str, str]:
+    """symmetric: one Linear qk; q = ScaleChannels(qk, c), k = qk."""
+    cfg = bld.cfg
+    qk = bld.linear(p + "qk", x, cfg.hidden)
+    c = bld.full_width(p + "q.c", (cfg.hidden,))
+    shift = bld.shift_for(bld.env[qk] * bld.env[c])
+    q = bld.node("ScaleChannels", p + "q", (qk, c), cfg.bits, bld.exp(qk) + bld.exp(c) - shift,
+                 shift=shift, bits=cfg.bits)
+    return q, qk
+
+
+def _dot_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
+    """DotAttention with out_shift = prob_bits = bits (output in v's format)."""
+    cfg, (qh, kh, vh, _) = bld.cfg, inputs
+    scale = 2.0 ** -(bld.exp(qh) + bld.exp(kh)) / math.sqrt(cfg.hidden // cfg.heads)
+    return bld.node("DotAttention", name, inputs, cfg.bits, bld.exp(vh), **softmax_constants(scale),
+                    n_clip=30, prob_bits=cfg.bits, out_shift=cfg.bits, bits=cfg.bits)
+
+
+def _inhibitor_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
+    """InhibitorAttention with `_inhibitor_attrs` and a calibrated out_shift."""
+    cfg, (qh, kh, vh, _) = bld.cfg, inputs
+    attrs = _inhibitor_attrs(bld, qh, kh, vh)
+    probe = OPS["InhibitorAttention"](*(bld.env[t] for t in inputs), **{**attrs, "out_shift": 0, "bits": 62})
+    shift = bld.shift_for(probe)
+    return bld.node("InhibitorAttention", name, inputs, cfg.bits, bld.exp(vh) - shift,
+                    **attrs, out_shift=shift, bits=cfg.bits)
+
+
 def _attention(bld: _Builder, i: int, x: str) -> str:
     cfg, p = bld.cfg, f"l{i}."
-    if cfg.attention == "symmetric":
-        qk = bld.linear(p + "qk", x, cfg.hidden)
-        c = bld.full_width(p + "q.c", (cfg.hidden,))
-        shift = bld.shift_for(bld.env[qk] * bld.env[c])
-        q = bld.node("ScaleChannels", p + "q", (qk, c), cfg.bits, bld.exp(qk) + bld.exp(c) - shift,
-                     shift=shift, bits=cfg.bits)
-        k = qk
-    elif cfg.attention == "inhibitor":  # q and k share one format
-        wq, bq, acc_q = bld.linear_params(p + "q", x, cfg.hidden)
-        wk, bk, acc_k = bld.linear_params(p + "k", x, cfg.hidden)
-        shift = max(bld.shift_for(acc_q), bld.shift_for(acc_k))
-        exp = bld.exp(x) + bld.exp(wq) - shift
-        q = bld.node("Linear", p + "q", (x, wq, bq), cfg.bits, exp, shift=shift, bits=cfg.bits, relu=0,
-                     acc_bits=bld.acc_bits(x, wq, bq))
-        k = bld.node("Linear", p + "k", (x, wk, bk), cfg.bits, exp, shift=shift, bits=cfg.bits, relu=0,
-                     acc_bits=bld.acc_bits(x, wk, bk))
-    else:
-        q, k = bld.linear(p + "q", x, cfg.hidden), bld.linear(p + "k", x, cfg.hidden)
+    queries_keys, core = VARIANTS[cfg.attention]
+    q, k = queries_keys(bld, p, x)
     v = bld.linear(p + "v", x, cfg.hidden)
     qh, kh, vh = (bld.node("SplitHeads", p + s + "h", (t,), cfg.bits, bld.exp(t), heads=cfg.heads)
                   for s, t in (("q", q), ("k", k), ("v", v)))
-    inputs = (qh, kh, vh, "attention_mask")
-    if cfg.attention == "inhibitor":
-        attrs = _inhibitor_attrs(bld, qh, kh, vh)
-        probe = OPS["InhibitorAttention"](*(bld.env[t] for t in inputs), **{**attrs, "out_shift": 0, "bits": 62})
-        shift = bld.shift_for(probe)
-        ctxh = bld.node("InhibitorAttention", p + "ctxh", inputs, cfg.bits, bld.exp(vh) - shift,
-                        **attrs, out_shift=shift, bits=cfg.bits)
-    else:
-        scale = 2.0 ** -(bld.exp(qh) + bld.exp(kh)) / math.sqrt(cfg.hidden // cfg.heads)
-        ctxh = bld.node("DotAttention", p + "ctxh", inputs, cfg.bits, bld.exp(vh), **softmax_constants(scale),
-                        n_clip=30, prob_bits=cfg.bits, out_shift=cfg.bits, bits=cfg.bits)
+    ctxh = core(bld, p + "ctxh", (qh, kh, vh, "attention_mask"))
     ctx = bld.node("MergeHeads", p + "ctx", (ctxh,), cfg.bits, bld.exp(ctxh))
     return bld.linear(p + "o", ctx, cfg.hidden)
 
@@ -190,6 +212,16 @@ def _inhibitor_attrs(bld: _Builder, qh: str, kh: str, vh: str) -> dict[str, int]
     z_shift = round(math.log2(max(float(typical), 1.0) / vmed))
     return {"z_shift": z_shift, "center": int(cfg.center), "alpha": int(vmed) if cfg.center else 0,
             "signed": int(cfg.signed)}
+
+
+# attention name -> (queries and keys, attention op); the same names as models.attention.ATTENTIONS
+# and quant.qat.attention.Q_ATTENTIONS (tests/test_variants.py), without importing the float model here
+VARIANTS: dict[str, tuple[Callable[[_Builder, str, str], tuple[str, str]],
+                          Callable[[_Builder, str, tuple[str, str, str, str]], str]]] = {
+    "dot": (_qk_separate, _dot_core),
+    "inhibitor": (_qk_shared_format, _inhibitor_core),
+    "symmetric": (_qk_shared_projection, _dot_core),
+}
 
 
 def synth_program(cfg: SynthConfig) -> IntProgram:

@@ -2,7 +2,8 @@
 
 Every integer weight, bias and table comes from the quantizers (Brevitas `quant_weight().int()`,
 the bias quantizer at the input's scale, `fixed_point_weight` for tables, gamma and c); every shift
-is a difference of exponents (docs/QUANT.md). `intref.run_program(lower(m), ids, mask)['logits'] *
+is a difference of exponents (docs/QUANT.md). Each attention variant lowers itself
+(`quant.qat.attention.QAttention.lower`). `intref.run_program(lower(m), ids, mask)['logits'] *
 2**-meta['logits_exp']` equals `m.eval()(ids, mask)`.
 """
 from __future__ import annotations
@@ -13,11 +14,11 @@ import torch
 from models.errors import UserError
 from quant.intops import linear_acc_bits
 from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
-from quant.qat.model import QBlock, QuantClassifier, is_calibrated
+from quant.qat.model import QuantClassifier, is_calibrated
 from quant.qat.modules import QLayerNorm, QLinear, round_half_up
 
 
-class _Builder:
+class Builder:
     """Nodes, params and declared formats of the program under construction."""
 
     def __init__(self, act_bits: int) -> None:
@@ -66,7 +67,7 @@ class _Builder:
         return self.node("Add", name, (a, b), 32, top, la=top - self.exp(a), lb=top - self.exp(b))
 
 
-def _embed(bld: _Builder, model: QuantClassifier) -> str:
+def _embed(bld: Builder, model: QuantClassifier) -> str:
     emb = model.encoder.embeddings
     names, exps = [], []
     for short, table in emb.tables():
@@ -80,37 +81,6 @@ def _embed(bld: _Builder, model: QuantClassifier) -> str:
     return bld.layernorm("emb_ln", out, emb.norm)
 
 
-def _attention(bld: _Builder, i: int, x: str, block: QBlock, cfg) -> str:
-    attn, p, bits = block.attn, f"l{i}.", bld.bits
-    if cfg.attention == "symmetric":
-        qk = bld.linear(p + "qk", x, attn.qk_lin, model_bias_bits(block))
-        c, ec = attn.scale_c.quantized()
-        c = bld.param(p + "q.c", round_half_up(c * 2.0 ** ec), attn.scale_c.bits, ec)
-        exp_q = attn.scale_c.act.exp
-        q = bld.node("ScaleChannels", p + "q", (qk, c), bits, exp_q, shift=bld.exp(qk) + ec - exp_q, bits=bits)
-        k = qk
-    else:
-        q = bld.linear(p + "q", x, attn.q_lin, model_bias_bits(block))
-        k = bld.linear(p + "k", x, attn.k_lin, model_bias_bits(block))
-    v = bld.linear(p + "v", x, attn.v_lin, model_bias_bits(block))
-    qh, kh, vh = (bld.node("SplitHeads", p + s + "h", (t,), bits, bld.exp(t), heads=cfg.heads)
-                  for s, t in (("q", q), ("k", k), ("v", v)))
-    inputs = (qh, kh, vh, "attention_mask")
-    if cfg.attention == "inhibitor":
-        core = attn.core
-        attrs = core.inhibitor_attrs(bld.exp(qh), bld.exp(vh), core.act.exp, core.act.bits)
-        ctxh = bld.node("InhibitorAttention", p + "ctxh", inputs, bits, core.act.exp, **attrs)
-    else:
-        attrs = attn.core.softmax_attrs(bld.exp(qh), bld.exp(kh), bld.exp(vh), bld.exp(vh))
-        ctxh = bld.node("DotAttention", p + "ctxh", inputs, bits, bld.exp(vh), **attrs)
-    ctx = bld.node("MergeHeads", p + "ctx", (ctxh,), bits, bld.exp(ctxh))
-    return bld.linear(p + "o", ctx, attn.out_lin, model_bias_bits(block))
-
-
-def model_bias_bits(module) -> int:
-    return next(m for m in module.modules() if isinstance(m, QLayerNorm)).qcfg.bias_bits
-
-
 def lower(model: QuantClassifier, tokenizer: str | None = None) -> IntProgram:
     """The integer program of a calibrated `QuantClassifier` (the model is put in eval mode)."""
     if not isinstance(model, QuantClassifier):
@@ -119,11 +89,11 @@ def lower(model: QuantClassifier, tokenizer: str | None = None) -> IntProgram:
         raise UserError("the quantized model is not calibrated: run quant.qat.model.calibrate(model, batches) first")
     model.eval()
     cfg, qcfg = model.cfg, model.qcfg
-    bld = _Builder(qcfg.act_bits)
+    bld = Builder(qcfg.act_bits)
     with torch.no_grad():
         x = _embed(bld, model)
         for i, block in enumerate(model.encoder.blocks):
-            res1 = bld.add(f"l{i}.res1", _attention(bld, i, x, block, cfg), x)
+            res1 = bld.add(f"l{i}.res1", block.attn.lower(bld, f"l{i}.", x, qcfg.bias_bits), x)
             ln1 = bld.layernorm(f"l{i}.ln1", res1, block.attn_norm)
             f1 = bld.linear(f"l{i}.ffn1", ln1, block.ffn.lin1, qcfg.bias_bits)
             f2 = bld.linear(f"l{i}.ffn2", f1, block.ffn.lin2, qcfg.bias_bits)

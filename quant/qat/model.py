@@ -1,25 +1,24 @@
 """The quantized encoder classifier: `quantize_model`, `calibrate`, `random_quant_model`.
 
 `QuantClassifier` mirrors `models.encoder.SequenceClassifier` (same parameter names where the float
-model has the parameter) with the modules of `quant.qat.modules`; `forward_all` returns the logits and
+model has the parameter) with the modules of `quant.qat.modules` and `quant.qat.attention`; `forward_all` returns the logits and
 an `EncoderOutput` (hidden states and attention contexts) for distillation. In eval mode after
 `calibrate` its logits equal `quant.intops.reference.run_program(quant.qat.lower.lower(model), ...)` times
 `2**-logits_exp` (docs/QUANT.md "Exactness").
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
 from torch import nn
 
+from models.attention import Attention
 from models.config import EncoderConfig
 from models.encoder import EncoderOutput, SequenceClassifier
 from models.errors import UserError
+from quant.qat.attention import Q_ATTENTIONS
 from quant.qat.config import QuantConfig
-from quant.qat.modules import (ActQuant, Fx, Q_ATTENTIONS, QEmbeddings, QLayerNorm, QLinear, acc_dtype,
-                            residual_add)
+from quant.qat.modules import ActQuant, Fx, QEmbeddings, QLayerNorm, QLinear, residual_add
 
 
 class QBlock(nn.Module):
@@ -84,43 +83,14 @@ class QuantClassifier(nn.Module):
 # ---------------------------------------------------------------- building
 
 def _float_to_quant_state(model: SequenceClassifier) -> dict[str, torch.Tensor]:
-    """The float state dict renamed to QuantClassifier's names (inhibitor gamma/beta -> log2 domain)."""
-    cfg, state = model.cfg, {}
-    for name, value in model.state_dict().items():
-        value = value.detach().clone()
-        prefix, _, leaf = name.rpartition(".")
-        if cfg.attention == "inhibitor" and leaf in ("gamma", "beta") and prefix.endswith(".attn"):
-            if float(value) <= 0:
-                raise UserError(f"{name} = {float(value)} is not positive: it cannot become a power of two")
-            scale = math.sqrt(cfg.head_dim) if leaf == "gamma" else 1.0
-            state[f"{prefix}.core.log2_{leaf}"] = torch.log2(value / scale)
-        elif cfg.attention == "inhibitor" and leaf == "alpha" and prefix.endswith(".attn"):
-            state[f"{prefix}.core.alpha"] = value
-        elif cfg.attention == "symmetric" and leaf == "c" and prefix.endswith(".attn"):
-            state[f"{prefix}.scale_c.c"] = value
-        else:
-            state[name] = value
-    if cfg.attention == "inhibitor":
-        _fold_power_of_two_remainders(cfg, state)
+    """The float state dict renamed to QuantClassifier's names: each attention module's parameters
+    through its variant's `quant_state` (the inhibitor's gamma/beta -> log2 domain, remainders folded)."""
+    variant = Q_ATTENTIONS[model.cfg.attention]
+    state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+    for attn in [name for name, module in model.named_modules() if isinstance(module, Attention)]:
+        own = {k[len(attn) + 1:]: state.pop(k) for k in list(state) if k.startswith(attn + ".")}
+        state.update({f"{attn}.{k}": v for k, v in variant.quant_state(attn, own, model.cfg).items()})
     return state
-
-
-def _fold_power_of_two_remainders(cfg, state: dict[str, torch.Tensor]) -> None:
-    """Make the inhibitor's gamma/sqrt(d) and beta exact powers of two without changing the float
-    function: gamma/sqrt(d) = 2**g * r_g with g = round_half_up(log2(.)) and r_g in [2**-0.5, 2**0.5)
-    goes into q_lin and k_lin (weights and biases times r_g: the L1 distance is homogeneous,
-    |r q - r k| = r |q - k|), and beta = 2**b * r_b into out_lin's weight (out_lin(beta H) is linear
-    in beta H). Otherwise the quantized model would round them, scaling Z or the attention output by
-    up to 2**0.5 (measured on the RT inhibitor student: log2 beta -4.54 rounds to -5, 27 % smaller)."""
-    for key in [k for k in state if k.endswith(".core.log2_gamma")]:
-        attn = key[: -len(".core.log2_gamma")]
-        for leaf, targets in (("gamma", ("q_lin.weight", "q_lin.bias", "k_lin.weight", "k_lin.bias")),
-                              ("beta", ("out_lin.weight",))):
-            log2 = state[f"{attn}.core.log2_{leaf}"]
-            rounded = torch.floor(log2 + 0.5)
-            for target in targets:
-                state[f"{attn}.{target}"] = state[f"{attn}.{target}"] * 2.0 ** (log2 - rounded)
-            state[f"{attn}.core.log2_{leaf}"] = rounded
 
 
 def quantize_model(float_model: SequenceClassifier, qcfg: QuantConfig) -> QuantClassifier:

@@ -6,6 +6,7 @@ learned power-of-two scale). Ops whose integer form differs from the float one (
 inhibitor scores, ScaleChannels) are straight-through: forward value = the exact `quant.intops` op
 on the integer tensors times the output scale, gradient = that of the float op (fake-quantized).
 Before calibration a scale is not yet a power of two and the float route alone is used.
+The attention variants built from these are in `quant.qat.attention`.
 
 In eval mode accumulations (Linear, residual sums) run in float64, so fake-quant values equal the
 integer program's exactly (sums stay far below 2**53); in training they run in the model's dtype, and
@@ -23,7 +24,6 @@ from brevitas.nn import QuantIdentity, QuantLinear
 from brevitas.quant_tensor import IntQuantTensor, QuantTensor
 from torch import nn
 
-from models.attention import inhibit_fast, merge_heads, split_heads
 from models.config import EncoderConfig
 from quant import intops
 from quant.qat import stvalues
@@ -224,161 +224,3 @@ class QLinearTable(nn.Module):
         are quantized alone: same values and gradients without a pass over the whole table)."""
         exp, top = weight_exp(self.weight, self.bits), (1 << (self.bits - 1)) - 1
         return fake_quant(select(self.weight), 2.0 ** -exp, -top, top), torch.tensor(2.0 ** -exp)
-
-
-# ---------------------------------------------------------------- attention
-
-class QDotCore(nn.Module):
-    """DESIGN.md DotAttention: float route softmax(q k^T / sqrt(d)) v; integer route I-BERT softmax with
-    `prob_bits` probabilities. The output keeps v's format (a convex mixture of v: out_shift = prob_bits)."""
-
-    def __init__(self, head_dim: int, qcfg: QuantConfig):
-        super().__init__()
-        self.head_dim, self.qcfg = head_dim, qcfg
-
-    def softmax_attrs(self, exp_q: int, exp_k: int, exp_v: int, exp_out: int) -> dict[str, int]:
-        scale = 2.0 ** -(exp_q + exp_k) / math.sqrt(self.head_dim)
-        return {**intops.softmax_constants(scale), "n_clip": self.qcfg.n_clip, "prob_bits": self.qcfg.softmax_bits,
-                "out_shift": self.qcfg.softmax_bits + exp_v - exp_out, "bits": self.qcfg.act_bits}
-
-    def forward(self, q: Fx, k: Fx, v: Fx, mask: torch.Tensor) -> Fx:
-        qk = q.value @ k.value.transpose(-2, -1)  # (B, H, n, n)
-        keep = mask[:, None, None, :].bool()
-        p = (qk / math.sqrt(self.head_dim)).masked_fill(~keep, torch.finfo(qk.dtype).min).softmax(-1)
-        lo, hi = intops.int_range(v.bits)
-        fq = Fx(fake_quant(p @ v.value, v.scale, lo, hi), v.scale, v.bits)  # (B, H, n, d)
-        if None in (q.exp, k.exp, v.exp):
-            return fq
-        attrs = self.softmax_attrs(q.exp, k.exp, v.exp, v.exp)
-        if not self.training:
-            return exact(fq, intops.dot_attention(q.int(), k.int(), v.int(), mask, **attrs))
-        # q, k are quantizer outputs: qk holds the integer scores times 2**-(exp_q + exp_k) exactly
-        # when its dtype holds them (stvalues.exact_dtype)
-        bound = self.head_dim << (2 * max(q.bits, k.bits) - 2)
-        reuse = stvalues.exact_dtype(bound) == torch.float32 or qk.dtype == torch.float64
-        scores = qk.detach() * 2.0 ** (q.exp + k.exp) if reuse else None
-        return exact(fq, stvalues.dot_attention(q.ints(), k.ints(), v.ints(), mask, **attrs, scores=scores))
-
-
-class QInhibitorCore(nn.Module):
-    """DESIGN.md InhibitorAttention. gamma/sqrt(d) = 2**g and beta = 2**b with g, b learned in the log2
-    domain (straight-through rounding); alpha in v's format; output quantized by its own quantizer."""
-
-    def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
-        super().__init__()
-        self.head_dim, self.center, self.signed = cfg.head_dim, cfg.inhibitor_center, cfg.inhibitor_signed
-        self.log2_gamma = nn.Parameter(torch.tensor(math.log2(max(cfg.gamma_init, 1e-6) / math.sqrt(cfg.head_dim))))
-        self.log2_beta = nn.Parameter(torch.tensor(math.log2(max(cfg.beta_init, 1e-6))))
-        self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha_init))) if cfg.alpha_init > 0 else None
-        self.act = ActQuant(qcfg)
-
-    def powers(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(g, b): the integer log2 of gamma/sqrt(d) and beta, straight-through rounded."""
-        return round_half_up(self.log2_gamma), round_half_up(self.log2_beta)
-
-    def alpha_int(self, exp_v: int, bits: int) -> int:
-        if self.alpha is None:
-            return 0
-        return int(round(float(fixed_point_value(self.alpha.detach(), exp_v, bits)) * 2.0 ** exp_v))
-
-    def inhibitor_attrs(self, exp_qk: int, exp_v: int, exp_out: int, bits: int) -> dict[str, int]:
-        g, b = (int(t) for t in self.powers())
-        return {"z_shift": exp_qk - exp_v - g, "center": int(self.center), "alpha": self.alpha_int(exp_v, bits),
-                "signed": int(self.signed), "out_shift": exp_v - b - exp_out, "bits": bits}
-
-    def forward(self, q: Fx, k: Fx, v: Fx, mask: torch.Tensor) -> Fx:
-        g, b = self.powers()
-        alpha = None
-        if self.alpha is not None:
-            alpha = fixed_point_value(self.alpha / v.scale, 0, v.bits) * v.scale
-        gamma = 2.0 ** g * math.sqrt(self.head_dim)  # inhibit_fast divides by sqrt(d)
-        h = inhibit_fast(q.value, k.value, v.value, mask, gamma, alpha, 2.0 ** b, self.center, self.signed)
-        fq = self.act(h)  # (B, H, n, d)
-        if None in (q.exp, k.exp, v.exp, fq.exp):
-            return fq
-        attrs = self.inhibitor_attrs(q.exp, v.exp, fq.exp, fq.bits)
-        ops = stvalues if self.training else intops
-        args = (q.ints(), k.ints(), v.ints()) if self.training else (q.int(), k.int(), v.int())
-        return exact(fq, ops.inhibitor_attention(*args, mask, **attrs))
-
-
-class QScaleChannels(nn.Module):
-    """DESIGN.md ScaleChannels for symmetric attention: q = u * c, c (H*d,) fixed point (`weight_bits`)."""
-
-    def __init__(self, heads: int, head_dim: int, qcfg: QuantConfig):
-        super().__init__()
-        self.c = nn.Parameter(torch.ones(heads, head_dim))  # (H, d), the float model's shape
-        self.bits = qcfg.weight_bits
-        self.act = ActQuant(qcfg)
-
-    def quantized(self) -> tuple[torch.Tensor, int]:
-        return fixed_point_weight(self.c.reshape(-1), self.bits)  # (D,)
-
-    def forward(self, u: Fx) -> Fx:
-        c, ec = self.quantized()
-        fq = self.act(u.value * c.to(u.value.dtype))  # (B, n, D)
-        if u.exp is None or fq.exp is None:
-            return fq
-        ops = stvalues if self.training else intops
-        u_int = u.ints() if self.training else u.int()
-        return exact(fq, ops.scale_channels(u_int, round_half_up(c * 2.0 ** ec).long(), u.exp + ec - fq.exp, fq.bits))
-
-
-class QAttention(nn.Module):
-    """Shared plumbing of the three variants: `context(x, mask)` (merged heads, before `out_lin`)."""
-
-    def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
-        super().__init__()
-        self.heads = cfg.heads
-        self.v_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
-        self.out_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
-
-    def qkv(self, x: Fx) -> tuple[Fx, Fx, Fx]:
-        raise NotImplementedError
-
-    def context(self, x: Fx, mask: torch.Tensor) -> Fx:
-        q, k, v = (t.map(lambda z: split_heads(z, self.heads)) for t in self.qkv(x))  # (B, H, n, d)
-        return self.core(q, k, v, mask).map(merge_heads)  # (B, n, D)
-
-
-class QDotAttention(QAttention):
-    def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
-        super().__init__(cfg, qcfg)
-        self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
-        self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
-        self.core = QDotCore(cfg.head_dim, qcfg)
-
-    def qkv(self, x: Fx) -> tuple[Fx, Fx, Fx]:
-        return self.q_lin(x), self.k_lin(x), self.v_lin(x)
-
-
-class QInhibitorAttention(QAttention):
-    """q and k share one output quantizer (one format), as the Manhattan score needs."""
-
-    def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
-        super().__init__(cfg, qcfg)
-        shared = ActQuant(qcfg)
-        self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, shared)
-        self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, shared)
-        self.core = QInhibitorCore(cfg, qcfg)
-
-    def qkv(self, x: Fx) -> tuple[Fx, Fx, Fx]:
-        return self.q_lin(x), self.k_lin(x), self.v_lin(x)
-
-
-class QSymmetricAttention(QAttention):
-    """u = qk_lin(x); q = ScaleChannels(u, c); k = u; then integer dot attention."""
-
-    def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
-        super().__init__(cfg, qcfg)
-        self.qk_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
-        self.scale_c = QScaleChannels(cfg.heads, cfg.head_dim, qcfg)
-        self.core = QDotCore(cfg.head_dim, qcfg)
-
-    def qkv(self, x: Fx) -> tuple[Fx, Fx, Fx]:
-        u = self.qk_lin(x)
-        return self.scale_c(u), u, self.v_lin(x)
-
-
-Q_ATTENTIONS: dict[str, type[QAttention]] = {
-    "dot": QDotAttention, "inhibitor": QInhibitorAttention, "symmetric": QSymmetricAttention}

@@ -168,17 +168,15 @@ def load_fine_tuned(folder: str, role: str):
 
 
 def student_from(teacher: nn.Module, attention: str, **overrides):
-    """A float classifier with `attention`, initialised from `teacher`'s weights (symmetric attention
-    takes its shared projection from the teacher's queries; parameters new to the variant keep
-    their initial values). `overrides` are further `EncoderConfig` fields (inhibitor options)."""
+    """A float classifier with `attention`, initialised from `teacher`'s weights under the variant's
+    names (`Attention.from_dot_state`: symmetric attention takes its shared projection from the
+    teacher's queries; parameters new to the variant keep their initial values). `overrides` are
+    further `EncoderConfig` fields (inhibitor options)."""
+    from models.attention import attention_class
     from models.encoder import SequenceClassifier
     cfg = teacher.cfg.replace(attention=attention, **overrides)
     student = SequenceClassifier(cfg)
-    state = {}
-    for name, value in teacher.state_dict().items():
-        if attention == "symmetric" and ".attn.k_lin." in name:
-            continue
-        state[name.replace(".attn.q_lin.", ".attn.qk_lin.") if attention == "symmetric" else name] = value
+    state = attention_class(attention).from_dot_state(teacher.state_dict())
     own = student.state_dict()
     student.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     return student, cfg
@@ -228,12 +226,10 @@ def build(cfg: TrainConfig, spec) -> dict[str, Any]:
         enc_cfg = model.cfg
     calib_teacher = None
     if enc_cfg.attention != cfg.attention:
-        options = {}
-        if cfg.attention == "inhibitor":
-            options = {"inhibitor_center": cfg.inhibitor_center, "inhibitor_signed": cfg.inhibitor_signed,
-                       "alpha_init": cfg.alpha_init}
-            calib_teacher = model if cfg.calibrate_inhibitor and enc_cfg.attention == "dot" else None
-        model, enc_cfg = student_from(model, cfg.attention, **options)
+        from models.attention import attention_class
+        variant = attention_class(cfg.attention)
+        calib_teacher = model if variant.calibrates_from_dot(cfg) and enc_cfg.attention == "dot" else None
+        model, enc_cfg = student_from(model, cfg.attention, **variant.student_overrides(cfg))
     teacher = init_teacher if not cfg.float_model and cfg.distill.mode != "none" else None
     return {"model": model.train(), "enc_cfg": enc_cfg, "teacher": teacher, "init_teacher": init_teacher,
             "calib_teacher": calib_teacher}

@@ -1,0 +1,299 @@
+"""Quantized attention variants, picked by name from `Q_ATTENTIONS` (the names of `models.attention.ATTENTIONS`).
+
+A variant is a `QAttention`: the quantized module (`qkv` + a `QCore` on the heads), its lowering to
+IntProgram nodes (`lower`, variant part `lower_qk` and `core.lower`) and the mapping of its float
+twin's parameters to its own (`quant_state`, where the inhibitor moves gamma/beta into the log2 domain
+and folds their power-of-two remainders into the projections). `register` rejects a duplicate name and
+a class that lacks one of these hooks (docs/QUANT.md "Attention variants").
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import nn
+
+from models.attention import inhibit_fast, merge_heads, split_heads
+from models.config import EncoderConfig
+from models.errors import UserError
+from quant import intops
+from quant.qat import stvalues
+from quant.qat.config import QuantConfig
+from quant.qat.modules import ActQuant, Fx, QLinear, exact
+from quant.qat.quantizers import fake_quant, fixed_point_value, fixed_point_weight, round_half_up
+
+if TYPE_CHECKING:
+    from quant.qat.lower import Builder
+
+
+class QCore(nn.Module, ABC):
+    """The attention op on split heads: `forward(q, k, v, mask)` (B, H, n, d) each, and its one node."""
+
+    @abstractmethod
+    def forward(self, q: Fx, k: Fx, v: Fx, mask: torch.Tensor) -> Fx: ...
+
+    @abstractmethod
+    def lower(self, bld: Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
+        """Append the node `name` on (qh, kh, vh, attention_mask); returns its output tensor."""
+
+
+class QDotCore(QCore):
+    """DESIGN.md DotAttention: float route softmax(q k^T / sqrt(d)) v; integer route I-BERT softmax with
+    `prob_bits` probabilities. The output keeps v's format (a convex mixture of v: out_shift = prob_bits)."""
+
+    def __init__(self, head_dim: int, qcfg: QuantConfig):
+        super().__init__()
+        self.head_dim, self.qcfg = head_dim, qcfg
+
+    def softmax_attrs(self, exp_q: int, exp_k: int, exp_v: int, exp_out: int) -> dict[str, int]:
+        scale = 2.0 ** -(exp_q + exp_k) / math.sqrt(self.head_dim)
+        return {**intops.softmax_constants(scale), "n_clip": self.qcfg.n_clip, "prob_bits": self.qcfg.softmax_bits,
+                "out_shift": self.qcfg.softmax_bits + exp_v - exp_out, "bits": self.qcfg.act_bits}
+
+    def forward(self, q: Fx, k: Fx, v: Fx, mask: torch.Tensor) -> Fx:
+        qk = q.value @ k.value.transpose(-2, -1)  # (B, H, n, n)
+        keep = mask[:, None, None, :].bool()
+        p = (qk / math.sqrt(self.head_dim)).masked_fill(~keep, torch.finfo(qk.dtype).min).softmax(-1)
+        lo, hi = intops.int_range(v.bits)
+        fq = Fx(fake_quant(p @ v.value, v.scale, lo, hi), v.scale, v.bits)  # (B, H, n, d)
+        if None in (q.exp, k.exp, v.exp):
+            return fq
+        attrs = self.softmax_attrs(q.exp, k.exp, v.exp, v.exp)
+        if not self.training:
+            return exact(fq, intops.dot_attention(q.int(), k.int(), v.int(), mask, **attrs))
+        # q, k are quantizer outputs: qk holds the integer scores times 2**-(exp_q + exp_k) exactly
+        # when its dtype holds them (stvalues.exact_dtype)
+        bound = self.head_dim << (2 * max(q.bits, k.bits) - 2)
+        reuse = stvalues.exact_dtype(bound) == torch.float32 or qk.dtype == torch.float64
+        scores = qk.detach() * 2.0 ** (q.exp + k.exp) if reuse else None
+        return exact(fq, stvalues.dot_attention(q.ints(), k.ints(), v.ints(), mask, **attrs, scores=scores))
+
+    def lower(self, bld: Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
+        qh, kh, vh, _ = inputs
+        attrs = self.softmax_attrs(bld.exp(qh), bld.exp(kh), bld.exp(vh), bld.exp(vh))
+        return bld.node("DotAttention", name, inputs, bld.bits, bld.exp(vh), **attrs)
+
+
+class QInhibitorCore(QCore):
+    """DESIGN.md InhibitorAttention. gamma/sqrt(d) = 2**g and beta = 2**b with g, b learned in the log2
+    domain (straight-through rounding); alpha in v's format; output quantized by its own quantizer."""
+
+    def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
+        super().__init__()
+        self.head_dim, self.center, self.signed = cfg.head_dim, cfg.inhibitor_center, cfg.inhibitor_signed
+        self.log2_gamma = nn.Parameter(torch.tensor(math.log2(max(cfg.gamma_init, 1e-6) / math.sqrt(cfg.head_dim))))
+        self.log2_beta = nn.Parameter(torch.tensor(math.log2(max(cfg.beta_init, 1e-6))))
+        self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha_init))) if cfg.alpha_init > 0 else None
+        self.act = ActQuant(qcfg)
+
+    def powers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(g, b): the integer log2 of gamma/sqrt(d) and beta, straight-through rounded."""
+        return round_half_up(self.log2_gamma), round_half_up(self.log2_beta)
+
+    def alpha_int(self, exp_v: int, bits: int) -> int:
+        if self.alpha is None:
+            return 0
+        return int(round(float(fixed_point_value(self.alpha.detach(), exp_v, bits)) * 2.0 ** exp_v))
+
+    def inhibitor_attrs(self, exp_qk: int, exp_v: int, exp_out: int, bits: int) -> dict[str, int]:
+        g, b = (int(t) for t in self.powers())
+        return {"z_shift": exp_qk - exp_v - g, "center": int(self.center), "alpha": self.alpha_int(exp_v, bits),
+                "signed": int(self.signed), "out_shift": exp_v - b - exp_out, "bits": bits}
+
+    def forward(self, q: Fx, k: Fx, v: Fx, mask: torch.Tensor) -> Fx:
+        g, b = self.powers()
+        alpha = None
+        if self.alpha is not None:
+            alpha = fixed_point_value(self.alpha / v.scale, 0, v.bits) * v.scale
+        gamma = 2.0 ** g * math.sqrt(self.head_dim)  # inhibit_fast divides by sqrt(d)
+        h = inhibit_fast(q.value, k.value, v.value, mask, gamma, alpha, 2.0 ** b, self.center, self.signed)
+        fq = self.act(h)  # (B, H, n, d)
+        if None in (q.exp, k.exp, v.exp, fq.exp):
+            return fq
+        attrs = self.inhibitor_attrs(q.exp, v.exp, fq.exp, fq.bits)
+        ops = stvalues if self.training else intops
+        args = (q.ints(), k.ints(), v.ints()) if self.training else (q.int(), k.int(), v.int())
+        return exact(fq, ops.inhibitor_attention(*args, mask, **attrs))
+
+    def lower(self, bld: Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
+        qh, _, vh, _ = inputs
+        attrs = self.inhibitor_attrs(bld.exp(qh), bld.exp(vh), self.act.exp, self.act.bits)
+        return bld.node("InhibitorAttention", name, inputs, bld.bits, self.act.exp, **attrs)
+
+
+class QScaleChannels(nn.Module):
+    """DESIGN.md ScaleChannels for symmetric attention: q = u * c, c (H*d,) fixed point (`weight_bits`)."""
+
+    def __init__(self, heads: int, head_dim: int, qcfg: QuantConfig):
+        super().__init__()
+        self.c = nn.Parameter(torch.ones(heads, head_dim))  # (H, d), the float model's shape
+        self.bits = qcfg.weight_bits
+        self.act = ActQuant(qcfg)
+
+    def quantized(self) -> tuple[torch.Tensor, int]:
+        return fixed_point_weight(self.c.reshape(-1), self.bits)  # (D,)
+
+    def forward(self, u: Fx) -> Fx:
+        c, ec = self.quantized()
+        fq = self.act(u.value * c.to(u.value.dtype))  # (B, n, D)
+        if u.exp is None or fq.exp is None:
+            return fq
+        ops = stvalues if self.training else intops
+        u_int = u.ints() if self.training else u.int()
+        return exact(fq, ops.scale_channels(u_int, round_half_up(c * 2.0 ** ec).long(), u.exp + ec - fq.exp, fq.bits))
+
+    def lower(self, bld: Builder, name: str, u: str) -> str:
+        """ScaleChannels node `name` on `u`, its coefficients the param `name.c`."""
+        c, ec = self.quantized()
+        c = bld.param(name + ".c", round_half_up(c * 2.0 ** ec), self.bits, ec)
+        exp_q = self.act.exp
+        return bld.node("ScaleChannels", name, (u, c), bld.bits, exp_q, shift=bld.exp(u) + ec - exp_q, bits=bld.bits)
+
+
+# ---------------------------------------------------------------- the variants
+
+class QAttention(nn.Module, ABC):
+    """Shared plumbing of the variants: `context(x, mask)` (merged heads, before `out_lin`) and
+    `lower`; a variant supplies `qkv`, `lower_qk`, `quant_state` and its `core` (a `QCore`)."""
+
+    core: QCore
+
+    def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.v_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
+        self.out_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
+
+    @abstractmethod
+    def qkv(self, x: Fx) -> tuple[Fx, Fx, Fx]:
+        """Queries, keys and values (B, n, D) of the block input `x`."""
+
+    @abstractmethod
+    def lower_qk(self, bld: Builder, p: str, x: str, bias_bits: int) -> tuple[str, str]:
+        """Append the nodes of the queries and keys of `x` (names `p`q, `p`k...); returns (q, k)."""
+
+    @classmethod
+    @abstractmethod
+    def quant_state(cls, attn: str, state: dict[str, torch.Tensor], cfg: EncoderConfig) -> dict[str, torch.Tensor]:
+        """The float attention module `attn`'s state (names relative to it) under this variant's names."""
+
+    def context(self, x: Fx, mask: torch.Tensor) -> Fx:
+        q, k, v = (t.map(lambda z: split_heads(z, self.heads)) for t in self.qkv(x))  # (B, H, n, d)
+        return self.core(q, k, v, mask).map(merge_heads)  # (B, n, D)
+
+    def lower(self, bld: Builder, p: str, x: str, bias_bits: int) -> str:
+        """The nodes from the block input `x` to the attention output (after out_lin), named `p` + q, k,
+        v, qh, kh, vh, ctxh, ctx, o (layout of `quant.intops.synth`); returns the output tensor."""
+        q, k = self.lower_qk(bld, p, x, bias_bits)
+        v = bld.linear(p + "v", x, self.v_lin, bias_bits)
+        qh, kh, vh = (bld.node("SplitHeads", p + s + "h", (t,), bld.bits, bld.exp(t), heads=self.heads)
+                      for s, t in (("q", q), ("k", k), ("v", v)))
+        ctxh = self.core.lower(bld, p + "ctxh", (qh, kh, vh, "attention_mask"))
+        ctx = bld.node("MergeHeads", p + "ctx", (ctxh,), bld.bits, bld.exp(ctxh))
+        return bld.linear(p + "o", ctx, self.out_lin, bias_bits)
+
+
+class QProjectedAttention(QAttention):
+    """Queries and keys from their own projections `q_lin`, `k_lin`."""
+
+    q_lin: QLinear
+    k_lin: QLinear
+
+    def qkv(self, x: Fx) -> tuple[Fx, Fx, Fx]:
+        return self.q_lin(x), self.k_lin(x), self.v_lin(x)
+
+    def lower_qk(self, bld: Builder, p: str, x: str, bias_bits: int) -> tuple[str, str]:
+        return bld.linear(p + "q", x, self.q_lin, bias_bits), bld.linear(p + "k", x, self.k_lin, bias_bits)
+
+
+Q_ATTENTIONS: dict[str, type[QAttention]] = {}
+
+
+def register(name: str) -> Callable[[type[QAttention]], type[QAttention]]:
+    """Class decorator adding a quantized variant to `Q_ATTENTIONS`; a duplicate name or a class with a
+    hook left abstract is an error."""
+    def add(cls: type[QAttention]) -> type[QAttention]:
+        if name in Q_ATTENTIONS:
+            raise ValueError(f"quantized attention {name!r} is already registered ({Q_ATTENTIONS[name].__name__})")
+        if inspect.isabstract(cls):
+            raise TypeError(f"quantized attention {name!r} ({cls.__name__}) lacks the hooks "
+                            f"{', '.join(sorted(cls.__abstractmethods__))}: define them (see QAttention)")
+        Q_ATTENTIONS[name] = cls
+        return cls
+    return add
+
+
+@register("dot")
+class QDotAttention(QProjectedAttention):
+    def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
+        super().__init__(cfg, qcfg)
+        self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
+        self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
+        self.core = QDotCore(cfg.head_dim, qcfg)
+
+    @classmethod
+    def quant_state(cls, attn: str, state: dict[str, torch.Tensor], cfg: EncoderConfig) -> dict[str, torch.Tensor]:
+        return dict(state)  # same names
+
+
+@register("inhibitor")
+class QInhibitorAttention(QProjectedAttention):
+    """q and k share one output quantizer (one format), as the Manhattan score needs."""
+
+    def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
+        super().__init__(cfg, qcfg)
+        shared = ActQuant(qcfg)
+        self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, shared)
+        self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, shared)
+        self.core = QInhibitorCore(cfg, qcfg)
+
+    @classmethod
+    def quant_state(cls, attn: str, state: dict[str, torch.Tensor], cfg: EncoderConfig) -> dict[str, torch.Tensor]:
+        """gamma, beta -> core.log2_gamma = log2(gamma/sqrt(d)), core.log2_beta = log2(beta), made exact
+        powers of two without changing the float function: gamma/sqrt(d) = 2**g * r_g with
+        g = round_half_up(log2(.)) and r_g in [2**-0.5, 2**0.5) goes into q_lin and k_lin (weights and
+        biases times r_g: the L1 distance is homogeneous, |r q - r k| = r |q - k|), and beta = 2**b * r_b
+        into out_lin's weight (out_lin(beta H) is linear in beta H). Otherwise the quantized model would
+        round them, scaling Z or the attention output by up to 2**0.5 (measured on the RT inhibitor
+        student: log2 beta -4.54 rounds to -5, 27 % smaller). alpha -> core.alpha."""
+        state = dict(state)
+        folds = (("gamma", math.sqrt(cfg.head_dim), ("q_lin.weight", "q_lin.bias", "k_lin.weight", "k_lin.bias")),
+                 ("beta", 1.0, ("out_lin.weight",)))
+        for leaf, scale, targets in folds:
+            value = state.pop(leaf)
+            if float(value) <= 0:
+                raise UserError(f"{attn}.{leaf} = {float(value)} is not positive: it cannot become a power of two")
+            log2 = torch.log2(value / scale)
+            rounded = torch.floor(log2 + 0.5)
+            for target in targets:
+                state[target] = state[target] * 2.0 ** (log2 - rounded)
+            state[f"core.log2_{leaf}"] = rounded
+        if "alpha" in state:
+            state["core.alpha"] = state.pop("alpha")
+        return state
+
+
+@register("symmetric")
+class QSymmetricAttention(QAttention):
+    """u = qk_lin(x); q = ScaleChannels(u, c); k = u; then integer dot attention."""
+
+    def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
+        super().__init__(cfg, qcfg)
+        self.qk_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
+        self.scale_c = QScaleChannels(cfg.heads, cfg.head_dim, qcfg)
+        self.core = QDotCore(cfg.head_dim, qcfg)
+
+    def qkv(self, x: Fx) -> tuple[Fx, Fx, Fx]:
+        u = self.qk_lin(x)
+        return self.scale_c(u), u, self.v_lin(x)
+
+    def lower_qk(self, bld: Builder, p: str, x: str, bias_bits: int) -> tuple[str, str]:
+        qk = bld.linear(p + "qk", x, self.qk_lin, bias_bits)
+        return self.scale_c.lower(bld, p + "q", qk), qk
+
+    @classmethod
+    def quant_state(cls, attn: str, state: dict[str, torch.Tensor], cfg: EncoderConfig) -> dict[str, torch.Tensor]:
+        return {("scale_c.c" if name == "c" else name): value for name, value in state.items()}
