@@ -27,12 +27,10 @@ from onnx import ModelProto, NodeProto, helper, numpy_helper
 
 from export.functions import DOMAIN
 from models.errors import UserError
-from quant.intops import ATTRS
+from quant.ir import spec
 from quant.ir.program import IntProgram, Node, TensorInfo
 
 HEADS_PERM = (0, 2, 1, 3)
-DATA_MOVEMENT = frozenset({"SplitHeads", "MergeHeads", "TakeFirst"})
-SEMANTIC_OPS = frozenset(ATTRS) - DATA_MOVEMENT
 
 
 def _load(model: ModelProto | str | os.PathLike) -> ModelProto:
@@ -105,12 +103,12 @@ class _Reader:
     def step(self) -> None:
         node = self.nodes[self.i]
         if node.domain == DOMAIN:
-            if node.op_type not in SEMANTIC_OPS:
-                raise self.fail(node, f"unknown {DOMAIN} op; known: {sorted(SEMANTIC_OPS)}")
+            if node.op_type not in spec.COMPUTE_OPS:
+                raise self.fail(node, f"unknown {DOMAIN} op; known: {sorted(spec.COMPUTE_OPS)}")
             attrs = int_attrs(node)
-            unknown = set(attrs) - set(ATTRS[node.op_type])
+            unknown = set(attrs) - set(spec.OPS[node.op_type].attrs)
             if unknown:
-                raise self.fail(node, f"attributes {sorted(unknown)} are not the op's {list(ATTRS[node.op_type])}")
+                raise self.fail(node, f"attributes {sorted(unknown)} are not the op's {list(spec.OPS[node.op_type].attrs)}")
             self.out.append(Node(node.op_type, node.name, tuple(node.input), tuple(node.output), attrs))
             self.i += 1
         elif node.domain in ("", "ai.onnx") and node.op_type == "Reshape":

@@ -18,13 +18,12 @@ from onnx import FunctionProto, ModelProto, NodeProto, TensorProto, helper, nump
 
 from export.functions import BUILDERS, DOMAIN, OPSETS, overload_name
 from models.errors import UserError
-from quant.intops import ATTR_DEFAULTS, ATTRS
+from quant.ir import spec
 from quant.ir.program import IntProgram, Node, storage_dtype
 
 IR_VERSION = 10
 OPSET_IMPORTS = (*OPSETS, helper.make_opsetid(DOMAIN, 1))
 GRAPH_INPUT_DIMS = ("batch", "seq")
-LEFT_SHIFT_ATTRS = {"Embed": ("lw", "lp", "lt"), "Add": ("la", "lb")}
 
 
 def onnx_dtype(dtype: np.dtype) -> int:
@@ -60,7 +59,7 @@ def _function_node(low: _Lowering, node: Node) -> None:
     overload = overload_name(in_types, out_type)
     if (node.op, overload) not in low.functions:
         low.functions[(node.op, overload)] = BUILDERS[node.op](in_types, out_type)
-    attrs = {**ATTR_DEFAULTS.get(node.op, {}), **node.attrs}  # every attribute written explicitly
+    attrs = spec.with_defaults(node.op, node.attrs)  # every attribute written explicitly
     onnx_node = helper.make_node(node.op, list(node.inputs), list(node.outputs), name=node.name, domain=DOMAIN,
                                  **{k: int(v) for k, v in attrs.items()})
     onnx_node.overload = overload
@@ -88,30 +87,29 @@ def _take_first(low: _Lowering, node: Node) -> None:
 
 
 HANDLERS: dict[str, Callable[[_Lowering, Node], None]] = {
-    **{op: _function_node for op in BUILDERS},
+    **{op: _function_node for op in spec.COMPUTE_OPS},
     "SplitHeads": _split_heads,
     "MergeHeads": _merge_heads,
     "TakeFirst": _take_first,
 }
 """IntProgram op -> handler that appends its ONNX nodes. Data-movement ops keep the storage type."""
-DATA_MOVEMENT = frozenset({"SplitHeads", "MergeHeads", "TakeFirst"})
 
 
 def _check_node(low: _Lowering, node: Node) -> None:
     if node.op not in HANDLERS:
         raise UserError(f"node {node.name!r}: op {node.op!r} has no ONNX lowering; "
                         f"known ops: {', '.join(sorted(HANDLERS))}")
-    expected = set(ATTRS[node.op])
-    if not expected - set(ATTR_DEFAULTS.get(node.op, {})) <= set(node.attrs) <= expected:
+    op = spec.OPS[node.op]
+    if not set(op.attrs) - set(op.defaults) <= set(node.attrs) <= set(op.attrs):
         raise UserError(f"node {node.name!r} ({node.op}): attributes {sorted(node.attrs)} differ from "
-                        f"the op's {sorted(expected)}")
-    for attr in LEFT_SHIFT_ATTRS.get(node.op, ()):
-        if node.attrs[attr] < 0:
-            raise UserError(f"node {node.name!r} ({node.op}): left shift {attr}={node.attrs[attr]} is negative; "
-                            "fold the scale into the other operand")
+                        f"the op's {sorted(op.attrs)}")
+    try:
+        spec.check_shifts(node.op, node.attrs)
+    except ValueError as err:
+        raise UserError(f"node {node.name!r} ({node.op}): {err}") from None
     if len(node.outputs) != 1:
         raise UserError(f"node {node.name!r} ({node.op}) has {len(node.outputs)} outputs; every op has one")
-    if node.op in DATA_MOVEMENT and low.type_of(node, node.inputs[0]) != low.type_of(node, node.outputs[0]):
+    if not op.computes and low.type_of(node, node.inputs[0]) != low.type_of(node, node.outputs[0]):
         raise UserError(f"node {node.name!r} ({node.op}) moves data: its output must keep the storage type "
                         f"of {node.inputs[0]!r}")
 

@@ -31,6 +31,8 @@ from typing import Callable, Iterable, Mapping
 from hwsim.hwconfig import HwConfig
 from hwsim.memory import MemoryPlan, default_plan, op_traffic, plan_memory
 from models.errors import UserError
+from quant.ir import spec
+from quant.ir.spec import int_range
 
 W_MAX = 64
 Range = tuple[int, int]
@@ -72,11 +74,6 @@ class OpSite:
 def clog2(x: int) -> int:
     """ceil(log2 x) for x >= 1."""
     return (x - 1).bit_length()
-
-
-def srange(bits: int) -> Range:
-    """Range of a signed `bits`-bit tensor."""
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
 def width(r: Range) -> int:
@@ -140,7 +137,7 @@ class Tally(Counter):
         elif shift < 0:
             r = r[0] << -shift, r[1] << -shift
             self.op("shift", r, count)
-        lo, hi = srange(bits)
+        lo, hi = int_range(bits)
         sides = (r[0] < lo) + (r[1] > hi)
         self.op("cmp", r, sides * count)
         return max(r[0], lo), min(r[1], hi)
@@ -159,10 +156,10 @@ class Tally(Counter):
 def _linear(s: OpSite, t: Tally) -> None:
     """acc = x @ w + b; y = requant(acc, shift, bits); optional ReLU. x [..., K], w [K, N]."""
     rows, (k, n) = prod(s.in_shapes[0][:-1]), s.in_shapes[1]
-    p = t.mul(srange(s.in_bits[0]), srange(s.in_bits[1]), rows * k * n)
+    p = t.mul(int_range(s.in_bits[0]), int_range(s.in_bits[1]), rows * k * n)
     acc = t.sum_terms(p, k, rows * n)
     if len(s.in_shapes) > 2:
-        acc = _sum(acc, srange(s.in_bits[2]))
+        acc = _sum(acc, int_range(s.in_bits[2]))
         t.op("add", acc, rows * n)
     y = t.requant(acc, s.attrs["shift"], s.attrs["bits"], rows * n)
     if s.attrs.get("relu", 0):
@@ -174,7 +171,7 @@ def _add(s: OpSite, t: Tally) -> None:
     n = prod(s.out_shapes[0])
     terms = []
     for bits, left in ((s.in_bits[0], s.attrs.get("la", 0)), (s.in_bits[1], s.attrs.get("lb", 0))):
-        r = srange(bits)
+        r = int_range(bits)
         if left:
             r = r[0] << left, r[1] << left
             t.op("shift", r, n)
@@ -190,7 +187,7 @@ def _embed(s: OpSite, t: Tally) -> None:
     shifts = [("lw", tokens), ("lp", tokens), ("lt", batch * dim)]
     acc = None
     for bits, (attr, count) in zip(s.in_bits[1:], shifts):
-        r, left = srange(bits), s.attrs.get(attr, 0)
+        r, left = int_range(bits), s.attrs.get(attr, 0)
         if left:
             r = r[0] << left, r[1] << left
             t.op("shift", r, count)
@@ -206,7 +203,7 @@ def _layernorm(s: OpSite, t: Tally) -> None:
     x = s.in_shapes[0]
     rows, dim = prod(x[:-1]), x[-1]
     a, eps = s.attrs, s.attrs.get("eps", 0)
-    xr = srange(s.in_bits[0])
+    xr = int_range(s.in_bits[0])
     mean = t.div_const(t.sum_terms(xr, dim, rows), dim, rows)   # m = floor(sum x / D)
     c = _diff(xr, mean)
     t.op("add", c, rows * dim)                                   # c = x - m
@@ -220,7 +217,7 @@ def _layernorm(s: OpSite, t: Tally) -> None:
     t.op("cmp", sd, rows)                                        # max(., 1)
     t.op("div", (0, 1 << 30), rows)                              # inv = floor(2**30 / sd)
     nrm = t.requant(t.mul(c, (0, 1 << 30), rows * dim), 30 - a["norm_frac"], 32, rows * dim)
-    y = _sum(t.mul(nrm, srange(s.in_bits[1]), rows * dim), srange(s.in_bits[2]))
+    y = _sum(t.mul(nrm, int_range(s.in_bits[1]), rows * dim), int_range(s.in_bits[2]))
     t.op("add", y, rows * dim)                                   # + beta
     t.requant(y, a["shift"], a["bits"], rows * dim)
 
@@ -228,7 +225,7 @@ def _layernorm(s: OpSite, t: Tally) -> None:
 def _scale_channels(s: OpSite, t: Tally) -> None:
     """requant(x * c, shift, bits), c broadcast over the last axis."""
     n = prod(s.in_shapes[0])
-    t.requant(t.mul(srange(s.in_bits[0]), srange(s.in_bits[1]), n), s.attrs["shift"], s.attrs["bits"], n)
+    t.requant(t.mul(int_range(s.in_bits[0]), int_range(s.in_bits[1]), n), s.attrs["shift"], s.attrs["bits"], n)
 
 
 def _heads(s: OpSite) -> tuple[int, int, int, int, int]:
@@ -241,7 +238,7 @@ def _dot_attention(s: OpSite, t: Tally) -> None:
     """s = q k^T; I-BERT integer softmax per row (DESIGN.md); y = requant(P @ v, out_shift, bits)."""
     _, g, n, m, d = _heads(s)
     a, scores = s.attrs, g * n * m
-    sc = t.sum_terms(t.mul(srange(s.in_bits[0]), srange(s.in_bits[1]), scores * d), d, scores)
+    sc = t.sum_terms(t.mul(int_range(s.in_bits[0]), int_range(s.in_bits[1]), scores * d), d, scores)
     t.op("cmp", sc, g * n * (m - 1))                             # row max
     q_ln2, clip = max(a["q_ln2"], 1), a["n_clip"] * max(a["q_ln2"], 1)
     t.op("add", _diff(sc, sc), scores)                           # x = s - max
@@ -263,7 +260,7 @@ def _dot_attention(s: OpSite, t: Tally) -> None:
     t.op("div", scaled, scores)                                  # floor(. / sum e)
     p = (0, (1 << a["prob_bits"]) - 1)
     t.op("cmp", (0, 1 << a["prob_bits"]), scores)                # min(., 2**prob_bits - 1)
-    h = t.sum_terms(t.mul(p, srange(s.in_bits[2]), g * n * d * m), m, g * n * d)
+    h = t.sum_terms(t.mul(p, int_range(s.in_bits[2]), g * n * d * m), m, g * n * d)
     t.requant(h, a["out_shift"], a["bits"], g * n * d)
 
 
@@ -271,7 +268,7 @@ def _inhibitor_attention(s: OpSite, t: Tally) -> None:
     """DESIGN.md inhibitor steps 1-8 (no multiplications)."""
     batch, g, n, m, d = _heads(s)
     a, scores = s.attrs, g * n * m
-    diff = _diff(srange(s.in_bits[0]), srange(s.in_bits[1]))
+    diff = _diff(int_range(s.in_bits[0]), int_range(s.in_bits[1]))
     t.op("add", diff, scores * d)                                # 1. q_ik - k_jk
     t.op("abs", diff, scores * d)                                #    |.|
     l1 = t.sum_terms((0, max(-diff[0], diff[1])), d, scores)     #    sum over d
@@ -288,7 +285,7 @@ def _inhibitor_attention(s: OpSite, t: Tally) -> None:
     top = 1 << (a["bits"] - 1)                                   # 5. clamp(Z, 0, 2**(bits-1))
     t.op("cmp", z, scores * ((z[0] < 0) + (z[1] > top)))
     z = (0, top)
-    v = srange(s.in_bits[2])
+    v = int_range(s.in_bits[2])
     if a.get("signed", 0):                                       # 7. signed
         mag = (0, -v[0])
         t.op("abs", v, g * m * d)                                #    |v_jk| once per key
@@ -316,9 +313,8 @@ COUNTERS: dict[str, Callable[[OpSite, Tally], None]] = {
     "InhibitorAttention": _inhibitor_attention,
 }
 
-# Pure data movement: no arithmetic; memory traffic still counted by `hwsim.memory`.
-ZERO_COST = frozenset({"Reshape", "Transpose", "Gather", "Squeeze", "Unsqueeze", "Flatten", "Identity",
-                       "SplitHeads", "MergeHeads", "TakeFirst"})
+ZERO_COST = frozenset(op for op in (*spec.OPS, *spec.STANDARD_OPS) if spec.moves(op) is not None)
+"""Pure data movement (`quant.ir.spec`): no arithmetic; memory traffic still counted by `hwsim.memory`."""
 
 
 def count_op(site: OpSite, hw: HwConfig, plan: MemoryPlan | None = None) -> dict[str, int]:

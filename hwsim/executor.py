@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.graph import Plan, SimError
-from hwsim.kernels.requant import bits_range
+from quant.ir import spec
 
 OVERFLOW_MODES = ("error", "saturate", "wrap")
 
@@ -38,7 +38,7 @@ class ExecResult:
 def _fit(plan: Plan, node: str, tensor: str, x: np.ndarray, overflow: str, max_abs: dict[str, int] | None) -> np.ndarray:
     """Check/saturate/wrap `x` to the declared width of `tensor`; return it in its storage dtype."""
     info = plan.formats[tensor]
-    lo, hi = bits_range(info.bits, info.signed)
+    lo, hi = spec.int_range(info.bits, info.signed)
     if x.size:
         mn, mx = int(x.min()), int(x.max())
         if max_abs is not None:
@@ -115,6 +115,6 @@ def execute(plan: Plan, input_ids, attention_mask=None, overflow: str = "error",
                                f"or the shifts feeding it")
         for tensor, value in zip(node.outputs, outs):
             env[tensor] = _fit(plan, node.name, tensor, value, overflow, max_abs) \
-                if node.op_type not in ("Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze") else value
+                if spec.moves(node.op_type) not in ("view", "permute") else value
     counts = _counts(plan, {t: tuple(v.shape) for t, v in env.items() if v is not None}) if count else None
     return ExecResult({name: env[name] for name in plan.outputs}, counts, max_abs or {})

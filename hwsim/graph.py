@@ -2,13 +2,14 @@
 
 Validation, each failure a `SimError` that names the problem and the way out:
 - every initializer, graph input/output and value_info is integer-typed;
-- every node's op is in the supported set (`hwsim.int` semantic ops + standard data movement);
+- every node's op is in the supported set (`quant.ir.spec`: its `hwsim.int` ops that compute, and
+  the standard data-movement ops of `STANDARD_OPS`), and its shifts are within the spec's ranges;
 - every tensor has a declared width in `hwsim.tensor_bits` (outputs of data movement inherit the
   width of the data they move; shape/index operands are exempt), and every param fits it;
 - external data files resolve inside the model's folder.
 
 The internal accumulators of each node get a format too, `formats["node/label"]` (signed, the
-node's declared accumulator width: Linear `acc_bits`, else 32), which the executor checks.
+node's declared accumulator width, `quant.ir.spec.acc_width`), which the executor checks.
 """
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from hwsim.kernels.registry import ACCUMULATORS, BUILDERS, DATA_MOVEMENT, Kernel, KernelSpec, acc_bits
+from hwsim.kernels.registry import BUILDERS, Kernel, KernelSpec
 from models.errors import UserError
+from quant.ir import spec
 from quant.ir.program import TensorInfo, storage_dtype
 
 DOMAIN = "hwsim.int"
-SEMANTIC_OPS = frozenset(BUILDERS) - DATA_MOVEMENT
 INT_TYPES = frozenset({TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16,
                        TensorProto.INT32, TensorProto.UINT32, TensorProto.INT64, TensorProto.UINT64})
 
@@ -119,12 +120,12 @@ def _node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
 
 
 def _check_op(node: onnx.NodeProto) -> None:
-    semantic = node.domain == DOMAIN and node.op_type in SEMANTIC_OPS
-    standard = node.domain in ("", "ai.onnx") and node.op_type in DATA_MOVEMENT
+    semantic = node.domain == DOMAIN and node.op_type in spec.COMPUTE_OPS
+    standard = node.domain in ("", "ai.onnx") and node.op_type in spec.STANDARD_OPS
     if not (semantic or standard):
         raise SimError(f"unsupported op {node.domain + '.' if node.domain else ''}{node.op_type} in node "
-                       f"{node.name!r}: hwsim runs {DOMAIN} ops {sorted(SEMANTIC_OPS)} and data movement "
-                       f"{sorted(DATA_MOVEMENT)}; export with `hwsim export` or add a kernel in hwsim/kernels")
+                       f"{node.name!r}: hwsim runs {DOMAIN} ops {sorted(spec.COMPUTE_OPS)} and data movement "
+                       f"{sorted(spec.STANDARD_OPS)}; export with `hwsim export` or add a kernel in hwsim/kernels")
 
 
 def _check_function_bodies(model: onnx.ModelProto) -> None:
@@ -158,7 +159,7 @@ def load_plan(path_or_model, hw=None) -> Plan:
         if missing:
             raise SimError(f"node {name!r} reads {missing} before any node writes them; the graph is not "
                            f"topologically sorted or is incomplete")
-        data_moving = node.op_type in DATA_MOVEMENT
+        data_moving = node.op_type in spec.STANDARD_OPS
         checked_inputs = node.input[:1] if data_moving else node.input
         for t in checked_inputs:
             if t and t not in formats:
@@ -171,16 +172,21 @@ def load_plan(path_or_model, hw=None) -> Plan:
                                    f"hwsim.tensor_bits; re-export the model")
                 formats[t] = formats[node.input[0]]
         attrs = _node_attrs(node)
-        spec = KernelSpec(node.op_type, attrs, tuple(params.get(t) for t in node.input),
+        if not data_moving:
+            try:
+                spec.check_shifts(node.op_type, attrs)
+            except ValueError as err:
+                raise SimError(f"node {name!r} ({node.op_type}): {err}; re-export the model") from None
+        kspec = KernelSpec(node.op_type, attrs, tuple(params.get(t) for t in node.input),
                           tuple(formats[t].bits if t in formats else None for t in node.input),
                           tuple(formats[t].signed if t in formats else True for t in node.input),
                           storage_dtype(formats[node.output[0]]), formats[node.output[0]].bits)
         try:
-            kernel = BUILDERS[node.op_type](spec)
+            kernel = BUILDERS[node.op_type](kspec)
         except (ValueError, KeyError) as err:
             raise SimError(f"node {name!r} ({node.op_type}): {err}; re-export the model") from None
-        for label in ACCUMULATORS.get(node.op_type, ()):
-            formats[f"{name}/{label}"] = TensorInfo(acc_bits(attrs))
+        for label in () if data_moving else spec.OPS[node.op_type].accumulators:
+            formats[f"{name}/{label}"] = TensorInfo(spec.acc_width(node.op_type, attrs))
         nodes.append(PlanNode(node.op_type, name, tuple(node.input), tuple(node.output), attrs, kernel))
         known.update(node.output)
     _check_params(params, formats)
@@ -192,11 +198,10 @@ def load_plan(path_or_model, hw=None) -> Plan:
 
 
 def _check_params(params: dict[str, np.ndarray], formats: dict[str, TensorInfo]) -> None:
-    from hwsim.kernels.requant import bits_range
     for name, arr in params.items():
         if name not in formats or arr.size == 0:
             continue
-        lo, hi = bits_range(formats[name].bits, formats[name].signed)
+        lo, hi = spec.int_range(formats[name].bits, formats[name].signed)
         if arr.min() < lo or arr.max() > hi:
             bad = arr.min() if arr.min() < lo else arr.max()
             raise SimError(f"param {name!r} holds {bad}, outside its declared {formats[name].bits}-bit range "

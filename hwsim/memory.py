@@ -21,7 +21,8 @@ Rules (documented once, applied to every op by `op_traffic`):
 
 Accesses are counted in words of the level's width (`read.sram@64`: 64-bit SRAM words, each
 tensor access rounded up to whole words) and in bytes (`bytes.read.sram@8`: traffic volume, not an
-action: pricing skips `bytes.` keys). Storage width per element follows `quant.ir.program.storage_dtype`.
+action: pricing skips `bytes.` keys). An element takes the hardware word of its declared width,
+`quant.ir.spec.word_bytes` (signed and unsigned alike; not the numpy storage type of the software).
 """
 from __future__ import annotations
 
@@ -31,10 +32,9 @@ from math import prod
 from typing import Iterable
 
 from hwsim.hwconfig import HwConfig
+from quant.ir import spec
+from quant.ir.spec import word_bytes
 
-VIEW_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
-GATHER_OPS = frozenset({"Gather", "TakeFirst"})
-ATTENTION_OPS = frozenset({"DotAttention", "InhibitorAttention"})
 TRAFFIC_PREFIX = "bytes."
 
 
@@ -46,21 +46,13 @@ class MemoryPlan:
     act_budget_bytes: int
 
 
-def storage_bytes(bits: int) -> int:
-    """Bytes per element of a tensor declared `bits` wide (int8/16/32/64 storage)."""
-    for size in (1, 2, 4, 8):
-        if bits <= 8 * size:
-            return size
-    raise ValueError(f"no integer storage for {bits} bits")
-
-
 def _batch(site) -> int:
     return site.out_shapes[0][0] if site.out_shapes and site.out_shapes[0] else 1
 
 
 def param_bytes(site) -> int:
     """Bytes of the params (initializers) that one op reads."""
-    return sum(prod(shape) * storage_bytes(bits)
+    return sum(prod(shape) * word_bytes(bits)
                for shape, bits, is_param in zip(site.in_shapes, site.in_bits, site.in_is_param) if is_param)
 
 
@@ -98,7 +90,7 @@ def _read_elems(site) -> list[int | None]:
     """Elements read per sample (activations) or per copy (params) of each input; None = skip."""
     batch = _batch(site)
     full = [prod(s) // batch if not p else prod(s) for s, p in zip(site.in_shapes, site.in_is_param)]
-    if site.op_type in GATHER_OPS:
+    if spec.moves(site.op_type) == "gather":
         return [prod(site.out_shapes[0]) // batch] + [None] * (len(full) - 1)
     if site.op_type == "Embed":
         n, dim = site.in_shapes[0][-1], site.out_shapes[0][-1]
@@ -109,19 +101,19 @@ def _read_elems(site) -> list[int | None]:
 def op_traffic(site, hw: HwConfig, plan: MemoryPlan) -> Counter:
     """Memory accesses of one op over the whole batch (rules 1-5)."""
     counts: Counter = Counter()
-    if site.op_type in VIEW_OPS:
+    if spec.moves(site.op_type) == "view":
         return counts
     batch = _batch(site)
     for elems, bits, is_param in zip(_read_elems(site), site.in_bits, site.in_is_param):
         if elems is None:
             continue
-        nbytes = elems * storage_bytes(bits)
+        nbytes = elems * word_bytes(bits)
         level = plan.param_level if is_param else _act_level(nbytes, plan)
         _access(counts, "read", level, nbytes, batch, hw)
     for shape, bits in zip(site.out_shapes, site.out_bits):
-        nbytes = prod(shape) // batch * storage_bytes(bits)
+        nbytes = prod(shape) // batch * word_bytes(bits)
         _access(counts, "write", _act_level(nbytes, plan), nbytes, batch, hw)
-    if site.op_type in ATTENTION_OPS:
+    if site.op_type in spec.OPS and spec.OPS[site.op_type].score_bits_attr:
         _score_matrix(counts, site, hw, plan)
     return counts
 
@@ -130,8 +122,7 @@ def _score_matrix(counts: Counter, site, hw: HwConfig, plan: MemoryPlan) -> None
     """Rule 5: the n x m matrix the mixing stage consumes, per head."""
     batch, heads, n, _ = site.in_shapes[0]
     m = site.in_shapes[1][2]
-    bits = site.attrs["prob_bits"] if site.op_type == "DotAttention" else site.attrs["bits"]
-    nbytes = n * m * storage_bytes(bits)
+    nbytes = n * m * word_bytes(site.attrs[spec.OPS[site.op_type].score_bits_attr])
     if nbytes <= hw.rf_bytes:
         return
     level = _act_level(nbytes, plan)

@@ -29,13 +29,15 @@ from hypothesis import strategies as st
 
 from quant.intops import softmax_constants
 from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
+from quant.ir import spec
+from quant.ir.spec import int_range
 from quant.intops.synth import SynthConfig
 
 CI_EXAMPLES = 75
 PROFILES = {"ci": CI_EXAMPLES, "long": 10 * CI_EXAMPLES}
 ENCODERS = (9, 60)  # encoder models in the pool: ci, long
 UNSIGNED_MAX = 16  # unsigned operands up to 16 bits (storage fixed: test_fuzz.test_unsigned_16_bit_storage)
-SINGLE_OPS = ("Embed", "Linear", "Add", "LayerNorm", "ScaleChannels", "DotAttention", "InhibitorAttention")
+SINGLE_OPS = tuple(op for op, s in spec.OPS.items() if s.computes)  # every op that computes, DESIGN order
 
 
 def load_profile() -> str:
@@ -58,14 +60,10 @@ class Case:
     compare: tuple[str, ...]
 
 
-def _range(bits: int, signed: bool = True) -> tuple[int, int]:
-    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-
-
 @st.composite
 def edge_array(draw, shape: tuple[int, ...], bits: int, signed: bool = True) -> np.ndarray:
     """Integers of a `bits`-wide range, most at or next to its edges, some at 0 and +-1."""
-    lo, hi = _range(bits, signed)
+    lo, hi = int_range(bits, signed)
     edges = sorted({v for v in (lo, lo + 1, hi - 1, hi, 0, 1, -1) if lo <= v <= hi})
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)

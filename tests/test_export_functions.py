@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from export.checks import validate
 from export.onnx_lower import onnx_dtype, op_model
 from quant import intops
+from quant.ir import spec
 from quant.ir.program import TensorInfo, storage_dtype
 
 RNG = np.random.default_rng(0)
@@ -52,7 +53,7 @@ def ints(shape, bits: int, dtype=None, signed: bool = True) -> np.ndarray:
 def test_one_node_models_pass_the_checks():
     cases = [("Linear", [3, 3, 6], [3, 2, 1]), ("InhibitorAttention", [3, 3, 3, 7], [4, 4, 4, 2]), ("LayerNorm", [6, 3, 6], [3, 1, 1])]
     for op, types, ranks in cases:
-        validate(op_model(op, types, 3, {a: 1 for a in intops.ATTRS[op]}, ranks, ranks[0]))
+        validate(op_model(op, types, 3, {a: 1 for a in spec.OPS[op].attrs}, ranks, ranks[0]))
 
 
 @pytest.mark.parametrize("xbits,xsigned,wbits", [(8, True, 8), (8, False, 8), (16, True, 8), (12, True, 16), (32, True, 8)])

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quant import intops as I
+from quant.ir import spec
 from quant.intops import attention as intops_attention, base as intops_base
 
 
@@ -111,7 +112,7 @@ def test_heads_roundtrip_take_first_add_scale():
     assert torch.equal(I.take_first(x), x[:, 0])
     assert I.add(torch.tensor([3]), torch.tensor([-1]), 2, 0).tolist() == [11]
     assert I.scale_channels(torch.tensor([[3, -3]]), torch.tensor([5, 5]), 1, 8).tolist() == [[8, -7]]
-    assert set(I.OPS) == set(I.ATTRS)
+    assert set(I.OPS) == set(spec.OPS)
 
 
 # --- softmax ------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from quant.intops import ATTRS, OPS
+from quant.intops import OPS
+from quant.ir.spec import OPS as SPEC
 from quant.intops.reference import run_program
 from quant.ir.program import IntProgram, Node, TensorInfo
 from quant.intops.synth import SynthConfig, synth_program
@@ -50,7 +51,7 @@ def test_synth_layout_and_determinism():
                    "Add", "LayerNorm", "TakeFirst", "Linear", "Linear"]
     assert prog.nodes[-1].attrs == {"shift": 0, "bits": 32, "relu": 0, "acc_bits": 32}
     for node in prog.nodes:
-        assert set(node.attrs) == set(ATTRS[node.op]) and node.op in OPS
+        assert set(node.attrs) == set(SPEC[node.op].attrs) and node.op in OPS
         assert all(type(v) is int for v in node.attrs.values())
     again = synth_program(SynthConfig(attention="symmetric", layers=1))
     assert all(np.array_equal(prog.params[k], again.params[k]) for k in prog.params)

@@ -7,12 +7,13 @@ import torch
 
 from hwsim.kernels import elementwise, inhibitor, layernorm, matmul, requant, softmax
 from quant import intops
+from quant.ir.spec import int_range
 
 RNG = np.random.default_rng(1234)
 
 
 def ints(shape, bits, signed=True):
-    lo, hi = requant.bits_range(bits, signed)
+    lo, hi = int_range(bits, signed)
     x = RNG.integers(lo, hi + 1, size=shape, dtype=np.int64)
     flat = x.reshape(-1)
     if flat.size >= 2:  # always include both edges of the range

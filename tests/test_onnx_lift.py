@@ -10,7 +10,7 @@ from onnx import helper
 from export import save_model, to_onnx
 from export.onnx_lift import from_onnx
 from models.errors import UserError
-from quant.intops import ATTR_DEFAULTS
+from quant.ir import spec
 from quant.intops.reference import run_program
 from quant.ir.program import IntProgram
 from quant.intops.synth import SynthConfig, synth_program
@@ -63,7 +63,7 @@ def test_round_trip_through_file_runs_equal(prog, tmp_path):
 
 def test_left_out_defaults_come_back_explicit():
     prog = synth_program(SynthConfig(attention="dot"))
-    defaults = ATTR_DEFAULTS["Linear"]
+    defaults = dict(spec.OPS["Linear"].defaults)
     bare_nodes = tuple(dataclasses.replace(n, attrs={k: v for k, v in n.attrs.items()
                                                      if not (k in defaults and v == defaults[k])})
                        if n.op == "Linear" else n for n in prog.nodes)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hwsim.kernels.requant import bits_range, rq
+from hwsim.kernels.requant import rq
+from quant.ir.spec import int_range
 
 
 @njit(inline="always", cache=True)
@@ -167,7 +168,7 @@ def inhibitor_attention(q, k, v, mask, z_shift: int, center: int, alpha: int, si
     narrow = d * 2 * qk_absmax < 2**15 and v_absmax <= 2**14 and bits <= 15 and n < 2**16
     lane = np.int16 if narrow else np.int64
     zmax = 1 << (bits - 1)
-    lo, hi = bits_range(bits)
+    lo, hi = int_range(bits)
     out = np.empty(q.shape, dtype=out_dtype)
     peaks = np.zeros((bsz * heads, 2), dtype=np.int64)
     qq = np.ascontiguousarray(q, dtype=lane)

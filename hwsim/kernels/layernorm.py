@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hwsim.kernels.requant import bits_range, rq
+from hwsim.kernels.requant import rq
+from quant.ir.spec import int_range
 
 
 @njit(inline="always", cache=True)
@@ -49,7 +50,7 @@ def _layernorm_rows(x, gamma, beta, eps, norm_frac, shift, lo, hi, out):
 def layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: int, norm_frac: int,
               shift: int, bits: int, out_dtype=np.int64) -> np.ndarray:
     """`quant.intops.layernorm` for x [..., D]; returns an array of `out_dtype` (saturated to `bits`)."""
-    lo, hi = bits_range(bits)
+    lo, hi = int_range(bits)
     x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])  # (rows, D)
     out = np.empty(x2.shape, dtype=out_dtype)
     _layernorm_rows(x2, gamma.astype(np.int64), beta.astype(np.int64), np.int64(eps), np.int64(norm_frac),

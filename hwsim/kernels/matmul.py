@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hwsim.kernels.requant import bits_range, rq
+from hwsim.kernels.requant import rq
+from quant.ir.spec import int_range
 
 
 def exact_float_dtype(k: int, x_absmax: int, w_absmax: int):
@@ -79,7 +80,7 @@ class LinearKernel:
         self.w = np.ascontiguousarray(w.astype(self.fdt) if self.fdt is not None else w.astype(np.int64))
         self.b = np.ascontiguousarray(b.astype(np.int64))
         self.shift, self.relu = np.int64(shift), bool(relu)
-        self.lo, self.hi = (np.int64(v) for v in bits_range(bits))
+        self.lo, self.hi = (np.int64(v) for v in int_range(bits))
         self.out_dtype = out_dtype
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, int]:

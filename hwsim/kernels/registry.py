@@ -11,7 +11,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from hwsim.kernels import elementwise, inhibitor, layernorm, matmul, softmax
-from hwsim.kernels.requant import bits_range
+from quant.ir.spec import acc_width, int_range
 
 Kernel = Callable[..., tuple[tuple[np.ndarray, ...], dict[str, int]]]
 
@@ -33,7 +33,7 @@ class KernelSpec:
         """Largest |value| input i may hold by its declared width (None when undeclared)."""
         if self.in_bits[i] is None:
             return None
-        lo, hi = bits_range(self.in_bits[i], self.in_signed[i])
+        lo, hi = int_range(self.in_bits[i], self.in_signed[i])
         return max(-lo, hi)
 
     def saturated_dtype(self) -> np.dtype:
@@ -46,20 +46,6 @@ class KernelSpec:
 
 
 BUILDERS: dict[str, Callable[[KernelSpec], Kernel]] = {}
-
-ACCUMULATORS: dict[str, tuple[str, ...]] = {"Linear": ("acc",), "DotAttention": ("scores", "pv"),
-                                            "InhibitorAttention": ("l1", "h")}
-"""Op type -> labels of the internal accumulators its kernel reports (as `quant.intops`)."""
-
-
-def acc_bits(attrs: Mapping[str, object]) -> int:
-    """Declared accumulator width of a node: its `acc_bits` attribute (Linear; 32 when absent, as
-    `quant.intops.ATTR_DEFAULTS`) or 32 (attention ops); ValueError unless 32 or 64."""
-    bits = int(attrs.get("acc_bits", 32))
-    if bits not in (32, 64):
-        raise ValueError(f"acc_bits={bits} is not an accumulator width; use 32 or 64")
-    return bits
-
 
 def register(op_type: str) -> Callable:
     def add(fn: Callable[[KernelSpec], Kernel]) -> Callable[[KernelSpec], Kernel]:
@@ -76,7 +62,7 @@ def _linear(spec: KernelSpec) -> Kernel:
     if w is None or b is None:
         raise ValueError("Linear needs w and b as initializers")
     a = spec.attrs
-    acc_bits(a)  # validated at load time
+    acc_width("Linear", a)  # raises for a width other than 32 or 64
     x_absmax = spec.absmax(0) if spec.absmax(0) is not None else 1 << 62
     kern = matmul.LinearKernel(w, b, a["shift"], a["bits"], a.get("relu", 0), x_absmax, spec.saturated_dtype())
 
@@ -150,7 +136,7 @@ def _inhibitor(spec: KernelSpec) -> Kernel:
     return run
 
 
-# ---- standard ONNX data movement (no arithmetic) ------------------------------------------------
+# ---- standard ONNX data movement (no arithmetic; `quant.ir.spec.STANDARD_OPS`) -------------------
 def _reshape_target(shape_in: tuple[int, ...], shape: np.ndarray, allowzero: int) -> tuple[int, ...]:
     out = [int(s) for s in shape]
     if not allowzero:
@@ -212,7 +198,3 @@ def _squeeze(spec: KernelSpec) -> Kernel:
     def run(x, axes=None):
         return (np.squeeze(x, axis=None if axes is None else tuple(int(a) for a in axes)),), {}
     return run
-
-
-DATA_MOVEMENT = frozenset({"Reshape", "Transpose", "Gather", "Identity", "Unsqueeze", "Squeeze"})
-"""Standard ops: their outputs hold values of their first input (same declared width)."""

@@ -11,16 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-
-def bits_range(bits: int, signed: bool = True) -> tuple[int, int]:
-    """The closed integer range of a `bits`-bit tensor.
-
-    >>> bits_range(8), bits_range(8, signed=False)
-    ((-128, 127), (0, 255))
-    """
-    if signed:
-        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return 0, (1 << bits) - 1
+from quant.ir.spec import int_range
 
 
 def tc_magnitude(x: np.ndarray) -> int:
@@ -39,7 +30,7 @@ def tc_magnitude(x: np.ndarray) -> int:
 
 @njit(inline="always", cache=True)
 def rq(x, shift, lo, hi):
-    """Scalar requant of an int64 `x` (see module docstring); `lo, hi` from `bits_range`."""
+    """Scalar requant of an int64 `x` (see module docstring); `lo, hi` from `quant.ir.spec.int_range`."""
     if shift > 0:
         y = (x + (np.int64(1) << (shift - 1))) >> shift
     elif shift < 0:
@@ -61,7 +52,7 @@ def _requant_flat(x, shift, lo, hi, out):
 
 def requant(x: np.ndarray, shift: int, bits: int, signed: bool = True, dtype=np.int64) -> np.ndarray:
     """`quant.intops.requant` on a numpy integer array; returns a new array of `dtype`."""
-    lo, hi = bits_range(bits, signed)
+    lo, hi = int_range(bits, signed)
     x = np.ascontiguousarray(x)
     out = np.empty(x.shape, dtype=dtype)
     _requant_flat(x.reshape(-1), np.int64(shift), np.int64(lo), np.int64(hi), out.reshape(-1))

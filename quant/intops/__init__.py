@@ -26,9 +26,6 @@ from quant.intops.base import (  # noqa: F401
     saturate,
 )
 from quant.intops.ops import (  # noqa: F401
-    ATTR_DEFAULTS,
-    ATTRS,
-    CHECKED,
     OPS,
     add,
     embed,

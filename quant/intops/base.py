@@ -10,32 +10,17 @@ from typing import Callable
 
 import torch
 
+from quant.ir.spec import (  # noqa: F401  (re-exported: the number formats of the spec)
+    ACC_BITS,
+    SHIFT_MAX,
+    SHIFT_MIN,
+    acc_bits_for,
+    check_acc_bits,
+    int_range,
+)
+
 Check = Callable[[str, torch.Tensor, int], None]
 """`check(label, tensor, bits)`: called by ops on internal accumulators (signed `bits` wide)."""
-
-
-ACC_BITS = (32, 64)
-"""The accumulator widths an op's `acc_bits` attribute may declare (signed)."""
-
-
-def acc_bits_for(lo: int, hi: int) -> int:
-    """The smallest width of `ACC_BITS` whose signed range holds `[lo, hi]` (a worst case derived
-    from declared widths); raises ValueError when not even 64 bits do.
-
-    >>> acc_bits_for(-2**31, 2**31 - 1), acc_bits_for(0, 2**31)
-    (32, 64)
-    """
-    for bits in ACC_BITS:
-        if -(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1:
-            return bits
-    raise ValueError(f"accumulator range [{lo}, {hi}] exceeds 64 bits; lower the input widths")
-
-
-def check_acc_bits(acc_bits: int) -> int:
-    """`acc_bits` itself, after checking that it is one of `ACC_BITS` (ValueError otherwise)."""
-    if acc_bits not in ACC_BITS:
-        raise ValueError(f"acc_bits={acc_bits} is not an accumulator width; use one of {ACC_BITS}")
-    return acc_bits
 
 
 def as_i64(x) -> torch.Tensor:
@@ -44,22 +29,6 @@ def as_i64(x) -> torch.Tensor:
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise TypeError(f"integer op got a {x.dtype} tensor; integer ops take integer tensors only")
     return x.to(torch.int64)
-
-
-def int_range(bits: int, signed: bool = True) -> tuple[int, int]:
-    """Inclusive range of a `bits`-bit integer: signed `[-2**(bits-1), 2**(bits-1)-1]`, unsigned
-    `[0, 2**bits-1]`.
-
-    >>> int_range(8), int_range(8, signed=False), int_range(2)
-    ((-128, 127), (0, 255), (-2, 1))
-    """
-    if signed:
-        if not 1 <= bits <= 64:
-            raise ValueError(f"signed width {bits} outside 1..64")
-        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    if not 1 <= bits <= 63:
-        raise ValueError(f"unsigned width {bits} outside 1..63 (int64 holds the result)")
-    return 0, (1 << bits) - 1
 
 
 def saturate(x, bits: int, signed: bool = True) -> torch.Tensor:
@@ -86,8 +55,8 @@ def requant(x, shift: int, bits: int, signed: bool = True) -> torch.Tensor:
     >>> requant(torch.tensor([3, -3, 100]), -2, 8).tolist()
     [12, -12, 127]
     """
-    if not -62 <= shift <= 62:
-        raise ValueError(f"requant shift {shift} outside -62..62")
+    if not SHIFT_MIN <= shift <= SHIFT_MAX:
+        raise ValueError(f"requant shift {shift} outside {SHIFT_MIN}..{SHIFT_MAX}")
     x = as_i64(x)
     if shift > 0:
         x = (x + (1 << (shift - 1))) >> shift  # arithmetic shift = floor division by 2**shift

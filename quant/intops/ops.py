@@ -19,10 +19,10 @@ Conventions (DESIGN.md "Rounding and saturation"):
 Decisions where DESIGN.md is silent:
 - `Embed`, `Add`: shifts `lw, lp, lt, la, lb` must be >= 0 (ValueError otherwise).
 - `LayerNorm`: `eps` is an integer in the variance's units (exp `2 * exp_x`).
-- `requant`, `saturate`, `floor_div`, `isqrt` live in `quant.intops.base` (no import cycle) and
-  are re-exported here; import everything from `quant.intops`.
-- Attention ops live in `quant.intops.attention` (softmax of a row with no valid key is all 0;
-  centring with no valid key divides by 1) and are re-exported here.
+- `requant`, `saturate`, `floor_div`, `isqrt` live in `quant.intops.base`, the attention ops in
+  `quant.intops.attention` (softmax of a row with no valid key is all 0; centring with no valid key
+  divides by 1); the package `quant.intops` exports all of them: import from there.
+- Names, attributes, defaults, shift ranges and accumulators of the ops are `quant.ir.spec`'s.
 """
 from __future__ import annotations
 
@@ -30,28 +30,9 @@ from typing import Callable
 
 import torch
 
-from quant.intops.attention import (  # noqa: F401  (re-exported: part of this module's API)
-    dot_attention,
-    inhibit,
-    inhibitor_attention,
-    int_exp,
-    l1_scores,
-    softmax,
-    softmax_constants,
-)
-from quant.intops.base import (  # noqa: F401  (re-exported)
-    ACC_BITS,
-    Check,
-    acc_bits_for,
-    as_i64,
-    check_acc_bits,
-    exact_matmul,
-    floor_div,
-    int_range,
-    isqrt,
-    requant,
-    saturate,
-)
+from quant.intops.attention import dot_attention, inhibitor_attention
+from quant.intops.base import Check, acc_bits_for, as_i64, check_acc_bits, exact_matmul, floor_div, int_range, isqrt, requant
+from quant.ir import spec
 
 
 def embed(ids, word, pos, type=None, lw: int = 0, lp: int = 0, lt: int = 0) -> torch.Tensor:
@@ -62,7 +43,7 @@ def embed(ids, word, pos, type=None, lw: int = 0, lp: int = 0, lt: int = 0) -> t
     offending id for ids outside [0, V) and the length for n > P.
     """
     ids, word, pos = as_i64(ids), as_i64(word), as_i64(pos)
-    _check_left_shifts(lw=lw, lp=lp, lt=lt)
+    spec.check_shifts("Embed", {"lw": lw, "lp": lp, "lt": lt})
     vocab, positions, n = word.shape[0], pos.shape[0], ids.shape[-1]
     bad = (ids < 0) | (ids >= vocab)
     if bool(bad.any()):
@@ -110,7 +91,7 @@ def linear_acc_bits(w, b, x_bits: int) -> int:
 
 def add(a, b, la: int = 0, lb: int = 0) -> torch.Tensor:
     """DESIGN row `Add`: `(a << la) + (b << lb)`, exact (int32; width checked by intref)."""
-    _check_left_shifts(la=la, lb=lb)
+    spec.check_shifts("Add", {"la": la, "lb": lb})
     return as_i64(a) * (1 << la) + as_i64(b) * (1 << lb)
 
 
@@ -161,12 +142,6 @@ def take_first(x) -> torch.Tensor:
     return as_i64(x)[:, 0, :]
 
 
-def _check_left_shifts(**shifts: int) -> None:
-    for name, value in shifts.items():
-        if value < 0:
-            raise ValueError(f"left shift {name}={value} is negative; fold the scale into the other operand")
-
-
 OPS: dict[str, Callable[..., torch.Tensor]] = {
     "Embed": embed,
     "Linear": linear,
@@ -180,23 +155,3 @@ OPS: dict[str, Callable[..., torch.Tensor]] = {
     "InhibitorAttention": inhibitor_attention,
 }
 """Op name (IntProgram `Node.op`, ONNX op_type in domain `hwsim.int`) -> function(*inputs, **attrs)."""
-
-ATTRS: dict[str, tuple[str, ...]] = {
-    "Embed": ("lw", "lp", "lt"),
-    "Linear": ("shift", "bits", "relu", "acc_bits"),
-    "Add": ("la", "lb"),
-    "LayerNorm": ("eps", "norm_frac", "shift", "bits"),
-    "ScaleChannels": ("shift", "bits"),
-    "SplitHeads": ("heads",),
-    "MergeHeads": (),
-    "TakeFirst": (),
-    "DotAttention": ("q_ln2", "b_int", "c_int", "n_clip", "prob_bits", "out_shift", "bits"),
-    "InhibitorAttention": ("z_shift", "center", "alpha", "signed", "out_shift", "bits"),
-}
-"""Op name -> its attribute names, in DESIGN.md order (all attributes are Python ints)."""
-
-ATTR_DEFAULTS: dict[str, dict[str, int]] = {"Linear": {"acc_bits": 32}}
-"""Attributes a node may leave out, with the value they then take (added after programs existed)."""
-
-CHECKED: frozenset[str] = frozenset({"Linear", "DotAttention", "InhibitorAttention"})
-"""Ops that accept `check=` for their internal accumulators."""

@@ -2,7 +2,7 @@
 
 Every tensor (inputs, params, node outputs) is checked against its declared width in
 `prog.tensors`; the internal accumulators of Linear, DotAttention and InhibitorAttention (see
-`quant.intops.CHECKED`) are checked against their declared width (Linear `acc_bits`, 32 or 64;
+`quant.ir.spec.OpSpec.accumulators`) are checked against their declared width (Linear `acc_bits`, 32 or 64;
 32 for the attention accumulators). A value that does not fit raises
 OverflowError naming the node, the tensor, the value and the width: accumulators never saturate,
 so a program whose widths are too small is wrong, not approximate. Requantised outputs saturate by
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from quant.intops import ATTR_DEFAULTS, CHECKED, OPS
+from quant.intops import OPS
 from quant.intops.base import as_i64, int_range
+from quant.ir import spec
 from quant.ir.program import IntProgram, TensorInfo
 
 
@@ -62,8 +63,8 @@ def run_program(prog: IntProgram, input_ids, attention_mask=None, *,
         missing = [t for t in node.inputs if t not in env]
         if missing:
             raise KeyError(f"node {node.name!r} reads {missing} before any node writes them")
-        kwargs = {**ATTR_DEFAULTS.get(node.op, {}), **node.attrs}
-        if node.op in CHECKED:
+        kwargs = spec.with_defaults(node.op, node.attrs)
+        if spec.OPS[node.op].accumulators:
             kwargs["check"] = lambda label, t, bits, node=node: check_fits(
                 t, bits, True, f"{node.name!r} ({node.op})", f"{node.name}/{label}")
         out = OPS[node.op](*(env[t] for t in node.inputs), **kwargs)

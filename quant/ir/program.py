@@ -8,7 +8,7 @@ This is the one specification that the three executors share:
   standard op for pure data movement) that onnxruntime runs;
 - `hwsim` executes that ONNX graph with fused Numba kernels and counts every action.
 
-Op names, inputs and attributes are listed in `docs/DESIGN.md`; `quant.intops.OPS` holds them.
+Op names, inputs and attributes are listed in `docs/DESIGN.md`; `quant.ir.spec.OPS` holds them.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from types import MappingProxyType
 from typing import Mapping
 
 import numpy as np
+
+from quant.ir import spec
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,5 @@ class IntProgram:
 
 
 def storage_dtype(info: TensorInfo) -> np.dtype:
-    """The narrowest numpy integer type that holds `info.bits` bits: uint8 for unsigned up to 8
-    bits, else the signed int8/16/32/64 that holds the range (an unsigned b-bit tensor needs b+1
-    signed bits, so unsigned 16-bit is stored in int32)."""
-    if not info.signed and info.bits <= 8:
-        return np.dtype(np.uint8)
-    need = info.bits if info.signed else info.bits + 1
-    for bits, dt in ((8, np.int8), (16, np.int16), (32, np.int32), (64, np.int64)):
-        if need <= bits:
-            return np.dtype(dt)
-    raise ValueError(f"no integer storage type for {info.bits} bits")
+    """The numpy storage type of a tensor of format `info` (`quant.ir.spec.storage_dtype`)."""
+    return spec.storage_dtype(info.bits, info.signed)

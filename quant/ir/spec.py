@@ -1,0 +1,213 @@
+"""The op specification: the one table of the integer op set (docs/DESIGN.md, "The op set").
+
+Torch-free, so that the exporter and the simulator read it without the training stack. Every other
+table of ops is derived from `OPS` or checked against it by `tests/test_spec.py`: the torch
+definitions (`quant.intops.OPS`), the ONNX function builders (`export.functions.BUILDERS`), the
+hwsim kernels, counters and memory rules, and the report's components.
+
+What the spec says of an op: its attribute names in DESIGN order and the defaults of those a node
+may leave out; which attributes are left shifts (>= 0) and which are requantisation shifts
+(`SHIFT_MIN..SHIFT_MAX`); its internal accumulators (labels, and the attribute that declares their
+width, else 32 bits); the attribute holding the width of the n x m score matrix an attention op
+hands from its score stage to its mixing stage; and, for the three IR ops that are pure data
+movement, how they move data (`SplitHeads`/`MergeHeads` permute, `TakeFirst` gathers).
+
+It also fixes the number formats every executor shares: `int_range` (signed and unsigned widths),
+the numpy storage type of a declared width (`storage_dtype`), the memory word it takes in hardware
+(`word_bytes`) and the accumulator widths (`ACC_BITS`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+import numpy as np
+
+SHIFT_MIN, SHIFT_MAX = -62, 62
+"""Requantisation shifts keep int64 headroom: `requant` needs `|x| * 2**max(-shift, 0) < 2**62`."""
+
+ACC_BITS = (32, 64)
+"""The accumulator widths an op may declare (signed)."""
+
+MOVES = ("view", "permute", "gather")
+"""How a data-movement op moves data: `view` reinterprets the buffer (no access), `permute` copies
+every element (reads and writes), `gather` reads only the selected elements."""
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op of the IR (docs/DESIGN.md). `moves` is None for ops that compute."""
+
+    name: str
+    attrs: tuple[str, ...] = ()
+    defaults: Mapping[str, int] = field(default_factory=dict)
+    left_shifts: tuple[str, ...] = ()
+    shifts: tuple[str, ...] = ()
+    accumulators: tuple[str, ...] = ()
+    acc_attr: str | None = None
+    score_bits_attr: str | None = None
+    moves: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+        unknown = (set(self.defaults) | set(self.left_shifts) | set(self.shifts)) - set(self.attrs)
+        if unknown:
+            raise ValueError(f"op {self.name}: {sorted(unknown)} are not among its attributes {self.attrs}")
+        if self.moves is not None and self.moves not in MOVES:
+            raise ValueError(f"op {self.name}: moves={self.moves!r} is not one of {MOVES}")
+
+    @property
+    def computes(self) -> bool:
+        """True for ops with arithmetic (exported as `hwsim.int` functions, run by hwsim kernels)."""
+        return self.moves is None
+
+
+OPS: dict[str, OpSpec] = {}
+"""Op name (IntProgram `Node.op`, ONNX op_type in domain `hwsim.int`) -> its spec."""
+
+
+def register(spec: OpSpec) -> OpSpec:
+    """Add `spec` to `OPS`; ValueError when the name is taken."""
+    if spec.name in OPS:
+        raise ValueError(f"op {spec.name!r} is already specified")
+    OPS[spec.name] = spec
+    return spec
+
+
+register(OpSpec("Embed", ("lw", "lp", "lt"), left_shifts=("lw", "lp", "lt")))
+register(OpSpec("Linear", ("shift", "bits", "relu", "acc_bits"), defaults={"acc_bits": 32}, shifts=("shift",),
+                accumulators=("acc",), acc_attr="acc_bits"))
+register(OpSpec("Add", ("la", "lb"), left_shifts=("la", "lb")))
+register(OpSpec("LayerNorm", ("eps", "norm_frac", "shift", "bits"), shifts=("shift",)))
+register(OpSpec("ScaleChannels", ("shift", "bits"), shifts=("shift",)))
+register(OpSpec("SplitHeads", ("heads",), moves="permute"))
+register(OpSpec("MergeHeads", moves="permute"))
+register(OpSpec("TakeFirst", moves="gather"))
+register(OpSpec("DotAttention", ("q_ln2", "b_int", "c_int", "n_clip", "prob_bits", "out_shift", "bits"),
+                shifts=("out_shift",), accumulators=("scores", "pv"), score_bits_attr="prob_bits"))
+register(OpSpec("InhibitorAttention", ("z_shift", "center", "alpha", "signed", "out_shift", "bits"),
+                shifts=("z_shift", "out_shift"), accumulators=("l1", "h"), score_bits_attr="bits"))
+
+COMPUTE_OPS = frozenset(name for name, spec in OPS.items() if spec.computes)
+"""Ops with arithmetic: one `hwsim.int` function and one hwsim kernel each."""
+IR_DATA_MOVEMENT = frozenset(OPS) - COMPUTE_OPS
+"""IR ops the exporter writes as standard ONNX data movement (Reshape/Transpose/Gather patterns)."""
+
+STANDARD_OPS: Mapping[str, str] = MappingProxyType({
+    "Reshape": "view", "Squeeze": "view", "Unsqueeze": "view", "Identity": "view",
+    "Transpose": "permute", "Gather": "gather"})
+"""Standard ONNX ops (domain "") that hwsim runs, all pure data movement -> how they move data.
+Their outputs hold values of their first input, so they inherit its declared width."""
+
+
+def moves(op: str) -> str | None:
+    """How `op` (an IR op or a standard ONNX op) moves data; None for ops that compute or are unknown."""
+    if op in STANDARD_OPS:
+        return STANDARD_OPS[op]
+    return OPS[op].moves if op in OPS else None
+
+
+# ---- number formats -------------------------------------------------------------------------------
+def int_range(bits: int, signed: bool = True) -> tuple[int, int]:
+    """Inclusive range of a `bits`-bit integer: signed `[-2**(bits-1), 2**(bits-1)-1]`, unsigned
+    `[0, 2**bits-1]`. ValueError outside signed 1..64 / unsigned 1..63 (int64 holds every value).
+
+    >>> int_range(8), int_range(8, signed=False), int_range(2), int_range(64)[0] == -2**63
+    ((-128, 127), (0, 255), (-2, 1), True)
+    """
+    if signed:
+        if not 1 <= bits <= 64:
+            raise ValueError(f"signed width {bits} outside 1..64")
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if not 1 <= bits <= 63:
+        raise ValueError(f"unsigned width {bits} outside 1..63 (int64 holds the result)")
+    return 0, (1 << bits) - 1
+
+
+def storage_dtype(bits: int, signed: bool = True) -> np.dtype:
+    """The narrowest numpy integer type holding every `bits`-bit value: uint8 for unsigned up to 8
+    bits, else the signed int8/16/32/64 that holds the range (an unsigned b-bit tensor needs b+1
+    signed bits, so unsigned 16-bit is stored in int32).
+
+    >>> [str(storage_dtype(b, s)) for b, s in ((8, True), (8, False), (16, True), (16, False), (33, True))]
+    ['int8', 'uint8', 'int16', 'int32', 'int64']
+    """
+    if not signed and bits <= 8:
+        return np.dtype(np.uint8)
+    need = bits if signed else bits + 1
+    for width, dt in ((8, np.int8), (16, np.int16), (32, np.int32), (64, np.int64)):
+        if need <= width:
+            return np.dtype(dt)
+    raise ValueError(f"no integer storage type for {bits} {'signed' if signed else 'unsigned'} bits")
+
+
+def word_bytes(bits: int) -> int:
+    """Bytes of the hardware word that holds one `bits`-bit value, signed or unsigned alike: 1, 2, 4
+    or 8 (what hwsim's memory model moves). It differs from `storage_dtype` for unsigned values above
+    8 bits, which numpy can only hold in a wider signed type, while a memory stores their `bits` bits.
+
+    >>> [word_bytes(b) for b in (1, 8, 9, 16, 17, 33)]
+    [1, 1, 2, 2, 4, 8]
+    """
+    for size in (1, 2, 4, 8):
+        if bits <= 8 * size:
+            return size
+    raise ValueError(f"no memory word holds {bits} bits")
+
+
+def acc_bits_for(lo: int, hi: int) -> int:
+    """The smallest width of `ACC_BITS` whose signed range holds `[lo, hi]` (a worst case derived
+    from declared widths); ValueError when not even 64 bits do.
+
+    >>> acc_bits_for(-2**31, 2**31 - 1), acc_bits_for(0, 2**31)
+    (32, 64)
+    """
+    for bits in ACC_BITS:
+        if -(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1:
+            return bits
+    raise ValueError(f"accumulator range [{lo}, {hi}] exceeds 64 bits; lower the input widths")
+
+
+def check_acc_bits(acc_bits: int) -> int:
+    """`acc_bits` itself, after checking that it is one of `ACC_BITS` (ValueError otherwise)."""
+    if acc_bits not in ACC_BITS:
+        raise ValueError(f"acc_bits={acc_bits} is not an accumulator width; use one of {ACC_BITS}")
+    return acc_bits
+
+
+def acc_width(op: str, attrs: Mapping[str, int]) -> int:
+    """Declared width of `op`'s internal accumulators: its width attribute (Linear `acc_bits`,
+    default 32) or 32; ValueError unless one of `ACC_BITS`.
+
+    >>> acc_width("Linear", {"acc_bits": 64}), acc_width("Linear", {}), acc_width("DotAttention", {})
+    (64, 32, 32)
+    """
+    spec = OPS[op]
+    if spec.acc_attr is None:
+        return 32
+    return check_acc_bits(int(attrs.get(spec.acc_attr, spec.defaults.get(spec.acc_attr, 32))))
+
+
+def with_defaults(op: str, attrs: Mapping[str, int]) -> dict[str, int]:
+    """`attrs` completed by the op's defaults (what a node that leaves them out means)."""
+    return {**OPS[op].defaults, **attrs}
+
+
+def check_shifts(op: str, attrs: Mapping[str, int]) -> None:
+    """ValueError naming the attribute when a left shift of `op` is negative or a requantisation
+    shift lies outside `SHIFT_MIN..SHIFT_MAX`.
+
+    >>> check_shifts("Linear", {"shift": 63})
+    Traceback (most recent call last):
+    ...
+    ValueError: Linear shift=63 is outside -62..62; lower the widths feeding it or rescale the layer
+    """
+    spec = OPS[op]
+    for name in spec.left_shifts:
+        if attrs.get(name, 0) < 0:
+            raise ValueError(f"left shift {name}={attrs[name]} is negative; fold the scale into the other operand")
+    for name in spec.shifts:
+        if name in attrs and not SHIFT_MIN <= attrs[name] <= SHIFT_MAX:
+            raise ValueError(f"{op} {name}={attrs[name]} is outside {SHIFT_MIN}..{SHIFT_MAX}; "
+                             f"lower the widths feeding it or rescale the layer")
