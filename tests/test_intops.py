@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from quant import intops as I
@@ -74,8 +74,7 @@ def test_layernorm_close_to_float(seed, dim, amp):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(-amp, amp + 1, (3, dim), generator=g)
     x = x.clamp(min=-(2**29), max=2**29)
-    if bool((x.double().std(-1, unbiased=False) < 100).any()):
-        return
+    assume(not bool((x.double().std(-1, unbiased=False) < 100).any()))  # the tolerance needs sd >= 100
     gamma = torch.randint(-128, 128, (dim,), generator=g)  # exp 7
     beta = torch.randint(-2**18, 2**18, (dim,), generator=g)  # exp norm_frac + 7 = 19
     y = I.layernorm(x, gamma, beta, eps=1, norm_frac=12, shift=15, bits=8)  # out exp 4
