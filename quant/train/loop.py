@@ -219,7 +219,7 @@ def _prepare(cfg: TrainConfig, world: Dist, spec, state) -> Run:
     model, qcfg = parts["model"].to(world.device), None
     if not cfg.float_model:
         model, qcfg = quantize(cfg, model, data["train"], world.device)
-    teacher, proj, wrapped, runner = wrap_model(cfg, world, model, parts["teacher"], parts["enc_cfg"], state)
+    teacher, proj, wrapped, runner = wrap_model(world, model, parts["teacher"], parts["enc_cfg"], state)
     sampler = DistributedSampler(range(len(data["train"]["labels"])), num_replicas=world.world, rank=world.rank,
                                  shuffle=True, seed=cfg.seed, drop_last=False)
     return Run(cfg, world, spec, tokenizer, data, "validation" if "validation" in data else "test",

@@ -91,7 +91,7 @@ def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say)
         say(f"layer-by-layer init: final context MSE per layer {[round(f, 5) for f in finals]}")
 
 
-def wrap_model(cfg: TrainConfig, world: Dist, model: nn.Module, teacher, enc_cfg, state):
+def wrap_model(world: Dist, model: nn.Module, teacher, enc_cfg, state):
     """(teacher on the device, projection, Outputs wrapper with a resumed state loaded, runner)."""
     if teacher is not None:
         teacher = teacher.to(world.device).eval().requires_grad_(False)
