@@ -3,9 +3,8 @@
     hwsim export RUN_DIR --out model.onnx [--format onnx|qonnx]
     hwsim export --init random --arch distilbert-base|minilm|CONFIG.json --attention NAME --bits N --out model.onnx
 
-Both paths go through the same steps: QuantClassifier -> `quant.qat.lower.lower` (IntProgram) ->
-`export.onnx_lower.to_onnx` -> `export.checks.validate` -> atomic save. Nothing is written when a
-step fails.
+Both paths go through `export.pipeline.export_quant_model` (lower, to ONNX, validate, atomic save);
+nothing is written when a step fails.
 """
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
+from export.pipeline import export_quant_model, load_run
 from models.errors import UserError
 
 
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _quant_model(args: argparse.Namespace):
+    """(QuantClassifier, tokenizer folder or None) named by the arguments."""
     if args.init == "random":
         if args.run_dir:
             raise UserError("give either RUN_DIR or --init random, not both")
@@ -37,11 +38,7 @@ def _quant_model(args: argparse.Namespace):
         return random_quant_model(_arch(args.arch), args.attention, args.bits, args.seed), None
     if not args.run_dir:
         raise UserError("no model: give a RUN_DIR from `hwsim train`, or --init random --arch ...")
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run folder {run_dir} does not exist; train one with `hwsim train ... --out {run_dir}`")
-    from quant.train.checkpoint import load_quant_run
-    return load_quant_run(run_dir), run_dir
+    return load_run(args.run_dir), Path(args.run_dir)
 
 
 def _arch(arch: str):
@@ -59,27 +56,11 @@ def _arch(arch: str):
     return arch
 
 
-def export_model(qmodel, out: Path, tokenizer_dir: Path | None = None):
-    """QuantClassifier -> IntProgram -> validated integer ONNX written atomically to `out`."""
-    from export.checks import validate
-    from export.onnx_lower import to_onnx
-    from export.save import save_model
-    from quant.qat.lower import lower
-
-    prog = lower(qmodel.eval())
-    if tokenizer_dir is not None:
-        prog = _with_tokenizer(prog, tokenizer_dir)
-    model = to_onnx(prog)
-    validate(model)
-    save_model(model, out)
-    return model
-
-
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    qmodel, run_dir = _quant_model(args)
+    qmodel, tokenizer = _quant_model(args)
     out = Path(args.out)
-    model = export_model(qmodel, out, run_dir)
+    model = export_quant_model(qmodel, out, tokenizer=tokenizer)
     if args.format == "qonnx":
         from export.qonnx import export_qonnx_model
         qpath = out.with_name(out.stem + ".qonnx.onnx")
@@ -89,10 +70,3 @@ def run(args: argparse.Namespace) -> int:
           f"{out.stat().st_size / 2**20:.1f} MiB, {time.perf_counter() - t0:.1f} s")
     return 0
 
-
-def _with_tokenizer(prog, run_dir: Path):
-    """Record where the tokenizer lives so `hwsim run` finds it without being told."""
-    from dataclasses import replace
-    if (run_dir / "tokenizer.json").is_file() or (run_dir / "vocab.txt").is_file():
-        return replace(prog, meta={**prog.meta, "tokenizer": str(run_dir.resolve())})
-    return prog

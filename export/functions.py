@@ -20,8 +20,9 @@ Integer building blocks used by every body (all int64 unless noted):
   numerator is an exact multiple and ONNX's truncating Div gives the floor).
 - `_isqrt(v)`: floor square root, digit by digit over 32 bit pairs (v < 2**63), one ONNX `Loop`
   of 32 iterations on integer loop-carried values.
-- `_requant(x, shift, bits)`: `_shl(_shr(x, max(shift, 0), True), max(-shift, 0))`, then clamp
-  (Max/Min) to the signed `bits` range.
+- `_requant(x, shift, bits)`: `_shl(_shr(x, max(shift, 0), True), max(-shift, 0))`, then saturate
+  to the signed `bits` range with `_clamp` (Where/Less: onnxruntime's int64 Max/Min/Clip are wrong
+  beyond the int32 range, see `_max`).
 
 Where an attribute switches behaviour (`relu`, `center`, `signed`) the body derives a bool from it
 and selects with Where; no Mul stands in for a switch or a shift.

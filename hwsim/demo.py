@@ -102,15 +102,14 @@ def train_all(cfg: DemoConfig) -> dict[str, dict]:
 
 
 def export_all(cfg: DemoConfig) -> dict[str, Path]:
-    from export.cli import export_model
-    from quant.train.checkpoint import load_quant_run
+    from export.pipeline import export_run
     paths = {}
     for v in VARIANTS:
         run_dir = Path(cfg.out) / "runs" / f"int{cfg.bits}-{v}"
         path = Path(cfg.out) / "models" / f"{v}-w{cfg.bits}.onnx"
         if not path.is_file() or cfg.force:
             _say(f"exporting {run_dir} -> {path}")
-            export_model(load_quant_run(run_dir), path, run_dir)
+            export_run(run_dir, path)
         paths[v] = path
     return paths
 

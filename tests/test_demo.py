@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
+from pathlib import Path
 
 import pytest
 
@@ -55,8 +55,21 @@ def test_report_is_internally_consistent(demo):
         layers = sum(float(r["energy_pj"]) for r in rows if r["variant"] == v and r["group"] == "layer")
         assert total and layers == pytest.approx(total[0], rel=1e-5)
         assert saved["variants"][v]["energy_pj"]["total"] == pytest.approx(total[0], rel=1e-5)
-    # inhibitor attention has no multiplications in the attention op; dot has
     assert saved["variants"]["inhibitor"]["attention_share_arithmetic"] > 0
+
+
+def attention_actions(report: Path) -> list[set[str]]:
+    """Per attention node of a run report: the actions it counts (`mul`, `add`, ...), widths dropped."""
+    counts = json.loads(report.read_text())["counts"]
+    return [{key.split("@")[0] for key in counts["per_node"][node]}
+            for node, op in counts["node_op"].items() if op.endswith("Attention")]
+
+
+def test_inhibitor_attention_has_no_multiplications_and_dot_attention_has(demo):
+    out, _ = demo
+    inhibitor, dot = (attention_actions(out / "reports" / f"{v}.json") for v in ("inhibitor", "dot"))
+    assert inhibitor and all("mul" not in actions and "abs" in actions for actions in inhibitor)
+    assert dot and all("mul" in actions for actions in dot)
 
 
 def test_summary_numbers_come_from_the_report(demo):

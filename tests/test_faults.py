@@ -1,13 +1,12 @@
-"""Faults: SIGKILL the real command line at random moments; its output file is either absent or
-complete (a valid model / full CSV, PNG or JSON). A kill inside a write may leave that write's temporary
-`.NAME.PID.XXXX.part` (a SIGKILL cannot be caught); the next run of the command deletes it, and a
-completed run leaves no `*.part` file behind.
-The training kill/resume test lives in tests/test_train.py (owned there)."""
+"""Faults: SIGKILL the real command line at fixed fractions of a full run's time; its output file is
+either absent or complete (a valid model / full CSV, PNG or JSON). A kill inside a write may leave
+that write's temporary `.NAME.PID.XXXX.part` (a SIGKILL cannot be caught); the next run of the
+command deletes it, and a completed run leaves no `*.part` file behind.
+Training is killed and resumed in tests/test_kill_resume.py (QAT) and tests/test_train.py (float)."""
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from tests.test_bad_inputs import ROOT, hwsim, kit  # noqa: F401 - the kit fixture: model, tokenizer, run report
 
-KILLS = 3  # random moments per command
+KILL_AT = (0.15, 0.45, 0.75)  # kill moments, as fractions of the time of a full run
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 
 
@@ -51,32 +50,31 @@ def _complete_json(path: Path) -> None:
     assert "counts" in json.loads(path.read_text(encoding="utf-8"))
 
 
-def _kill_and_check(case: Path, args: list, outputs: dict[str, callable]) -> list[str]:
-    """Time one full run, then kill KILLS runs at random moments inside it; check the outputs."""
+def _kill_and_check(case: Path, args: list, outputs: dict[str, callable]) -> None:
+    """Time one full run, then kill a run at each of KILL_AT; check the outputs after each and after a
+    final run. At least one kill must land before the run ends, or nothing was tested."""
     case.mkdir(exist_ok=True)
     t0 = time.perf_counter()
     assert _killed_at(args, case, 600) == 0
     full = time.perf_counter() - t0
-    rng = random.Random(f"{args[0]}:{os.getpid()}")
-    seen = []
-    for _ in range(KILLS):
+    codes = []
+    for fraction in KILL_AT:
         for name in outputs:
             (case / name).unlink(missing_ok=True)
-        code = _killed_at(args, case, rng.uniform(0.05, 1.0) * full)
-        seen.append("finished" if code == 0 else "killed")
+        codes.append(_killed_at(args, case, fraction * full))
         for name, complete in outputs.items():
             if (case / name).exists():
                 complete(case / name)
         left = sorted(p.name for p in case.rglob("*.part"))
-        if code == 0:
+        if codes[-1] == 0:
             assert not left, f"a completed run left temporaries: {left}"
         for name in left:  # only a killed writer's temporary, named so the next run can remove it
             assert re.fullmatch(r"\.(%s)\.\d+\.[^.]+\.part" % "|".join(map(re.escape, outputs)), name), left
+    assert -signal.SIGKILL in codes, f"no kill landed inside a {full:.1f} s run: exit codes {codes}"
     assert _killed_at(args, case, 600) == 0
     for name, complete in outputs.items():
         complete(case / name)
     assert not list(case.rglob("*.part")), sorted(p.name for p in case.iterdir())
-    return seen
 
 
 def test_export_killed(tmp_path):
@@ -93,9 +91,4 @@ def test_run_report_killed(tmp_path, kit):  # noqa: F811 - fixture
     args = ["run", kit / "good.onnx", "--text", "ba be bi", "--text", "bo bu", "--tokenizer", kit / "tok",
             "--check-ort", "--report", tmp_path / "c" / "r.json"]
     _kill_and_check(tmp_path / "c", args, {"r.json": _complete_json})
-
-
-def test_training_kill_resume_is_covered():
-    source = (ROOT / "tests" / "test_train.py").read_text(encoding="utf-8")
-    assert "resume" in source and ("SIGKILL" in source or "kill" in source)
 

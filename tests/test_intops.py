@@ -1,13 +1,12 @@
 """quant.intops against oracles written from docs/DESIGN.md (big-int Python, direct loops, float)."""
 from __future__ import annotations
 
-import doctest
 import math
 from fractions import Fraction
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from quant import intops as I
@@ -75,8 +74,7 @@ def test_layernorm_close_to_float(seed, dim, amp):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(-amp, amp + 1, (3, dim), generator=g)
     x = x.clamp(min=-(2**29), max=2**29)
-    if bool((x.double().std(-1, unbiased=False) < 100).any()):
-        return
+    assume(not bool((x.double().std(-1, unbiased=False) < 100).any()))  # the tolerance needs sd >= 100
     gamma = torch.randint(-128, 128, (dim,), generator=g)  # exp 7
     beta = torch.randint(-2**18, 2**18, (dim,), generator=g)  # exp norm_frac + 7 = 19
     y = I.layernorm(x, gamma, beta, eps=1, norm_frac=12, shift=15, bits=8)  # out exp 4
@@ -139,11 +137,6 @@ def test_softmax_all_padding_row_is_zero():
     s = torch.randint(-1000, 1000, (2, 1, 3, 3))
     p = I.softmax(s, torch.tensor([[0, 0, 0], [1, 0, 0]]), **I.softmax_constants(2.0**-8), n_clip=30, prob_bits=8)
     assert p[0].eq(0).all() and p[1, ..., 0].eq(255).all() and p[1, ..., 1:].eq(0).all()
-
-
-@pytest.mark.parametrize("module", [intops_base, intops_attention])
-def test_doctests(module):
-    assert doctest.testmod(module).failed == 0
 
 
 def test_softmax_constants_formulas_and_errors():

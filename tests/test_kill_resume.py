@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,43 +19,16 @@ from safetensors.torch import load_file
 
 from hwsim.cli import main
 from quant.train.checkpoint import checkpoint_dir, latest_checkpoint, load_state
-from tests.test_train import cli_args, glue_dir, run_cli, tiny_teacher  # noqa: F401 - fixtures
+from tests.test_train import (cli_args, glue_dir, run_cli, saved_step, sigkill, start,  # noqa: F401 - fixtures
+                              tiny_teacher, wait_for_step)
 
 SAVE_EVERY = 2
 STEPS = 8  # 32 training examples / batch 8 * 2 epochs
-POLL_S = 0.005
 
 
 def qat_args(teacher: Path, data: Path, out: Path, *extra) -> list[str]:
     return cli_args(teacher, data, out, "--attention", "inhibitor", "--bits", 8, "--distill", "task",
                     "--epochs", 2, "--train-limit", 32, "--save-every", SAVE_EVERY, *extra)
-
-
-def start(args: list[str]) -> subprocess.Popen:
-    """The CLI in a subprocess, with the environment of `run_cli` (one thread, offline)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "hwsim.cli", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def saved_step(out: Path) -> int:
-    path = latest_checkpoint(out)
-    return int(path.stem.split("-")[1]) if path is not None else 0
-
-
-def wait_for_step(proc: subprocess.Popen, out: Path, after: int) -> float:
-    """Poll `out/checkpoints` until a checkpoint later than step `after` exists; its time."""
-    while saved_step(out) <= after:
-        assert proc.poll() is None, f"exited {proc.returncode} before step {after}: {proc.stderr.read()[-2000:]}"
-        time.sleep(POLL_S)
-    return time.perf_counter()
-
-
-def sigkill(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL, f"not killed by SIGKILL: exit {proc.returncode}"
 
 
 def plant_partial_writes(out: Path) -> list[Path]:

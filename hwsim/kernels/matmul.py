@@ -1,6 +1,7 @@
 """Exact integer matrix products and the fused `Linear` kernel (DESIGN.md row `Linear`;
-`quant.intops.linear`): `acc = x @ w + b` (int32 accumulator), `y = requant(acc, shift, bits)`,
-then `max(y, 0)` if `relu`.
+`quant.intops.linear`): `acc = x @ w + b`, `y = requant(acc, shift, bits)`, then `max(y, 0)` if
+`relu`. `acc` is computed exactly in int64; the declared accumulator is the node's `acc_bits` (32 or
+64), and the executor checks the returned peak magnitude of `acc` against that width.
 
 Route (REFERENCE.md section 6): a float BLAS product is exact when every partial sum is an integer
 the float type represents, i.e. when `K * max|x| * max|w| <= 2**24` (float32) or `< 2**53`

@@ -14,13 +14,17 @@ Determinism and resume: the data order of epoch e is that of a `DistributedSampl
 every training checkpoint, so a resumed run repeats the uninterrupted one step for step.
 Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel (gloo on CPU,
 nccl on CUDA); only rank 0 evaluates, writes files and shows the progress bar.
+
+`train` = resume check -> `_prepare` (data, `build`, student initialisation, quantization, wrappers)
+-> optimizer and `restore` -> per epoch `_train_epoch` (`_train_step`, training checkpoints) and
+`_end_epoch` (evaluation, best checkpoint) -> `_finish` (metrics.json). The pieces around the loop
+live in `quant.train.runtime`; the optimizer and the saved training state in `quant.train.state`.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +37,12 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from models.errors import UserError
-from models.files import write_text_atomic
 from quant.train import checkpoint as ckpt
 from quant.train.distill import DISTILL_MODES, HIDDEN_LOSSES, DistillConfig, HiddenProjection, distill_loss
+from quant.train.runtime import (Dist, epoch_batches, evaluate, final_metrics, initialise_student,
+                                 load_data, quantize, setup_distributed, take, wrap_model)
+from quant.train.state import make_optimizer, restore, resume_state, save_training_state
 
-EXIT_HOOK = "HWSIM_TRAIN_EXIT_AFTER_STEP"  # test hook: os._exit(3) after this global step
 
 
 @dataclass(frozen=True)
@@ -95,57 +100,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# ---------------------------------------------------------------- processes and data
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed() -> Dist:
-    """Join the torchrun process group when WORLD_SIZE > 1; otherwise a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(f"cuda:{local}" if cuda else "cpu")
-    if world > 1 and not dist.is_initialized():
-        if cuda:
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if cuda else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return Dist(rank, world, device)
-
-
-def load_data(cfg: TrainConfig, spec, tokenizer) -> dict[str, dict[str, torch.Tensor]]:
-    from quant.data.tasks import encode, load_split
-    def limit(split: str) -> int | None:
-        caps = [n for n in (cfg.limit, cfg.train_limit if split == "train" else None) if n is not None]
-        return min(caps) if caps else None
-    return {s: encode(load_split(cfg.task, s, cfg.data_dir, limit(s)), tokenizer, cfg.max_length)
-            for s in spec.splits}
-
-
-def take(data: dict[str, torch.Tensor], idx, device: torch.device) -> dict[str, torch.Tensor]:
-    """Rows `idx`, trimmed to the longest sequence among them (padding is on the right)."""
-    idx = torch.as_tensor(idx, dtype=torch.long)
-    mask = data["attention_mask"][idx]
-    n = max(int(mask.sum(1).max()), 1)
-    return {"input_ids": data["input_ids"][idx, :n].to(device), "attention_mask": mask[:, :n].to(device),
-            "labels": data["labels"][idx].to(device)}
-
-
-def epoch_batches(sampler: DistributedSampler, epoch: int, batch_size: int) -> list[list[int]]:
-    sampler.set_epoch(epoch)
-    order = list(sampler)
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 # ---------------------------------------------------------------- models
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -180,20 +134,6 @@ def student_from(teacher: nn.Module, attention: str, **overrides):
     own = student.state_dict()
     student.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     return student, cfg
-
-
-class Outputs(nn.Module):
-    """forward -> (logits, hidden_states, contexts), so that DDP sees every use of the parameters."""
-
-    def __init__(self, model: nn.Module, full: bool, proj: HiddenProjection | None):
-        super().__init__()
-        self.model, self.full, self.proj = model, full, proj
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        if not self.full:
-            return self.model(input_ids, attention_mask), (), ()
-        logits, out = self.model.forward_all(input_ids, attention_mask)
-        return logits, tuple(out.hidden_states), tuple(out.contexts)
 
 
 def _is_fine_tuned(folder: Path) -> bool:
@@ -235,219 +175,145 @@ def build(cfg: TrainConfig, spec) -> dict[str, Any]:
             "calib_teacher": calib_teacher}
 
 
-def quantize(cfg: TrainConfig, model: nn.Module, data, device):
-    from quant.qat.config import QuantConfig
-    from quant.qat.model import calibrate, quantize_model
-    qcfg = QuantConfig(weight_bits=cfg.bits, act_bits=cfg.bits)
-    qmodel = quantize_model(model, qcfg).to(device)
-    n = len(data["labels"])
-    batches = [take(data, range(i, min(i + cfg.batch_size, n)), device)
-               for i in range(0, min(n, cfg.calib_batches * cfg.batch_size), cfg.batch_size)]
-    calibrate(qmodel, [{k: b[k] for k in ("input_ids", "attention_mask")} for b in batches])
-    return qmodel, qcfg
+# ---------------------------------------------------------------- setting up a run
+
+@dataclass(frozen=True)
+class Run:
+    """Everything the loop reads; `model` is the trained classifier, `wrapped` it with the hidden
+    projection (what a training checkpoint holds), `runner` that under DDP when distributed."""
+    cfg: TrainConfig
+    world: Dist
+    spec: Any
+    tokenizer: Any
+    data: dict[str, dict[str, torch.Tensor]]
+    eval_split: str
+    enc_cfg: Any
+    qcfg: Any
+    model: nn.Module
+    teacher: nn.Module | None
+    proj: HiddenProjection | None
+    wrapped: nn.Module
+    runner: nn.Module
+    sampler: DistributedSampler
+    per_epoch: int
 
 
-# ---------------------------------------------------------------- optimisation
-
-def make_optimizer(cfg: TrainConfig, module: nn.Module, total_steps: int):
-    decay, no_decay = [], []
-    for name, p in module.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    warm = int(cfg.warmup * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+def _say(world: Dist):
+    return tqdm.write if world.main else (lambda *a, **k: None)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, spec, data, batch_size: int, device) -> dict[str, float]:
-    from quant.data.metrics import compute_metrics
-    was_training = model.training
-    model.eval()
-    n = len(data["labels"])
-    logits = [model(**{k: v for k, v in take(data, range(i, min(i + batch_size, n)), device).items()
-                       if k != "labels"}).float().cpu() for i in range(0, n, batch_size)]
-    model.train(was_training)
-    return {k: float(v) for k, v in compute_metrics(spec, torch.cat(logits), data["labels"]).items()}
+def _prepare(cfg: TrainConfig, world: Dist, spec, state) -> Run:
+    """Data, the student (initialised, quantized), the teacher, the wrappers and the sampler, in the
+    order that fixes the torch RNG draws of a fresh run."""
+    from models.loading import load_tokenizer
+    from models.teacher import resolve_teacher
+    tokenizer = load_tokenizer(resolve_teacher(cfg.teacher) if not cfg.init_student else cfg.init_student)
+    data = load_data(cfg, spec, tokenizer)
+    parts = build(cfg, spec)
+    if state is None:
+        initialise_student(cfg, parts, data["train"], _say(world))
+    model, qcfg = parts["model"].to(world.device), None
+    if not cfg.float_model:
+        model, qcfg = quantize(cfg, model, data["train"], world.device)
+    teacher, proj, wrapped, runner = wrap_model(world, model, parts["teacher"], parts["enc_cfg"], state)
+    sampler = DistributedSampler(range(len(data["train"]["labels"])), num_replicas=world.world, rank=world.rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=False)
+    return Run(cfg, world, spec, tokenizer, data, "validation" if "validation" in data else "test",
+               parts["enc_cfg"], qcfg, model, teacher, proj, wrapped, runner, sampler,
+               math.ceil(len(sampler) / cfg.batch_size))
 
 
 # ---------------------------------------------------------------- the loop
 
-def _resume_state(cfg: TrainConfig) -> dict[str, Any] | None:
-    if not cfg.resume:
-        return None
-    path = ckpt.latest_checkpoint(cfg.out)
-    if path is None:
-        raise UserError(f"--resume: no training checkpoint in {ckpt.checkpoint_dir(cfg.out)}; start without "
-                        f"--resume (pass --save-every N to write checkpoints)")
-    state = ckpt.load_state(path)
-    saved = json.loads(state["meta"])["config"]
-    mine = dict(cfg.to_dict(), resume=saved["resume"])
-    changed = sorted(k for k in mine if mine[k] != saved.get(k))
-    if changed:
-        raise UserError(f"--resume: the checkpoint {path} was written with different settings ({', '.join(changed)}); "
-                        f"resume with the original arguments or start a new --out")
-    return state
-
-
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run the training that `cfg` describes; returns the final metrics (rank 0; {} elsewhere)."""
-    from models.loading import load_tokenizer
-    from models.teacher import resolve_teacher
     from quant.data.tasks import get_task
-    from quant.train.distill import calibrate_inhibitor, layerwise_init
-
     world = setup_distributed()
     torch.manual_seed(cfg.seed)
     spec = get_task(cfg.task)
-    state = _resume_state(cfg)
+    saved = resume_state(cfg)
     if world.main:
         ckpt.remove_partial_files(cfg.out)  # left by a run killed while writing
-    say = tqdm.write if world.main else (lambda *a, **k: None)
-    tokenizer = load_tokenizer(resolve_teacher(cfg.teacher) if not cfg.init_student else cfg.init_student)
-    data = load_data(cfg, spec, tokenizer)
-    eval_split = "validation" if "validation" in data else "test"
-    parts = build(cfg, spec)
-    model, teacher = parts["model"], parts["teacher"]
-    batches = [take(data["train"], range(i, i + cfg.batch_size), torch.device("cpu"))
-               for i in range(0, min(len(data["train"]["labels"]) - cfg.batch_size + 1, 8 * cfg.batch_size),
-                              cfg.batch_size)] or [take(data["train"], range(len(data["train"]["labels"])), "cpu")]
-    if parts["calib_teacher"] is not None and state is None:
-        fits = calibrate_inhibitor(model, parts["calib_teacher"], batches[:cfg.calib_batches])
-        say("inhibitor calibration (gamma/sqrt(d) = 2**e, beta, context residual) per layer: " + "; ".join(
-            f"2**{f['exponent']:.0f} {f['beta']:.4f} {f['residual']:.3f}" for f in fits))
-    if cfg.layer_init_steps and parts["init_teacher"] is not None and state is None:
-        finals = layerwise_init(model, parts["init_teacher"], batches, cfg.layer_init_steps, cfg.layer_init_lr)
-        say(f"layer-by-layer init: final context MSE per layer {[round(f, 5) for f in finals]}")
-    model = model.to(world.device)
-    qcfg = None
-    if not cfg.float_model:
-        model, qcfg = quantize(cfg, model, data["train"], world.device)
-    if teacher is not None:
-        teacher = teacher.to(world.device).eval().requires_grad_(False)
-    full = teacher is not None
-    t_width = teacher.cfg.hidden if teacher is not None else parts["enc_cfg"].hidden
-    proj = HiddenProjection(parts["enc_cfg"].hidden, t_width, parts["enc_cfg"].layers + 1) if full else None
-    wrapped = Outputs(model, full, proj).to(world.device)
-    if state is not None:
-        wrapped.load_state_dict(state["model"])
-    runner = wrapped
-    if world.world > 1:
-        runner = nn.parallel.DistributedDataParallel(wrapped, device_ids=[world.device.index]
-                                                     if world.device.type == "cuda" else None)
-
-    n_train = len(data["train"]["labels"])
-    sampler = DistributedSampler(range(n_train), num_replicas=world.world, rank=world.rank,
-                                 shuffle=True, seed=cfg.seed, drop_last=False)
-    per_epoch = math.ceil(len(sampler) / cfg.batch_size)
-    total = per_epoch * cfg.epochs
-    opt, sched = make_optimizer(cfg, runner, total)
-    meta = {"config": cfg.to_dict(), "best": None, "history": [], "epochs_done": 0, "running": {}}
-    step = 0
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        meta, step = json.loads(state["meta"]), int(state["step"])
-        ckpt.set_rng_state(state["rng"][world.rank])
-        say(f"resumed from step {step} of {total}")
-    else:
-        torch.manual_seed(cfg.seed * 1_000_003 + world.rank)  # dropout stream of this rank
-    exit_after = int(os.environ.get(EXIT_HOOK, "0"))
-
-    def save_best(metrics: dict[str, float], epoch: int) -> None:
-        extra = {"validation": metrics, "epoch": epoch, "train_config": cfg.to_dict()}
-        if cfg.float_model:
-            from models.loading import save_checkpoint
-            save_checkpoint(model, parts["enc_cfg"], cfg.out, tokenizer, extra)
-        else:
-            ckpt.save_quant_run(model, parts["enc_cfg"], qcfg, cfg.out, tokenizer, extra)
-
+    run = _prepare(cfg, world, spec, saved)
+    total = run.per_epoch * cfg.epochs
+    opt, sched = make_optimizer(cfg, run.runner, total)
+    meta, step = restore(cfg, world.rank, saved, opt, sched)
+    if saved is not None:
+        _say(world)(f"resumed from step {step} of {total}")
     bar = tqdm(total=total, initial=step, disable=not world.main, desc=f"train {cfg.task}", dynamic_ncols=True)
     start = time.perf_counter()
-    runner.train()
+    run.runner.train()
     for epoch in range(meta["epochs_done"], cfg.epochs):  # a checkpoint may precede its epoch's evaluation
-        batches = epoch_batches(sampler, epoch, cfg.batch_size)
-        for idx in batches[step - epoch * per_epoch:]:
-            batch = take(data["train"], idx, world.device)
-            student = runner(batch["input_ids"], batch["attention_mask"])
-            target = None
-            if teacher is not None:
-                with torch.no_grad():
-                    t_logits, t_out = teacher.forward_all(batch["input_ids"], batch["attention_mask"])
-                target = (t_logits, t_out.hidden_states, t_out.contexts)
-            loss, named = distill_loss(cfg.distill, batch["attention_mask"], batch["labels"], student, target, proj)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.max_grad_norm:
-                nn.utils.clip_grad_norm_(runner.parameters(), cfg.max_grad_norm)
-            opt.step()
-            sched.step()
-            step += 1
-            running = meta["running"]  # moving averages of the loss parts, saved with the state
-            meta["running"] = {k: v if k not in running else 0.98 * running[k] + 0.02 * v for k, v in named.items()}
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in meta["running"].items()}, refresh=False)
-            if cfg.save_every and step % cfg.save_every == 0:
-                _save_training_state(cfg, world, step, wrapped, opt, sched, meta)
-            if exit_after and step == exit_after:
-                os._exit(3)
-        if world.main:
-            metrics = evaluate(model, spec, data[eval_split], cfg.eval_batch_size, world.device)
-            meta["history"].append({"epoch": epoch, "step": step, "loss": dict(meta["running"]), eval_split: metrics})
-            say(f"epoch {epoch}: {eval_split} {metrics}")
-            value = metrics[spec.main_metric]
-            if meta["best"] is None or value > meta["best"]["value"]:
-                meta["best"] = {"value": value, "epoch": epoch, "metrics": metrics}
-                save_best(metrics, epoch)
-        meta["epochs_done"] = epoch + 1
-        if world.world > 1:
-            dist.barrier()
+        step = _train_epoch(run, epoch, step, meta, (opt, sched), bar)
+        _end_epoch(run, epoch, step, meta)
     bar.close()
+    return _finish(run, meta, time.perf_counter() - start)
+
+
+def _train_epoch(run: Run, epoch: int, step: int, meta: dict[str, Any], optim, bar) -> int:
+    """The rest of epoch `epoch` from global step `step`; returns the step reached."""
+    cfg = run.cfg
+    for idx in epoch_batches(run.sampler, epoch, cfg.batch_size)[step - epoch * run.per_epoch:]:
+        named = _train_step(run, take(run.data["train"], idx, run.world.device), *optim)
+        step += 1
+        running = meta["running"]  # moving averages of the loss parts, saved with the state
+        meta["running"] = {k: v if k not in running else 0.98 * running[k] + 0.02 * v for k, v in named.items()}
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in meta["running"].items()}, refresh=False)
+        if cfg.save_every and step % cfg.save_every == 0:
+            save_training_state(cfg.out, run.world, step, run.wrapped, *optim, meta)
+    return step
+
+
+def _train_step(run: Run, batch: dict[str, torch.Tensor], opt, sched) -> dict[str, float]:
+    """One optimizer step on `batch`; the named loss parts."""
+    student = run.runner(batch["input_ids"], batch["attention_mask"])
+    target = None
+    if run.teacher is not None:
+        with torch.no_grad():
+            t_logits, t_out = run.teacher.forward_all(batch["input_ids"], batch["attention_mask"])
+        target = (t_logits, t_out.hidden_states, t_out.contexts)
+    loss, named = distill_loss(run.cfg.distill, batch["attention_mask"], batch["labels"], student, target, run.proj)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.cfg.max_grad_norm:
+        nn.utils.clip_grad_norm_(run.runner.parameters(), run.cfg.max_grad_norm)
+    opt.step()
+    sched.step()
+    return named
+
+
+def _end_epoch(run: Run, epoch: int, step: int, meta: dict[str, Any]) -> None:
+    """Rank 0 evaluates and keeps the best checkpoint; every rank marks the epoch done."""
+    if run.world.main:
+        metrics = evaluate(run.model, run.spec, run.data[run.eval_split], run.cfg.eval_batch_size, run.world.device)
+        meta["history"].append({"epoch": epoch, "step": step, "loss": dict(meta["running"]), run.eval_split: metrics})
+        _say(run.world)(f"epoch {epoch}: {run.eval_split} {metrics}")
+        value = metrics[run.spec.main_metric]
+        if meta["best"] is None or value > meta["best"]["value"]:
+            meta["best"] = {"value": value, "epoch": epoch, "metrics": metrics}
+            _save_best(run, metrics, epoch)
+    meta["epochs_done"] = epoch + 1
+    if run.world.world > 1:
+        dist.barrier()
+
+
+def _save_best(run: Run, metrics: dict[str, float], epoch: int) -> None:
+    cfg = run.cfg
+    extra = {"validation": metrics, "epoch": epoch, "train_config": cfg.to_dict()}
+    if cfg.float_model:
+        from models.loading import save_checkpoint
+        save_checkpoint(run.model, run.enc_cfg, cfg.out, run.tokenizer, extra)
+    else:
+        ckpt.save_quant_run(run.model, run.enc_cfg, run.qcfg, cfg.out, run.tokenizer, extra)
+
+
+def _finish(run: Run, meta: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """metrics.json on rank 0; leave the process group."""
     result: dict[str, Any] = {}
-    if world.main:
-        result = final_metrics(cfg, spec, data, meta, time.perf_counter() - start, world.device, eval_split)
-    if world.world > 1:
+    if run.world.main:
+        result = final_metrics(run.cfg, run.spec, run.data, meta, seconds, run.world.device, run.eval_split)
+    if run.world.world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return result
-
-
-def _save_training_state(cfg, world: Dist, step: int, wrapped, opt, sched, meta) -> None:
-    """Collective (every rank gathers its RNG state to all); rank 0 writes."""
-    rngs = [ckpt.rng_state()]
-    if world.world > 1:
-        rngs = [None] * world.world
-        dist.all_gather_object(rngs, ckpt.rng_state())
-    if world.main:
-        ckpt.save_state(cfg.out, step, {"model": wrapped.state_dict(), "optimizer": opt.state_dict(),
-                                        "scheduler": sched.state_dict(), "rng": rngs, "step": step,
-                                        "meta": json.dumps(meta)})
-
-
-def final_metrics(cfg: TrainConfig, spec, data, meta, seconds: float, device, eval_split: str) -> dict[str, Any]:
-    """Reload the best checkpoint from `out`, evaluate it on every split but train and `eval_split`
-    (whose metrics it got when it became the best), write metrics.json."""
-    if cfg.float_model:
-        from models.loading import load_checkpoint
-        best = load_checkpoint(cfg.out)[0]
-    else:
-        best = ckpt.load_quant_run(cfg.out)
-    best = best.to(device)
-    result = {"task": cfg.task, "attention": cfg.attention, "float": cfg.float_model,
-              "bits": None if cfg.float_model else cfg.bits, "distill": cfg.distill.mode,
-              "best_epoch": meta["best"]["epoch"], "main_metric": spec.main_metric,
-              "train_seconds": round(seconds, 1), "history": meta["history"], "config": cfg.to_dict()}
-    for split in data:
-        if split == eval_split:  # measured on this very model when it became the best (tests check equality)
-            result[split] = meta["best"]["metrics"]
-        elif split != "train":
-            result[split] = evaluate(best, spec, data[split], cfg.eval_batch_size, device)
-    write_text_atomic(Path(cfg.out) / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -1,0 +1,55 @@
+"""Export as a library call: a quantized model, or the run folder of `hwsim train`, -> integer ONNX.
+
+    export_quant_model(qmodel, "m.onnx", tokenizer="runs/inh8")
+    export_run("runs/inh8", "m.onnx")
+
+Both go through the same steps: QuantClassifier -> `quant.qat.lower.lower` (IntProgram) ->
+`export.onnx_lower.to_onnx` -> `export.checks.validate` -> atomic save (`export.save.save_model`).
+Nothing is written when a step fails. torch is imported inside the functions, so that
+`import export` stays free of it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from models.errors import UserError
+
+
+def export_quant_model(qmodel, out: str | os.PathLike, tokenizer: str | os.PathLike | None = None):
+    """QuantClassifier -> validated integer ONNX written atomically to `out`; returns the ModelProto.
+
+    `tokenizer`: a folder with `tokenizer.json` or `vocab.txt`; when it holds one, its resolved path
+    is recorded in the model's metadata so that `hwsim run` finds the tokenizer without being told.
+    """
+    from export.checks import validate
+    from export.onnx_lower import to_onnx
+    from export.save import save_model
+    from quant.qat.lower import lower
+
+    prog = lower(qmodel.eval())
+    if tokenizer is not None and _holds_tokenizer(Path(tokenizer)):
+        prog = replace(prog, meta={**prog.meta, "tokenizer": str(Path(tokenizer).resolve())})
+    model = to_onnx(prog)
+    validate(model)
+    save_model(model, out)
+    return model
+
+
+def load_run(run_dir: str | os.PathLike):
+    """The best QuantClassifier of a `hwsim train` QAT run folder; UserError when there is none."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} does not exist; train one with `hwsim train ... --out {run_dir}`")
+    from quant.train.checkpoint import load_quant_run
+    return load_quant_run(run_dir)
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike):
+    """`export_quant_model` of the run's best checkpoint, with the run's tokenizer recorded."""
+    return export_quant_model(load_run(run_dir), out, tokenizer=run_dir)
+
+
+def _holds_tokenizer(folder: Path) -> bool:
+    return (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()

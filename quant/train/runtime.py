@@ -1,0 +1,170 @@
+"""The pieces of a training run around the loop of `quant.train.loop`: processes (torchrun), data
+batches, the student's initialisation and quantization before training, the wrapper DDP sees, and evaluation.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from models.files import write_text_atomic
+from quant.train import checkpoint as ckpt
+from quant.train.distill import HiddenProjection
+
+if TYPE_CHECKING:
+    from quant.train.loop import TrainConfig
+
+
+# ---------------------------------------------------------------- processes and data
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Dist:
+    """Join the torchrun process group when WORLD_SIZE > 1; otherwise a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}" if cuda else "cpu")
+    if world > 1 and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return Dist(rank, world, device)
+
+
+def load_data(cfg: TrainConfig, spec, tokenizer) -> dict[str, dict[str, torch.Tensor]]:
+    from quant.data.tasks import encode, load_split
+    def limit(split: str) -> int | None:
+        caps = [n for n in (cfg.limit, cfg.train_limit if split == "train" else None) if n is not None]
+        return min(caps) if caps else None
+    return {s: encode(load_split(cfg.task, s, cfg.data_dir, limit(s)), tokenizer, cfg.max_length)
+            for s in spec.splits}
+
+
+def take(data: dict[str, torch.Tensor], idx, device: torch.device) -> dict[str, torch.Tensor]:
+    """Rows `idx`, trimmed to the longest sequence among them (padding is on the right)."""
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    mask = data["attention_mask"][idx]
+    n = max(int(mask.sum(1).max()), 1)
+    return {"input_ids": data["input_ids"][idx, :n].to(device), "attention_mask": mask[:, :n].to(device),
+            "labels": data["labels"][idx].to(device)}
+
+
+def epoch_batches(sampler: DistributedSampler, epoch: int, batch_size: int) -> list[list[int]]:
+    sampler.set_epoch(epoch)
+    order = list(sampler)
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+# ---------------------------------------------------------------- the student before training
+
+def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say) -> None:
+    """Inhibitor calibration and layer-by-layer init of the float student (a fresh run only)."""
+    from quant.train.distill import calibrate_inhibitor, layerwise_init
+    model, n = parts["model"], len(train_data["labels"])
+    batches = [take(train_data, range(i, i + cfg.batch_size), torch.device("cpu"))
+               for i in range(0, min(n - cfg.batch_size + 1, 8 * cfg.batch_size), cfg.batch_size)] \
+        or [take(train_data, range(n), "cpu")]
+    if parts["calib_teacher"] is not None:
+        fits = calibrate_inhibitor(model, parts["calib_teacher"], batches[:cfg.calib_batches])
+        say("inhibitor calibration (gamma/sqrt(d) = 2**e, beta, context residual) per layer: " + "; ".join(
+            f"2**{f['exponent']:.0f} {f['beta']:.4f} {f['residual']:.3f}" for f in fits))
+    if cfg.layer_init_steps and parts["init_teacher"] is not None:
+        finals = layerwise_init(model, parts["init_teacher"], batches, cfg.layer_init_steps, cfg.layer_init_lr)
+        say(f"layer-by-layer init: final context MSE per layer {[round(f, 5) for f in finals]}")
+
+
+def wrap_model(world: Dist, model: nn.Module, teacher, enc_cfg, state):
+    """(teacher on the device, projection, Outputs wrapper with a resumed state loaded, runner)."""
+    if teacher is not None:
+        teacher = teacher.to(world.device).eval().requires_grad_(False)
+    full = teacher is not None
+    proj = HiddenProjection(enc_cfg.hidden, teacher.cfg.hidden, enc_cfg.layers + 1) if full else None
+    wrapped = Outputs(model, full, proj).to(world.device)
+    if state is not None:
+        wrapped.load_state_dict(state["model"])
+    runner = wrapped
+    if world.world > 1:
+        runner = nn.parallel.DistributedDataParallel(wrapped, device_ids=[world.device.index]
+                                                     if world.device.type == "cuda" else None)
+    return teacher, proj, wrapped, runner
+
+
+class Outputs(nn.Module):
+    """forward -> (logits, hidden_states, contexts), so that DDP sees every use of the parameters."""
+
+    def __init__(self, model: nn.Module, full: bool, proj: HiddenProjection | None):
+        super().__init__()
+        self.model, self.full, self.proj = model, full, proj
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        if not self.full:
+            return self.model(input_ids, attention_mask), (), ()
+        logits, out = self.model.forward_all(input_ids, attention_mask)
+        return logits, tuple(out.hidden_states), tuple(out.contexts)
+
+
+def quantize(cfg: TrainConfig, model: nn.Module, data, device):
+    from quant.qat.config import QuantConfig
+    from quant.qat.model import calibrate, quantize_model
+    qcfg = QuantConfig(weight_bits=cfg.bits, act_bits=cfg.bits)
+    qmodel = quantize_model(model, qcfg).to(device)
+    n = len(data["labels"])
+    batches = [take(data, range(i, min(i + cfg.batch_size, n)), device)
+               for i in range(0, min(n, cfg.calib_batches * cfg.batch_size), cfg.batch_size)]
+    calibrate(qmodel, [{k: b[k] for k in ("input_ids", "attention_mask")} for b in batches])
+    return qmodel, qcfg
+
+
+# ---------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(model: nn.Module, spec, data, batch_size: int, device) -> dict[str, float]:
+    from quant.data.metrics import compute_metrics
+    was_training = model.training
+    model.eval()
+    n = len(data["labels"])
+    logits = [model(**{k: v for k, v in take(data, range(i, min(i + batch_size, n)), device).items()
+                       if k != "labels"}).float().cpu() for i in range(0, n, batch_size)]
+    model.train(was_training)
+    return {k: float(v) for k, v in compute_metrics(spec, torch.cat(logits), data["labels"]).items()}
+
+
+
+def final_metrics(cfg: TrainConfig, spec, data, meta, seconds: float, device, eval_split: str) -> dict[str, Any]:
+    """Reload the best checkpoint from `out`, evaluate it on every split but train and `eval_split`
+    (whose metrics it got when it became the best), write metrics.json."""
+    if cfg.float_model:
+        from models.loading import load_checkpoint
+        best = load_checkpoint(cfg.out)[0]
+    else:
+        best = ckpt.load_quant_run(cfg.out)
+    best = best.to(device)
+    result = {"task": cfg.task, "attention": cfg.attention, "float": cfg.float_model,
+              "bits": None if cfg.float_model else cfg.bits, "distill": cfg.distill.mode,
+              "best_epoch": meta["best"]["epoch"], "main_metric": spec.main_metric,
+              "train_seconds": round(seconds, 1), "history": meta["history"], "config": cfg.to_dict()}
+    for split in data:
+        if split == eval_split:  # measured on this very model when it became the best (tests check equality)
+            result[split] = meta["best"]["metrics"]
+        elif split != "train":
+            result[split] = evaluate(best, spec, data[split], cfg.eval_batch_size, device)
+    write_text_atomic(Path(cfg.out) / "metrics.json", json.dumps(result, indent=2) + "\n")
+    return result

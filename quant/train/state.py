@@ -1,0 +1,79 @@
+"""Training state of `quant.train.loop`: the optimizer and schedule, the resume check, and saving and
+restoring everything a resumed run needs to repeat the uninterrupted one step for step.
+
+What is saved and where: `quant.train.checkpoint` (module docstring). `meta` is the JSON-able part
+of the progress: {"config", "best", "history", "epochs_done", "running"}.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from models.errors import UserError
+from quant.train import checkpoint as ckpt
+
+
+def make_optimizer(cfg, module: nn.Module, total_steps: int):
+    """AdamW (no decay on biases and norms) and a linear warm-up then linear decay to 0 over
+    `total_steps`; `cfg` is the loop's TrainConfig."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    warm = int(cfg.warmup * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def resume_state(cfg) -> dict[str, Any] | None:
+    """The latest training checkpoint in `cfg.out` when `cfg.resume`, else None. UserError when there
+    is none, or when it was written with other settings (a resumed run must repeat the same one)."""
+    if not cfg.resume:
+        return None
+    path = ckpt.latest_checkpoint(cfg.out)
+    if path is None:
+        raise UserError(f"--resume: no training checkpoint in {ckpt.checkpoint_dir(cfg.out)}; start without "
+                        f"--resume (pass --save-every N to write checkpoints)")
+    state = ckpt.load_state(path)
+    saved = json.loads(state["meta"])["config"]
+    mine = dict(cfg.to_dict(), resume=saved["resume"])
+    changed = sorted(k for k in mine if mine[k] != saved.get(k))
+    if changed:
+        raise UserError(f"--resume: the checkpoint {path} was written with different settings ({', '.join(changed)}); "
+                        f"resume with the original arguments or start a new --out")
+    return state
+
+
+def restore(cfg, rank: int, state: dict[str, Any] | None, opt, sched) -> tuple[dict[str, Any], int]:
+    """(meta, global step) to continue from: those of `state` with its optimizer, schedule and this
+    rank's RNG states loaded, or a fresh start with this rank's dropout stream seeded."""
+    if state is None:
+        torch.manual_seed(cfg.seed * 1_000_003 + rank)
+        return {"config": cfg.to_dict(), "best": None, "history": [], "epochs_done": 0, "running": {}}, 0
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    ckpt.set_rng_state(state["rng"][rank])
+    return json.loads(state["meta"]), int(state["step"])
+
+
+def save_training_state(out: str, world, step: int, wrapped: nn.Module, opt, sched, meta: dict[str, Any]) -> None:
+    """Collective (every rank gathers its RNG state to all); rank 0 writes checkpoint `step`."""
+    rngs = [ckpt.rng_state()]
+    if world.world > 1:
+        rngs = [None] * world.world
+        dist.all_gather_object(rngs, ckpt.rng_state())
+    if world.main:
+        ckpt.save_state(out, step, {"model": wrapped.state_dict(), "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(), "rng": rngs, "step": step,
+                                    "meta": json.dumps(meta)})
