@@ -84,8 +84,11 @@ def run_shard(spec: RunSpec, shard: Shard, path: str, fp: str) -> str:
 @contextlib.contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None):
     """A client of the scheduler at `scheduler`, or of a new LocalCluster of `workers` processes."""
-    from distributed import Client, LocalCluster
-
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise UserError("--workers/--scheduler need Dask: pip install 'dask[distributed]', "
+                        "or run on this machine's cores with --jobs") from None
     if scheduler:
         try:
             client = Client(scheduler, timeout="30s")

@@ -14,7 +14,7 @@ import math
 import os
 import re
 from collections import Counter
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 
@@ -23,6 +23,7 @@ import numpy as np
 from models.errors import UserError
 
 MAX_POOL_SHARD = 32  # samples per shard of a local pool: small enough for a lively progress bar
+MIN_POOL_SAMPLES = 16  # fewer run in this process: a worker's start (imports, model load) costs seconds
 
 
 @dataclass(frozen=True)
@@ -173,13 +174,14 @@ def simulate_local(plan, spec: RunSpec, ids: list[np.ndarray], labels, progress:
 
 
 def simulate_pool(plan, spec: RunSpec, ids: list[np.ndarray], labels, jobs: int, progress: bool = True) -> dict:
-    """All samples over `jobs` worker processes (1: this process); the same report as `simulate_local`."""
+    """All samples over `jobs` worker processes (1, or under MIN_POOL_SAMPLES samples: this process);
+    the same report as `simulate_local`."""
     from tqdm import tqdm
 
     size = max(1, min(MAX_POOL_SHARD, math.ceil(len(ids) / (4 * max(jobs, 1)))))
     shards = plan_shards(ids, size)
     jobs = min(jobs, len(shards))
-    if jobs <= 1:
+    if jobs <= 1 or len(ids) < MIN_POOL_SAMPLES:
         return simulate_local(plan, spec, ids, labels, progress)
     partials = []
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
@@ -187,7 +189,7 @@ def simulate_pool(plan, spec: RunSpec, ids: list[np.ndarray], labels, jobs: int,
         with tqdm(total=len(ids), desc=f"hwsim run ({jobs} processes)", unit="sample", disable=not progress) as bar:
             pending = {pool.submit(shard_in_worker, spec, s): len(s.indices) for s in longest_first(shards)}
             while pending:
-                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     partials.append(fut.result())  # a worker's error is raised here, the rest cancelled
                     bar.update(pending.pop(fut))

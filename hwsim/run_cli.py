@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what a value outside its declared width does (default: error)")
     parser.add_argument("--report", required=True, help="output JSON report")
     parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes on this machine (default: all cores; 1 = this process only)")
+                        help="worker processes on this machine (default: all cores; 1 = this process only; "
+                             "sets under 16 samples always run in this process)")
     parser.add_argument("--workers", type=int, default=None,
                         help="run on a new local Dask cluster of N worker processes, in resumable shards")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -62,12 +63,13 @@ def _engine(args: argparse.Namespace) -> tuple[int, int | None, str | None]:
 
 def _simulate(args: argparse.Namespace, plan, ids, labels) -> tuple[dict, str]:
     """The run report of `ids` by the engine the command line asks for, and the engine's name."""
-    from hwsim.parallel import RunSpec, simulate_pool
+    from hwsim.parallel import MIN_POOL_SAMPLES, RunSpec, simulate_pool
 
     jobs, workers, scheduler = _engine(args)
     spec = RunSpec(args.model, args.hw, args.overflow, args.check_ort)
     if workers is None and scheduler is None:
-        return simulate_pool(plan, spec, ids, labels, jobs), f"{min(jobs, len(ids))} processes"
+        used = 1 if len(ids) < MIN_POOL_SAMPLES else min(jobs, len(ids))
+        return simulate_pool(plan, spec, ids, labels, jobs), f"{used} processes"
     from hwsim.dask_run import dask_client, simulate_dask
     shard_dir = args.shard_dir or str(Path(args.report).with_suffix("")) + ".shards"
     with dask_client(workers, scheduler) as client:
