@@ -7,6 +7,7 @@ the samples are random word strings of 1-60 words from a seeded generator.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -97,6 +98,27 @@ def start(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def wait_group_gone(pgid: int, timeout_s: float = 30.0) -> None:
+    """Wait until every process of group `pgid` is dead (a zombie counts as dead)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = [p for p in psutil.process_iter(["status"]) if _pgid(p.pid) == pgid
+                 and p.info["status"] != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"processes of group {pgid} outlived SIGKILL by {timeout_s} s")
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
 def test_sigkill_then_resume_redoes_no_finished_shard(kit, tmp_path):
     samples, folder = texts(400, seed=1), tmp_path / "r.shards"
     args = run_args(kit, samples, tmp_path / "r.json", "--workers", "2", "--shard-size", "2")
@@ -106,10 +128,11 @@ def test_sigkill_then_resume_redoes_no_finished_shard(kit, tmp_path):
             assert proc.poll() is None, f"exited {proc.returncode} before 3 shards: {proc.stderr.read()[-2000:]}"
             time.sleep(POLL_S)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver, its scheduler, nannies and workers
+        with contextlib.suppress(ProcessLookupError):  # the driver, its scheduler, nannies and workers
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    time.sleep(0.5)  # let the killed workers' files settle before the snapshot
+    wait_group_gone(proc.pid)  # no killed worker can still finish a rename after the snapshot
     finished = shard_files(folder)
     assert 3 <= len(finished) < 200, f"{len(finished)} of 200 shards at the kill: the kill came too late to test"
     assert not (tmp_path / "r.json").exists()
