@@ -119,7 +119,7 @@ def export_all(cfg: DemoConfig) -> dict[str, Path]:
 def simulate_all(cfg: DemoConfig, models: dict[str, Path]) -> dict[str, Path]:
     """Simulate the RT test split for each variant; one run report per variant."""
     from hwsim.graph import load_plan
-    from hwsim.run_cli import _tokenizer, simulate_texts
+    from hwsim.texts import resolve_tokenizer, simulate_texts
     from models.files import write_text_atomic
     from quant.data.tasks import load_split
 
@@ -130,7 +130,7 @@ def simulate_all(cfg: DemoConfig, models: dict[str, Path]) -> dict[str, Path]:
         if not path.is_file() or cfg.force:
             _say(f"simulating {len(split)} RT test snippets with {model.name} (onnxruntime check on {cfg.ort_check})")
             plan = load_plan(model)
-            tok = _tokenizer(argparse.Namespace(tokenizer=None), plan.meta)
+            tok = resolve_tokenizer(None, plan.meta)
             texts = [t[0] for t in split.texts]
             # truncated like training, so hwsim's accuracy is comparable with the QAT evaluation's
             report = simulate_texts(plan, model, texts, list(split.labels), tok, cfg.ort_check,

@@ -3,13 +3,17 @@ write a report of accuracy, per-node action counts (summed over samples) and ten
 
     hwsim run model.onnx --task rt --split test --limit 200 --check-ort --report run.json
     hwsim run model.onnx --text "a gripping, funny film" --report one.json
+    hwsim run model.onnx --task mnli --split validation_matched --jobs 8 --report mnli.json
+    hwsim run model.onnx --task mnli --split validation_matched --scheduler tcp://head:8786 --report mnli.json
+
+Samples are split over `--jobs` processes (default: all cores), or over a Dask cluster (`--workers N`
+local, `--scheduler ADDRESS` existing) in shard files that a rerun after a kill reuses; the report is
+the same, byte for byte apart from its "timing" entry, however the work was split.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import re
-from collections import Counter
 from pathlib import Path
 
 from models.errors import UserError
@@ -31,86 +35,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overflow", choices=("error", "saturate", "wrap"), default="error",
                         help="what a value outside its declared width does (default: error)")
     parser.add_argument("--report", required=True, help="output JSON report")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="worker processes on this machine (default: all cores; 1 = this process only; "
+                             "sets under 16 samples always run in this process)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="run on a new local Dask cluster of N worker processes, in resumable shards")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run on the Dask cluster at ADDRESS (e.g. tcp://host:8786), in resumable shards")
+    parser.add_argument("--shard-dir", default=None,
+                        help="with --workers/--scheduler: folder of finished shards, reused by a rerun "
+                             "(default: REPORT without .json + '.shards')")
+    parser.add_argument("--shard-size", type=int, default=None, help="with --workers/--scheduler: samples per shard (default 64)")
 
 
-def _layer(name: str) -> str:
-    """Report group of a node: `layer{i}` for encoder layer i, else `embedding` or `head`."""
-    match = re.match(r"l(\d+)[./]", name)
-    if match:
-        return f"layer{match.group(1)}"
-    return "embedding" if name.startswith("emb") else "head"
+def _engine(args: argparse.Namespace) -> tuple[int, int | None, str | None]:
+    """(jobs, Dask workers, Dask scheduler) of the command line, checked."""
+    from hwsim.parallel import default_jobs
+
+    if sum(x is not None for x in (args.jobs, args.workers, args.scheduler)) > 1:
+        raise UserError("give at most one of --jobs, --workers and --scheduler")
+    for name in ("jobs", "workers", "shard_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} {value} must be at least 1")
+    return args.jobs or default_jobs(), args.workers, args.scheduler
 
 
-def _needed_bits(max_abs: int, signed: bool) -> int:
-    return max_abs.bit_length() + (1 if signed else 0) if max_abs else 1
+def _simulate(args: argparse.Namespace, plan, ids, labels) -> tuple[dict, str]:
+    """The run report of `ids` by the engine the command line asks for, and the engine's name."""
+    from hwsim.parallel import MIN_POOL_SAMPLES, RunSpec, simulate_pool
 
-
-def _tokenizer(args, meta: dict):
-    from models.loading import load_tokenizer
-    from models.teacher import resolve_teacher
-    return load_tokenizer(resolve_teacher(args.tokenizer or meta.get("tokenizer") or "minilm"))
-
-
-def simulate_texts(plan, model_path, texts, labels, tok, check_ort: int = 0, overflow: str = "error",
-                   progress: bool = True, max_length: int | None = None) -> dict:
-    """Simulate `texts` one at a time at their own length (batch 1, no padding); returns the run
-    report as a dict. `check_ort`: 0 = no onnxruntime check, -1 = every sample, N = the first N.
-    Texts are truncated to `max_length` tokens (default: the model's position table)."""
-    import numpy as np
-    from tqdm import tqdm
-
-    from hwsim.executor import execute
-
-    max_len = max_length or int(plan.meta.get("max_position", 512))
-    sess = None
-    if check_ort:
-        import onnxruntime as ort
-        sess = ort.InferenceSession(str(model_path))
-    per_node: dict[str, Counter] = {node.name: Counter() for node in plan.nodes}
-    max_abs: dict[str, int] = {}
-    seq_lens, preds, checked = [], [], 0
-    for i, text in enumerate(tqdm(texts, desc="hwsim run", unit="sample", disable=not progress)):
-        parts = tuple(text) if isinstance(text, (tuple, list)) else (text,)  # sentence pairs: (a, b)
-        ids = np.asarray(tok(*parts, truncation=True, max_length=max_len)["input_ids"], dtype=np.int64)[None, :]
-        mask = np.ones_like(ids)
-        res = execute(plan, ids, mask, overflow=overflow)
-        logits = res.outputs["logits"]
-        for node, counts in res.counts.items():
-            per_node[node].update(counts)
-        for tensor, value in res.max_abs.items():
-            max_abs[tensor] = max(max_abs.get(tensor, 0), value)
-        if sess is not None and (check_ort < 0 or checked < check_ort):
-            ort_logits = sess.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-            if not np.array_equal(ort_logits, logits):
-                raise UserError(f"sample {i} ({ids.shape[1]} tokens): hwsim logits {logits.tolist()} differ from "
-                                f"onnxruntime {ort_logits.tolist()}; this is a simulator or exporter bug, please report it")
-            checked += 1
-        seq_lens.append(int(ids.shape[1]))
-        preds.append(int(np.argmax(logits[0])) if logits.shape[-1] > 1 else None)
-
-    accuracy = None
-    if labels is not None and preds[0] is not None:
-        accuracy = float(np.mean([p == int(y) for p, y in zip(preds, labels)]))
-    widths = {}
-    for tensor, value in sorted(max_abs.items()):
-        info = plan.formats.get(tensor)
-        declared, signed = (info.bits, info.signed) if info is not None else (32, True)  # node/accumulator
-        widths[tensor] = {"declared": declared, "max_abs": value, "needed": _needed_bits(value, signed)}
-    return {
-        "model": str(model_path), "meta": plan.meta, "samples": len(texts), "seq_lens": seq_lens,
-        "accuracy": accuracy, "predictions": preds,
-        "counts": {"per_node": {k: dict(sorted(v.items())) for k, v in per_node.items()},
-                   "node_op": {n.name: n.op_type for n in plan.nodes},
-                   "node_layer": {n.name: _layer(n.name) for n in plan.nodes}},
-        "widths": widths, "ort_checked": checked, "ort_mismatches": 0,
-    }
+    jobs, workers, scheduler = _engine(args)
+    spec = RunSpec(args.model, args.hw, args.overflow, args.check_ort)
+    if workers is None and scheduler is None:
+        used = 1 if len(ids) < MIN_POOL_SAMPLES else min(jobs, len(ids))
+        return simulate_pool(plan, spec, ids, labels, jobs), f"{used} processes"
+    from hwsim.dask_run import dask_client, simulate_dask
+    shard_dir = args.shard_dir or str(Path(args.report).with_suffix("")) + ".shards"
+    with dask_client(workers, scheduler) as client:
+        report = simulate_dask(plan, spec, ids, labels, client, shard_dir, args.shard_size or 64)
+    return report, f"dask ({scheduler or f'{workers} local workers'}), shards in {shard_dir}"
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
+
     import numpy as np
 
     from hwsim.graph import load_plan
     from hwsim.hwconfig import load_hw
+    from hwsim.texts import encode_texts, max_tokens, resolve_tokenizer
     from models.files import atomic_path
 
     if not Path(args.model).is_file():
@@ -124,8 +98,11 @@ def run(args: argparse.Namespace) -> int:
         texts, labels = list(args.text), None
     if not texts:
         raise UserError("no samples to run; check --task/--split/--limit")
-    tok = _tokenizer(args, plan.meta)
-    report = simulate_texts(plan, args.model, texts, labels, tok, args.check_ort, args.overflow)
+    ids = encode_texts(texts, resolve_tokenizer(args.tokenizer, plan.meta), max_tokens(plan.meta))
+    t0 = time.perf_counter()
+    report, engine = _simulate(args, plan, ids, labels)
+    wall = time.perf_counter() - t0
+    report["timing"] = {"engine": engine, "wall_s": round(wall, 3), "samples_per_s": round(len(ids) / wall, 3)}
     with atomic_path(args.report) as tmp:
         tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
     widths, accuracy = report["widths"], report["accuracy"]
