@@ -146,8 +146,14 @@ def merge(plan, model_path, partials: list[dict], samples: int, labels) -> dict:
 
 @functools.lru_cache(maxsize=2)
 def worker_plan(model: str, hw: str | None):
-    """The plan of a worker process, loaded once per (model, hw) and reused for all its shards."""
+    """The plan of a worker process, loaded once per (model, hw) and reused for all its shards. A
+    worker is one core's share: its BLAS (Linear's exact float routes) runs one thread, since a pool of
+    one process per core with a multi-threaded BLAS each oversubscribes the cores (measured here: 2
+    processes x 2 BLAS threads ran 3x slower than one process)."""
+    from threadpoolctl import threadpool_limits
+
     from hwsim.graph import load_plan
+    threadpool_limits(1)
     from hwsim.hwconfig import load_hw
     return load_plan(model, load_hw(hw))
 
