@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=MNLI_SAMPLES, help="samples in the synthetic set (default 9815)")
     p.add_argument("--max-len", type=int, default=128, help="truncation length in tokens (default 128)")
     p.add_argument("--single-limit", type=int, default=400, help="samples timed in one process (default 400)")
-    p.add_argument("--dask-limit", type=int, default=2500, help="samples timed on the Dask cluster (default 2500)")
+    p.add_argument("--dask-limit", type=int, default=1200, help="samples timed on the Dask cluster (default 1200)")
     p.add_argument("--dask-workers", type=int, default=2)
     p.add_argument("--jobs", type=int, default=default_jobs(), help="processes of the all-cores run")
     p.add_argument("--model", default=str(Path(tempfile.gettempdir()) / "hwsim-bench" / "distilbert-dot-w8.onnx"))
