@@ -4,7 +4,6 @@ clear message."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from models.errors import UserError
 from quant.intops.reference import run_program
 from quant.intops.synth import SynthConfig, synth_program
 from tests.strategies import padded_batch
+from tests.test_counting import totals
 
 VARIANTS = [dict(attention="dot"), dict(attention="inhibitor"), dict(attention="inhibitor", center=True, signed=True),
             dict(attention="symmetric")]
@@ -70,16 +70,6 @@ def test_simulate_api(tmp_path, model):
     assert res.counts == want.counts and res.max_abs == want.max_abs
 
 
-def action_totals(counts: dict[str, int]) -> Counter:
-    """Count per arithmetic action, summed over widths (memory traffic left out)."""
-    out: Counter = Counter()
-    for key, c in counts.items():
-        action = key.split("@")[0]
-        if not action.startswith(("read.", "write.", "bytes.")):
-            out[action] += c
-    return out
-
-
 @pytest.mark.parametrize("kind, variant", [("DotAttention", dict(attention="dot")),
                                            ("InhibitorAttention", dict(attention="inhibitor", center=True))])
 def test_counts_match_the_golden_encoder(kind, variant):
@@ -95,7 +85,7 @@ def test_counts_match_the_golden_encoder(kind, variant):
     same = {"emb": "embed", "l0.q": "l0/q", "l0.k": "l0/k", "l0.v": "l0/v", "l0.ctxh": "l0/attn", "l0.o": "l0/o",
             "l0.res1": "l0/res1", "l0.ffn1": "l0/ffn1", "l0.ffn2": "l0/ffn2"}
     for ours, theirs in same.items():
-        assert action_totals(counts[ours]) == action_totals(golden[theirs]), ours
+        assert totals(counts[ours]) == totals(golden[theirs]), ours
 
 
 def narrowed(onnx_model, tensor, bits):
