@@ -3,7 +3,8 @@ the report of the single-process run, byte for byte apart from its "timing" entr
 run killed with SIGKILL (driver, scheduler and workers) resumes without redoing a finished shard.
 
 Tiny setup of tests/test_bad_inputs.py: a synthetic 1-layer integer model and an 85-token tokenizer;
-the samples are random word strings of 1-60 words from a seeded generator.
+the equality tests run the first 40 snippets of the RT test split, the kill test 400 random word
+strings of 1-60 words from a seeded generator.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def kit(tmp_path_factory):
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}).save_pretrained(str(root / "tok"))
     save_model(to_onnx(synth_program(SynthConfig(**SYNTH))), root / "m.onnx")
-    assert main(run_args(root, texts(40), root / "single.json", "--jobs", "1", "--check-ort", "5")) == 0
+    assert main(run_args(root, RT_TEST, root / "single.json", "--jobs", "1", "--check-ort", "5")) == 0
     return root
 
 
@@ -47,9 +48,15 @@ def texts(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choices(WORDS[:45], k=rng.randint(1, 60))) for _ in range(n)]
 
 
-def run_args(kit: Path, samples: list[str], report: Path, *extra) -> list[str]:
-    texts_args = [a for t in samples for a in ("--text", t)]
-    return ["run", str(kit / "m.onnx"), *texts_args, "--tokenizer", str(kit / "tok"), "--report", str(report),
+RT_TEST = ("--task", "rt", "--split", "test", "--limit", "40")  # the first 40 snippets of the RT test split
+
+
+def text_args(samples: list[str]) -> tuple[str, ...]:
+    return tuple(a for t in samples for a in ("--text", t))
+
+
+def run_args(kit: Path, source: tuple[str, ...], report: Path, *extra) -> list[str]:
+    return ["run", str(kit / "m.onnx"), *source, "--tokenizer", str(kit / "tok"), "--report", str(report),
             *map(str, extra)]
 
 
@@ -67,12 +74,12 @@ def shard_files(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_process_pool_report_equals_single_process(kit, tmp_path):
-    assert main(run_args(kit, texts(40), tmp_path / "pool.json", "--jobs", "2", "--check-ort", "5")) == 0
+    assert main(run_args(kit, RT_TEST, tmp_path / "pool.json", "--jobs", "2", "--check-ort", "5")) == 0
     assert without_timing(tmp_path / "pool.json") == without_timing(kit / "single.json")
 
 
 def test_dask_report_equals_single_process_and_rerun_reuses_shards(kit, tmp_path):
-    args = run_args(kit, texts(40), tmp_path / "dask.json", "--workers", "2", "--shard-size", "6", "--check-ort", "5")
+    args = run_args(kit, RT_TEST, tmp_path / "dask.json", "--workers", "2", "--shard-size", "6", "--check-ort", "5")
     assert main(args) == 0
     assert without_timing(tmp_path / "dask.json") == without_timing(kit / "single.json")
     shards = shard_files(tmp_path / "dask.shards")
@@ -86,7 +93,7 @@ def test_foreign_shard_folder_is_refused(kit, tmp_path, capsys):
     folder = tmp_path / "shards"
     folder.mkdir()
     (folder / "manifest.json").write_text('{"fingerprint": "another run"}', encoding="utf-8")
-    code = main(run_args(kit, texts(3), tmp_path / "r.json", "--workers", "1", "--shard-dir", folder))
+    code = main(run_args(kit, text_args(texts(3)), tmp_path / "r.json", "--workers", "1", "--shard-dir", folder))
     assert code == 2 and "holds shards of another run" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
 
@@ -121,7 +128,7 @@ def _pgid(pid: int) -> int | None:
 
 def test_sigkill_then_resume_redoes_no_finished_shard(kit, tmp_path):
     samples, folder = texts(400, seed=1), tmp_path / "r.shards"
-    args = run_args(kit, samples, tmp_path / "r.json", "--workers", "2", "--shard-size", "2")
+    args = run_args(kit, text_args(samples), tmp_path / "r.json", "--workers", "2", "--shard-size", "2")
     proc = start(args)
     try:
         while len(shard_files(folder)) < 3:
@@ -144,5 +151,5 @@ def test_sigkill_then_resume_redoes_no_finished_shard(kit, tmp_path):
     after = shard_files(folder)
     assert len(after) == 200 and {k: after[k] for k in finished} == finished
     assert not list(folder.glob("*.part")), "a temporary shard file was left behind"
-    assert main(run_args(kit, samples, tmp_path / "whole.json", "--jobs", "1")) == 0
+    assert main(run_args(kit, text_args(samples), tmp_path / "whole.json", "--jobs", "1")) == 0
     assert without_timing(tmp_path / "r.json") == without_timing(tmp_path / "whole.json")
