@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export.cli", "lower a trained quantized model to an integer-only ONNX graph"),
     "run": ("hwsim.run_cli", "simulate samples bit for bit and count ops, memory and widths"),
     "report": ("hwsim.report_cli", "price op counts with an energy table; tables, CSV and plots"),
+    "cost": ("hwsim.cost_cli", "energy, latency and area on accelerator scenarios (ZigZag mapping)"),
     "demo": ("hwsim.demo", "the end-to-end energy study on real weights and real text"),
 }
 

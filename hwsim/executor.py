@@ -33,6 +33,7 @@ class ExecResult:
     outputs: dict[str, np.ndarray]
     counts: dict[str, dict[str, int]] | None
     max_abs: dict[str, int]
+    shapes: dict[str, tuple[int, ...]] | None = None   # every tensor's shape (op sites: `op_site`)
 
 
 def _fit(plan: Plan, node: str, tensor: str, x: np.ndarray, overflow: str, max_abs: dict[str, int] | None) -> np.ndarray:
@@ -58,7 +59,7 @@ def _fit(plan: Plan, node: str, tensor: str, x: np.ndarray, overflow: str, max_a
     return x if x.dtype == dtype else x.astype(dtype)
 
 
-def _site(plan: Plan, node, shapes: dict[str, tuple[int, ...]]):
+def op_site(plan: Plan, node, shapes: dict[str, tuple[int, ...]]):
     from hwsim.counting import OpSite
     bits = lambda t: plan.formats[t].bits if t in plan.formats else 64  # noqa: E731 - shape operands: int64
     ins = [t for t in node.inputs if t]
@@ -74,7 +75,7 @@ def _counts(plan: Plan, shapes: dict[str, tuple[int, ...]]) -> dict[str, dict[st
         from hwsim.counting import count_graph
         from hwsim.hwconfig import load_hw
         hw = plan.hw if plan.hw is not None else load_hw(None)
-        plan.count_cache[key] = count_graph([_site(plan, node, shapes) for node in plan.nodes], hw)
+        plan.count_cache[key] = count_graph([op_site(plan, node, shapes) for node in plan.nodes], hw)
     return plan.count_cache[key]
 
 
@@ -116,5 +117,6 @@ def execute(plan: Plan, input_ids, attention_mask=None, overflow: str = "error",
         for tensor, value in zip(node.outputs, outs):
             env[tensor] = _fit(plan, node.name, tensor, value, overflow, max_abs) \
                 if spec.moves(node.op_type) not in ("view", "permute") else value
-    counts = _counts(plan, {t: tuple(v.shape) for t, v in env.items() if v is not None}) if count else None
-    return ExecResult({name: env[name] for name in plan.outputs}, counts, max_abs or {})
+    shapes = {t: tuple(v.shape) for t, v in env.items() if v is not None}
+    counts = _counts(plan, shapes) if count else None
+    return ExecResult({name: env[name] for name in plan.outputs}, counts, max_abs or {}, shapes)

@@ -54,3 +54,24 @@ def energy_vs_seq_len(series: Mapping[str, Sequence[tuple[int, float]]], path: s
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def energy_vs_seq_len_panels(panels: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], path: str | Path) -> None:
+    """One panel per scenario, one line per variant: `panels[scenario][variant] = [(seq_len, pJ), ...]`,
+    drawn in uJ on log-log axes."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6), squeeze=False)
+    for ax, (name, series) in zip(axes[0], panels.items()):
+        for variant, points in series.items():
+            pts = sorted(points)
+            ax.plot([p[0] for p in pts], [p[1] / 1e6 for p in pts], marker="o", label=variant)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize="medium")
+        ax.set_xlabel("tokens")
+    axes[0][0].set_ylabel("uJ per inference (model estimate)")
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,86 @@
+"""Price a scenario's memories and processing elements from hwsim's tables (data, not code).
+
+Memories whose accelerator entry leaves `r_cost`/`w_cost`/`area` out are priced by `mem_type`, at
+the width of their widest port (ZigZag counts accesses in units of that width):
+- `sram`: the memory table's SRAM row for (size, width) (CACTI, `hwsim/tables/memory45.csv`);
+- `dram`: the memory table's pJ per bit for the scenario's `dram_kind`, times the width; no area;
+- `reg` and `link` (per-PE operand registers; `link` = a register an operand passes through on its way
+  from one PE to the next): per bit accessed, one register bit = the energy of one bit of a ripple
+  adder (`add@32` / 32 of the energy table: a flip-flop toggle and its local wire ~ one full-adder
+  cell, a stated rule, not a measurement); area = bits x the area table's register bit (`reg@1`).
+A processing element's arithmetic area is the area table's units of what it must compute
+(`pe_units`), so the inhibitor's PEs carry subtract/absolute/ReLU units next to (dual-mode) or
+instead of (separate attention unit) the multiplier.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Mapping
+
+from hwsim.cost.scenario import Scenario
+
+REG_KINDS = ("reg", "link")
+
+
+def widest_port(mem: Mapping) -> int:
+    return max(int(p["bandwidth_max"]) for p in mem["ports"])
+
+
+def register_pj_per_bit(energy_pj: Mapping[str, float]) -> float:
+    """One register bit accessed = one bit of a 32-bit ripple adder (module docstring)."""
+    return energy_pj["add@32"] / 32
+
+
+def price_memory(mem: Mapping, scenario: Scenario, memtable, energy_pj: Mapping[str, float],
+                 area_um2: Mapping[str, float]) -> tuple[float, float, float]:
+    """(r_cost pJ, w_cost pJ, area mm^2) of one accelerator memory."""
+    width = widest_port(mem)
+    kind = mem["mem_type"]
+    if kind == "dram":
+        pj = memtable.dram_pj_per_bit(scenario.dram_kind) * width
+        return pj, pj, 0.0
+    if kind == "sram":
+        cost = memtable.sram(int(mem["size"]) // 8, width)
+        return cost.read_pj, cost.write_pj, cost.area_mm2
+    pj = register_pj_per_bit(energy_pj) * width
+    return pj, pj, int(mem["size"]) * area_um2["reg@1"] / 1e6
+
+
+def resolve_accelerator(acc: Mapping, scenario: Scenario, memtable, energy_pj, area_um2) -> dict:
+    """A copy of `acc` with every missing r_cost/w_cost/area filled in and ZigZag's own MAC
+    energy set to 0 (hwsim prices the arithmetic from its counts); `mem_type` link is written as reg
+    would be (ZigZag ignores the field)."""
+    out = copy.deepcopy(dict(acc))
+    for mem in out["memories"].values():
+        r, w, area = price_memory(mem, scenario, memtable, energy_pj, area_um2)
+        for key, value in (("r_cost", r), ("w_cost", w), ("area", area)):
+            if mem.get(key) is None:
+                mem[key] = float(value)
+    out["operational_array"]["unit_energy"] = 0.0
+    return out
+
+
+def pe_units(variant_attention: str, role: str, bits: int = 8, acc: int = 32) -> list[str]:
+    """Area-table keys of one processing element.
+
+    role `mac`: a multiply-accumulate PE (mul@bxb, add@acc); for the inhibitor on a shared array
+    (dual-mode) add the subtract (add@b+1), absolute value (abs@b+1) and ReLU (cmp@acc) its
+    attention stages use. role `adder`: a PE of a separate adder/ReLU attention unit (no multiplier).
+    """
+    mac = [f"mul@{bits}x{bits}", f"add@{acc}"]
+    inhibitor = [f"add@{bits + 1}", f"abs@{bits + 1}", f"add@{acc}", f"cmp@{acc}"]
+    if role == "adder":
+        return inhibitor
+    if variant_attention == "inhibitor" and role == "dual":
+        return mac + inhibitor[:2] + inhibitor[3:]
+    return mac
+
+
+def vector_lane_units(acc: int = 32) -> list[str]:
+    """One lane of the vector unit (LayerNorm, softmax, requantisation, residual adds): a 32-bit
+    adder, a 16x16 multiplier, a comparator and a shifter."""
+    return [f"add@{acc}", "mul@16x16", f"cmp@{acc}", f"add@{acc}"]
+
+
+def units_area_mm2(units: list[str], area_um2: Mapping[str, float]) -> float:
+    return sum(area_um2[u] for u in units) / 1e6

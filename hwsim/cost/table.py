@@ -1,0 +1,174 @@
+"""The scenario table: models x scenarios x sequence lengths, with the inhibitor/dot ratios.
+
+`scenario_costs` loads each model once, takes its op sites at every length (`hwsim.cost.model.sites_at`),
+collects every stage mapping the table needs, runs the ones not cached yet on `jobs` processes
+(ZigZag is pure Python: one stage per process at a time), then costs every cell from the cache.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable
+
+from hwsim.cost.model import ARITH, CostResult, MappedCost, Tables, sites_at
+from hwsim.cost.scenario import Scenario
+from hwsim.cost.stages import GemmStage
+from hwsim.cost.zigzag_map import MappedStage, map_stage
+from hwsim.report import is_memory
+
+DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
+CSV_COLUMNS = ("scenario", "variant", "model", "seq_len", "batch", "energy_uJ", "dram_uJ", "buffer_uJ",
+               "register_uJ", "link_uJ", "arith_uJ", "leakage_uJ", "attention_uJ", "attention_share",
+               "cycles", "latency_us", "utilisation", "area_mm2")
+
+
+def load_tables(energy_table=None, technology=None) -> Tables:
+    from hwsim.cost.tables import load_area_table, load_memory_table
+    from hwsim.energy import load_table
+
+    energy = load_table(energy_table, technology)
+    return Tables(energy, load_memory_table(None, energy.technology), load_area_table(None, energy.technology))
+
+
+def counts_cost(sites: list, scenario: Scenario, tables: Tables, model: str, variant: str, n: int) -> CostResult:
+    """A `kind: counts` scenario: hwsim's own memory rules (`hwsim.counting.count_graph`), energy only."""
+    from hwsim.counting import count_graph
+    from hwsim.energy import price
+    from hwsim.hwconfig import load_hw
+    from hwsim.report import COMPONENT_OF_OP
+
+    energy: dict[str, float] = {}
+    attention = 0.0
+    ops = {s.name: s.op_type for s in sites}
+    for node, counts in count_graph(sites, load_hw(scenario.hw_config)).items():
+        for key, pj in price(counts, tables.energy).items():
+            component = COMPONENT_OF_OP.get(ops[node], "other")
+            cls = ("dram" if ".dram@" in key else "buffer") if is_memory(key) else ARITH + component
+            energy[cls] = energy.get(cls, 0.0) + pj
+            attention += pj if component == "attention" else 0.0
+    return CostResult(scenario.name, model, variant, n, 1, energy, attention)
+
+
+def _map_job(args) -> None:
+    map_stage(*args)
+
+
+def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: Iterable[int], tables: Tables,
+                   jobs: int = 1, say: Callable[[str], None] = lambda _: None) -> list[CostResult]:
+    """Every (scenario, model, length) cell; lengths beyond a model's positions are skipped."""
+    from hwsim.graph import load_plan
+
+    t0 = time.perf_counter()
+    sites: dict[tuple[str, int], list] = {}
+    variants: dict[str, str] = {}
+    for label, path in models.items():
+        plan = load_plan(path)
+        variants[label] = str(plan.meta.get("attention", label))
+        for n in lengths:
+            if n <= int(plan.meta.get("max_position", n)):
+                sites[(label, n)] = sites_at(plan, n)
+    requests: dict[tuple, tuple] = {}
+
+    def collect(stage: GemmStage, acc: dict, mapping: str, pes: int) -> MappedStage:
+        import yaml
+        requests[(stage.shape_key(), yaml.safe_dump(acc, sort_keys=False), mapping)] = (stage, acc, mapping, pes)
+        return MappedStage(1.0, 1.0, {}, {}, 1.0)
+
+    mapped = [s for s in scenarios if s.kind == "mapped"]
+    for s in mapped:
+        collector = MappedCost(s, tables, collect)
+        for (label, n), st in sites.items():
+            collector.cost(st, label, variants[label], n)
+    todo = list(requests.values())
+    say(f"scenario table: {len(sites)} model x length cells, {len(mapped)} mapped scenarios, {len(todo)} stage "
+        f"mappings (cached ones are read back)")
+    if jobs > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for i, _ in enumerate(pool.map(_map_job, todo, chunksize=1), start=1):
+                if i % 25 == 0 or i == len(todo):
+                    say(f"  mapped {i}/{len(todo)} stages ({time.perf_counter() - t0:.0f} s)")
+    else:
+        for i, job in enumerate(todo, start=1):
+            _map_job(job)
+            if i % 25 == 0 or i == len(todo):
+                say(f"  mapped {i}/{len(todo)} stages ({time.perf_counter() - t0:.0f} s)")
+    out = []
+    for s in scenarios:
+        coster = MappedCost(s, tables) if s.kind == "mapped" else None
+        for (label, n), st in sites.items():
+            out.append(coster.cost(st, label, variants[label], n) if coster
+                       else counts_cost(st, s, tables, label, variants[label], n))
+    say(f"scenario table done in {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+def _uj(x: float | None) -> str:
+    return "-" if x is None else f"{x / 1e6:,.2f}"
+
+
+def _arith(r: CostResult) -> float:
+    return sum(v for k, v in r.energy_pj.items() if k.startswith(ARITH))
+
+
+def ratios(results: list[CostResult]) -> list[tuple[str, int, float, float]]:
+    """(scenario, length, inhibitor/dot attention energy, inhibitor/dot total energy) per cell that has both."""
+    by = {(r.scenario, r.variant, r.seq_len): r for r in results}
+    out = []
+    for (scenario, variant, n), dot in by.items():
+        inh = by.get((scenario, "inhibitor", n))
+        if variant == "dot" and inh is not None:
+            out.append((scenario, n, inh.attention_pj / dot.attention_pj, inh.total_pj / dot.total_pj))
+    return out
+
+
+def markdown(results: list[CostResult], scenarios: list[Scenario]) -> str:
+    """The scenario table and the ratios, as Markdown (every figure a model estimate)."""
+    lines = ["Energy per inference, latency per batch; **model estimates** from hwsim's exact op counts, "
+             "ZigZag mappings and the tables named by each scenario, not measurements.", "",
+             "| scenario | variant | tokens | energy uJ | DRAM | buffer | register | link | arithmetic | leakage | "
+             "attention uJ | attention share | latency us | utilisation | area mm2 |",
+             "|" + "---|" * 15]
+    for r in results:
+        e = r.energy_pj
+        cells = [r.scenario, r.variant, str(r.seq_len), _uj(r.total_pj), _uj(e.get("dram", 0)), _uj(e.get("buffer", 0)),
+                 _uj(e.get("register", 0)), _uj(e.get("link", 0)), _uj(_arith(r)), _uj(e.get("leakage", 0)),
+                 _uj(r.attention_pj), f"{r.attention_pj / r.total_pj:.1%}",
+                 "-" if r.latency_us is None else f"{r.latency_us:,.1f}",
+                 "-" if r.utilisation is None else f"{r.utilisation:.0%}",
+                 "-" if r.area_total_mm2 is None else f"{r.area_total_mm2:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    rat = ratios(results)
+    if rat:
+        lines += ["", "| scenario | tokens | inhibitor/dot attention | inhibitor/dot whole model |", "|---|---|---|---|"]
+        lines += [f"| {s} | {n} | {a:.3f} | {t:.4f} |" for s, n, a, t in rat]
+    lines += ["", "Scenarios:"] + [f"- **{s.name}** ({Path(s.path).name}): {' '.join(s.source.split())}" for s in scenarios]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(results: list[CostResult]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for r in results:
+        e = r.energy_pj
+        w.writerow([r.scenario, r.variant, r.model, r.seq_len, r.batch] +
+                   [f"{x / 1e6:.6g}" for x in (r.total_pj, e.get("dram", 0), e.get("buffer", 0), e.get("register", 0),
+                                              e.get("link", 0), _arith(r), e.get("leakage", 0), r.attention_pj)] +
+                   [f"{r.attention_pj / r.total_pj:.6g}", "" if r.cycles is None else f"{r.cycles:.0f}",
+                    "" if r.latency_us is None else f"{r.latency_us:.6g}",
+                    "" if r.utilisation is None else f"{r.utilisation:.4f}",
+                    "" if r.area_total_mm2 is None else f"{r.area_total_mm2:.4f}"])
+    return buf.getvalue()
+
+
+def plot_energy_vs_length(results: list[CostResult], path: str | Path) -> None:
+    """One panel per scenario: energy per inference against sequence length, one line per variant."""
+    from hwsim.plots import energy_vs_seq_len_panels
+
+    panels: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for r in results:
+        panels.setdefault(r.scenario, {}).setdefault(r.variant, []).append((r.seq_len, r.total_pj))
+    energy_vs_seq_len_panels(panels, path)
