@@ -27,22 +27,38 @@ RULES = """\
 #   8x8 mult 282, 32x32 mult 3495 um^2, as quoted in the project brief; not re-read from the paper here);
 #   reg@1 = one D flip-flop, Nangate 45 nm Open Cell Library DFF_X1, 4.522 um^2 (cell area only, no wiring).
 # Interpolated rows (interpolated=yes), generated once by bench/make_area_table.py:
-#   add@w: linear in w from the nearest measured adder (add@8 for w <= 11, add@16 for w <= 22, else add@32;
-#     the boundaries are the geometric means of neighbouring measured widths).
+#   add@w: piecewise linear in w through the measured adders (8, 16, 32 bits); proportional to w from
+#     add@8 below 8 bits and from add@32 above 32 bits. Continuous and increasing in w.
 #   cmp@w, abs@w: priced as add@w (one w-bit carry chain), as in the energy table.
-#   mul@AxB (A >= B, up to 32x32): array multiplier, proportional to A*B from the nearest measured multiplier
-#     (mul@8x8 when A*B <= 256, i.e. sqrt(A*B) <= 16, else mul@32x32).
+#   mul@AxB (A >= B, up to 32x32): array multiplier, area ~ A*B: proportional to A*B from mul@8x8 when
+#     A*B <= 64, linear in A*B between mul@8x8 (64) and mul@32x32 (1024) above. Continuous and increasing
+#     in A*B (unlike a nearest-anchor rule, which would make mul@17x16 smaller than mul@16x16).
 #   reg@w: w flip-flops = w * reg@1.
 #   Widths cover add/cmp/abs/reg 1..64 and mul 1x1..32x32.
 """
 
 
+ADD_ANCHORS = ((8, 36.0), (16, 67.0), (32, 137.0))  # (bits, um^2)
+MUL_ANCHORS = ((64, 282.0), (1024, 3495.0))  # (A*B, um^2)
+
+
+def piecewise(x: int, anchors: tuple[tuple[int, float], ...]) -> float:
+    """Linear between neighbouring anchors; proportional to x from the first / last anchor outside them."""
+    (x0, y0), (xn, yn) = anchors[0], anchors[-1]
+    if x <= x0:
+        return y0 * x / x0
+    if x >= xn:
+        return yn * x / xn
+    (xa, ya), (xb, yb) = next((lo, hi) for lo, hi in zip(anchors, anchors[1:]) if x <= hi[0])
+    return ya + (yb - ya) * (x - xa) / (xb - xa)
+
+
 def _add(w: int) -> float:
-    return 36.0 * w / 8 if w <= 11 else 67.0 * w / 16 if w <= 22 else 137.0 * w / 32
+    return piecewise(w, ADD_ANCHORS)
 
 
 def _mul(a: int, b: int) -> float:
-    return 282.0 * a * b / 64 if a * b <= 256 else 3495.0 * a * b / 1024
+    return piecewise(a * b, MUL_ANCHORS)
 
 
 def rows() -> list[tuple[str, str, float, str, str]]:
