@@ -1,0 +1,1 @@
+"""Mapping-aware hardware cost: scenarios, ZigZag mapping, memory and area tables."""
