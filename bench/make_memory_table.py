@@ -41,7 +41,8 @@ RULES = """\
 #   dips from 64 KiB to 128 KiB); writes are cheaper than reads above 16 KiB at 64 bits. Kept as CACTI gives them.
 #   Sizes 256 B .. 8 MiB in powers of two, words 64/128/256/512 bits. Rows CACTI could not organise
 #   ("no valid data array organizations found") are absent; they are listed below.
-# kind=dram.<standard> (dram.DDR3, dram.HBM2): size_bytes 0, word_bits 1, read_pJ = write_pJ = pJ per bit transferred, area/leakage empty.
+# kind=dram.<standard> (dram.DDR3, dram.HBM2): size_bytes 0, word_bits 1, read_pJ = write_pJ = pJ per bit
+#   transferred, area_mm2 and leakage_mW empty.
 #   Only figures with a source are given; DDR4, LPDDR4, LPDDR5 have no attributable figure here yet.
 # Horowitz (ISSCC 2014, 45 nm) for comparison: 8 KB SRAM 10 pJ, 1 MB ~100 pJ per 64-bit read.
 """
