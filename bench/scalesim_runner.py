@@ -207,11 +207,13 @@ def tail(text: str) -> str:
 def simulate(layers: list[tuple[str, int, int, int]], cfg: SystolicConfig, venv: Path,
              folder: Path) -> list[GemmResult]:
     """Write the inputs into `folder`, run SCALE-Sim there and parse its reports."""
+    out = folder / "results"
+    if out.exists():  # SCALE-Sim can stop early with exit status 0; old reports must not stand in
+        raise RuntimeError(f"{out} exists from an earlier run: remove it or pass another workdir")
     files = {"scale.cfg": config_text(cfg), "topology.csv": topology_text(layers),
              "layout.csv": layout_text()}
     for file_name, text in files.items():
         (folder / file_name).write_text(text)
-    out = folder / "results"
     proc = subprocess.run([str(venv_python(venv)), "-c", DRIVER, *files, str(out)],
                           cwd=folder, capture_output=True, text=True)
     run_dir = out / RUN_NAME

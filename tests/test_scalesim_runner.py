@@ -76,6 +76,12 @@ def test_scalesim_errors_surface_with_their_stderr(tmp_path):
         run_gemms([REFERENCE], SystolicConfig(), venv=tmp_path / "venv", workdir=tmp_path / "w")
 
 
+def test_reused_workdir_is_refused(tmp_path):
+    (tmp_path / "results").mkdir()
+    with pytest.raises(RuntimeError, match="exists from an earlier run"):
+        run_gemms([REFERENCE], SystolicConfig(), workdir=tmp_path)
+
+
 def test_unknown_dataflow_is_refused():
     with pytest.raises(ValueError, match="dataflow 'rs'"):
         SystolicConfig(dataflow="rs")
