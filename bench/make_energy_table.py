@@ -26,7 +26,14 @@ RULES = """\
 # Measured rows (interpolated=no): Horowitz, ISSCC 2014, 45 nm, 0.9 V, as quoted in REFERENCE.md section 4.
 # Interpolated rows (interpolated=yes), generated once by bench/make_energy_table.py:
 #   add@w: linear in w from the nearest measured adder (add@8 for w <= 20, else add@32).
-#   cmp@w, abs@w, shift@w: priced as add@w (one w-bit carry chain; no better 45 nm figure at hand).
+#   cmp@w, abs@w: priced as add@w (one w-bit carry chain; no better 45 nm figure at hand).
+#   Gate rule (a rule from transistor counts, not a measurement): a 2-input AND gate or a 2:1 mux
+#     costs 1/4 of one full-adder bit, one full-adder bit being add@w / w (about 6-8 transistors
+#     against a 28-transistor mirror adder cell).
+#   relu@w: max(x, 0) as w AND gates gated by the sign bit = w * (add@w / w) / 4 = add@w / 4.
+#   shiftc@w: shift by a constant amount: wiring, 0 pJ (counted so reports can show it).
+#   shift@w: data-dependent barrel shifter, ceil(log2 w) stages of a w-bit row of 2:1 muxes
+#     = ceil(log2 w) * add@w / 4 (0 for w = 1).
 #   div@w: restoring divider, w quotient steps of one w-bit subtraction = w * add@w.
 #   mul@AxB (A >= B): array multiplier, proportional to A*B from the nearest measured multiplier
 #     (mul@8x8 when sqrt(A*B) <= 20, else mul@32x32).
@@ -45,13 +52,19 @@ def _mul(a: int, b: int) -> float:
     return 0.2 * a * b / 64 if a * b <= 400 else 3.1 * a * b / 1024
 
 
+def _gates(w: int) -> float:
+    """A w-bit row of AND gates or 2:1 muxes: 1/4 of a full-adder bit each."""
+    return _add(w) / 4
+
+
 def rows() -> list[tuple[str, str, float, str, str]]:
     out = [(action, width, pj, SOURCE + note, "no") for action, width, pj, note in MEASURED]
     measured = {(a, w) for a, w, _, _ in MEASURED}
     derived = []
     for w in range(1, 65):
         derived += [("add", str(w), _add(w)), ("cmp", str(w), _add(w)), ("abs", str(w), _add(w)),
-                    ("shift", str(w), _add(w)), ("div", str(w), w * _add(w))]
+                    ("relu", str(w), _gates(w)), ("shiftc", str(w), 0.0),
+                    ("shift", str(w), (w - 1).bit_length() * _gates(w)), ("div", str(w), w * _add(w))]
         derived += [("mul", f"{w}x{b}", _mul(w, b)) for b in range(1, w + 1)]
     mem = {"read.sram": 10.0, "write.sram": 10.0, "read.dram": 1300.0, "write.dram": 1300.0}
     for action, pj64 in mem.items():

@@ -5,18 +5,33 @@ arithmetic of the op's DESIGN.md steps plus its memory accesses (`hwsim.memory`)
 data-independent (padded keys are computed like valid ones; masks are selects, not arithmetic), so
 an executor may cache them per shape.
 
-Actions: `add` (addition and subtraction), `mul@AxB` (A >= B operand widths), `div` (integer
-division by a run-time or non-power-of-two value; a power-of-two constant divisor counts as
-`shift`), `cmp` (ReLU, max, min, clamp/saturation sides), `abs`, `shift` (constant or variable,
-as a programmable datapath does it).
+Actions, as hardware builds them:
+- `add` (addition and subtraction); `mul@AxB` (A >= B operand widths); `abs`.
+- `cmp`: max, min, and each side of a clamp or saturation whose bound is not 0 (a comparator).
+- `relu`: max(x, 0) (Linear's relu, the inhibitor's ReLU(v - Z), the lower side of clamp(Z, 0, .)):
+  a w-bit row of AND gates gated by the sign bit, no comparator.
+- `shiftc`: a shift by an amount fixed by an attribute or constant (requant, alignment, the
+  digit-by-digit square root, a power-of-two divisor, the reciprocal's shift): wiring, counted
+  so reports can show it and priced at 0.
+- `shift`: a data-dependent shift (softmax's `e >> z`): a barrel shifter.
+- `div`: integer floor division by a run-time value (LayerNorm's 2**30 / sd, softmax's
+  normalisation per score, the inhibitor's centring mean per row).
+- Floor division by a constant d that is not a power of two (LayerNorm's D, softmax's q_ln2) is
+  a multiply by a precomputed reciprocal and a constant shift (Granlund & Montgomery 1994,
+  `div_magic`): `mul@AxB` + `shiftc`, plus one `add` of a constant when the dividend can be
+  negative; exact for the dividend range at hand.
+Softmax's normalisation stays one division per score: an exact reciprocal-multiply without a
+correction step needs a reciprocal of about width(e * 2**prob_bits) + width(sum e) bits, and with
+a correction step a second multiply (quotient times sum) per score, neither cheaper than the
+divider under the table's rules.
 
 Widths: every value is tracked as an exact integer range (lo, hi) derived from declared tensor
 widths and the op's steps; an action's width is the two's-complement width that holds its operands
 and result (unsigned values count one sign bit), capped at 64 because the specification computes
 in int64 (`quant.intops`). So the L1 subtraction of two b-bit values is `add@(b+1)` and its sum over
 d terms is `add@(b+1+ceil(log2 d))`. `isqrt` is counted as a digit-by-digit exact floor square
-root: ceil(W/2) iterations of one trial subtraction, one compare and two shifts at width W (the
-software reference uses a float estimate plus corrections; the integer result is the same).
+root: ceil(W/2) iterations of one trial subtraction, one compare and two constant shifts at width
+W (the software reference uses a float estimate plus corrections; the integer result is the same).
 A Linear's adders are as wide as its worst-case accumulator (above 32 bits at W16A16, where the
 lowering declares `acc_bits=64`), never a fixed int32.
 """
@@ -85,6 +100,31 @@ def width(r: Range) -> int:
     return min(w, W_MAX)
 
 
+def div_magic(divisor: int, lo: int, hi: int) -> tuple[int, int, int]:
+    """(m, c, s) with floor(x / divisor) == (x * m + c) >> s for every integer lo <= x <= hi
+    (Granlund & Montgomery 1994; `>>` is an arithmetic floor shift). divisor >= 1.
+
+    m = ceil(2**s / divisor) and e = m * divisor - 2**s in [0, divisor); K = ceil(-lo / divisor)
+    (0 when lo >= 0) moves the range onto y = x + K * divisor >= 0, and c = K * e. Then
+    (x * m + c) >> s = floor(y * m / 2**s) - K, exact when (hi + K * divisor) * e < 2**s; s is the
+    smallest shift meeting that.
+
+    >>> div_magic(384, 0, 2**20)
+    (699051, 0, 28)
+    >>> m, c, s = div_magic(90, -1000, 1000); [(x * m + c) >> s for x in (-181, -180, 179, 180)]
+    [-3, -2, 1, 2]
+    """
+    k = max(0, -(lo // divisor))
+    top = hi + k * divisor
+    s = 0
+    while True:
+        m = -(-(1 << s) // divisor)
+        e = m * divisor - (1 << s)
+        if top * e < (1 << s):
+            return m, k * e, s
+        s += 1
+
+
 def _sum(a: Range, b: Range) -> Range:
     return a[0] + b[0], a[1] + b[1]
 
@@ -121,9 +161,23 @@ class Tally(Counter):
         self.op("add", total, groups * (terms - 1))
         return total
 
+    def relu(self, r: Range, count: int) -> Range:
+        """max(x, 0): AND gates gated by the sign bit, at the width of x."""
+        self.op("relu", r, count)
+        return max(r[0], 0), max(r[1], 0)
+
     def div_const(self, r: Range, divisor: int, count: int) -> Range:
-        """floor(x / divisor) for a constant divisor: a shift when it is a power of two."""
-        self.op("shift" if divisor & (divisor - 1) == 0 else "div", r, count)
+        """floor(x / divisor) for a constant divisor: a constant shift when it is a power of two,
+        else `div_magic`'s multiply (x by m), constant add (only when x can be negative) and
+        constant shift, at the product's width."""
+        if divisor & (divisor - 1) == 0:
+            self.op("shiftc", r, count)
+        else:
+            m, c, _ = div_magic(divisor, *r)
+            y = _sum(self.mul(r, (m, m), count), (c, c))
+            if c:
+                self.op("add", y, count)
+            self.op("shiftc", y, count)
         return r[0] // divisor, r[1] // divisor
 
     def requant(self, r: Range, shift: int, bits: int, count: int) -> Range:
@@ -132,11 +186,11 @@ class Tally(Counter):
         if shift > 0:
             r = _sum(r, (1 << (shift - 1),) * 2)
             self.op("add", r, count)
-            self.op("shift", r, count)
+            self.op("shiftc", r, count)
             r = r[0] >> shift, r[1] >> shift
         elif shift < 0:
             r = r[0] << -shift, r[1] << -shift
-            self.op("shift", r, count)
+            self.op("shiftc", r, count)
         lo, hi = int_range(bits)
         sides = (r[0] < lo) + (r[1] > hi)
         self.op("cmp", r, sides * count)
@@ -144,11 +198,11 @@ class Tally(Counter):
 
     def isqrt(self, r: Range, count: int) -> Range:
         """Digit-by-digit floor sqrt of a non-negative W-bit value: ceil(W/2) iterations of
-        trial subtract + compare + two shifts."""
+        trial subtract + compare + two constant shifts."""
         steps = (width(r) + 1) // 2
         self.op("add", r, steps * count)
         self.op("cmp", r, steps * count)
-        self.op("shift", r, 2 * steps * count)
+        self.op("shiftc", r, 2 * steps * count)
         return 0, isqrt(max(r[1], 0))
 
 
@@ -163,7 +217,7 @@ def _linear(s: OpSite, t: Tally) -> None:
         t.op("add", acc, rows * n)
     y = t.requant(acc, s.attrs["shift"], s.attrs["bits"], rows * n)
     if s.attrs.get("relu", 0):
-        t.op("cmp", y, rows * n)
+        t.relu(y, rows * n)
 
 
 def _add(s: OpSite, t: Tally) -> None:
@@ -174,7 +228,7 @@ def _add(s: OpSite, t: Tally) -> None:
         r = int_range(bits)
         if left:
             r = r[0] << left, r[1] << left
-            t.op("shift", r, n)
+            t.op("shiftc", r, n)
         terms.append(r)
     t.op("add", _sum(*terms), n)
 
@@ -190,7 +244,7 @@ def _embed(s: OpSite, t: Tally) -> None:
         r, left = int_range(bits), s.attrs.get(attr, 0)
         if left:
             r = r[0] << left, r[1] << left
-            t.op("shift", r, count)
+            t.op("shiftc", r, count)
         if acc is not None:
             acc = _sum(acc, r)
             t.op("add", acc, tokens)
@@ -245,7 +299,7 @@ def _dot_attention(s: OpSite, t: Tally) -> None:
     x = (-clip, 0)
     t.op("cmp", _diff(sc, sc), scores)                           # max(x, -n_clip*q_ln2)
     t.op("add", x, scores)                                       # -x
-    t.op("div", x, scores)                                       # z = floor(-x / q_ln2)
+    t.div_const((0, clip), q_ln2, scores)                        # z = floor(-x / q_ln2)
     t.mul((0, a["n_clip"]), (q_ln2, q_ln2), scores)              # z * q_ln2
     t.op("add", x, scores)                                       # p = x + z*q_ln2
     pb = _sum((-q_ln2, 0), (a["b_int"], a["b_int"]))
@@ -256,7 +310,7 @@ def _dot_attention(s: OpSite, t: Tally) -> None:
     t.op("shift", e, scores)                                     # >> z
     t.sum_terms(e, m, g * n)                                     # sum e
     scaled = e[0] << a["prob_bits"], e[1] << a["prob_bits"]
-    t.op("shift", scaled, scores)                                # e * 2**prob_bits
+    t.op("shiftc", scaled, scores)                               # e * 2**prob_bits
     t.op("div", scaled, scores)                                  # floor(. / sum e)
     p = (0, (1 << a["prob_bits"]) - 1)
     t.op("cmp", (0, 1 << a["prob_bits"]), scores)                # min(., 2**prob_bits - 1)
@@ -283,7 +337,8 @@ def _inhibitor_attention(s: OpSite, t: Tally) -> None:
         z = _sum(z, (a["alpha"], a["alpha"]))
         t.op("add", z, scores)
     top = 1 << (a["bits"] - 1)                                   # 5. clamp(Z, 0, 2**(bits-1))
-    t.op("cmp", z, scores * ((z[0] < 0) + (z[1] > top)))
+    t.op("relu", z, scores * (z[0] < 0))                         #    lower side: ReLU
+    t.op("cmp", z, scores * (z[1] > top))                        #    upper side
     z = (0, top)
     v = int_range(s.in_bits[2])
     if a.get("signed", 0):                                       # 7. signed
@@ -291,14 +346,14 @@ def _inhibitor_attention(s: OpSite, t: Tally) -> None:
         t.op("abs", v, g * m * d)                                #    |v_jk| once per key
         r = _diff(mag, z)
         t.op("add", r, scores * d)                               #    |v| - Z
-        t.op("cmp", r, scores * d)                               #    ReLU
+        t.relu(r, scores * d)                                    #    ReLU
         h = (-m * mag[1], m * mag[1])
         t.op("add", (-mag[1], 0), g * n * d)                     #    negate the first term if v < 0
         t.op("add", h, g * n * (m - 1) * d)                      #    add or subtract by sign(v)
     else:                                                        # 7. unsigned
         r = _diff(v, z)
         t.op("add", r, scores * d)                               #    v - Z
-        t.op("cmp", r, scores * d)                               #    ReLU
+        t.relu(r, scores * d)                                    #    ReLU
         h = t.sum_terms((0, max(r[1], 0)), m, g * n * d)
     t.requant(h, a["out_shift"], a["bits"], g * n * d)           # 8.
 

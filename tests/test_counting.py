@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hwsim.counting import ZERO_COST, OpSite, count_graph, count_op
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwsim.counting import ZERO_COST, OpSite, count_graph, count_op, div_magic
 from hwsim.hwconfig import HwConfig, load_hw
 from hwsim.memory import plan_memory
 from models.errors import UserError
@@ -51,12 +54,13 @@ def test_inhibitor_unsigned_closed_form():
     assert c["abs@9"] == g * n * m * d                      # |q - k| on bits+1
     assert c["add@13"] == g * n * m * (d - 1)               # L1 sum grows to bits+1+ceil(log2 d)
     assert c["add@9"] == 2 * g * n * m * d                  # q - k and v - Z (both 9 bits)
-    assert c["cmp@9"] == g * n * m * d                      # ReLU of v - Z
+    assert c["relu@9"] == g * n * m * d                     # ReLU of v - Z: AND gates, no comparator
     assert c["add@11"] == g * n * (m - 1) * d               # sum_j of 6 values <= 127: 11 bits
-    assert t["mul"] == 0 and t["div"] == 0
+    assert t["mul"] == 0 and t["div"] == 0 and t["shift"] == 0
     assert t["add"] == g * (n * m * d + n * m * (d - 1) + n * m * d + n * (m - 1) * d)
     # clamp: Z >= 0 without centring, so only the upper side; requant of H: upper side only
-    assert t["cmp"] == g * (n * m + n * m * d + n * d)
+    assert t["cmp"] == g * (n * m + n * d)
+    assert t["relu"] == g * n * m * d
 
 
 def test_inhibitor_centre_alpha_signed():
@@ -69,9 +73,10 @@ def test_inhibitor_centre_alpha_signed():
     assert full["add"] - plain["add"] == centre + alpha + z_requant + signed
     assert full["div"] == g * n                             # one division per row
     assert full["abs"] - plain["abs"] == g * m * d          # |v| once per key
-    assert full["shift"] == g * n * m                       # z_shift
-    # ReLU side of the clamp after centring; signed H can also saturate below
-    assert full["cmp"] - plain["cmp"] == g * n * m + g * n * d
+    assert full["shiftc"] == g * n * m and full["shift"] == 0   # z_shift: a constant shift
+    # the clamp's lower side after centring is a ReLU; signed H can also saturate below
+    assert full["relu"] - plain["relu"] == g * n * m
+    assert full["cmp"] - plain["cmp"] == g * n * d
 
 
 def test_inhibitor_scales_quadratically_with_n():
@@ -91,8 +96,11 @@ def test_dot_attention_closed_form():
     assert c["add@20"] == g * n * m * (d - 1) + g * n * m
     assert c["mul@9x8"] == g * n * m * d                    # P (8-bit unsigned) @ v
     assert c["mul@8x6"] == g * n * m and c["mul@9x9"] == g * n * m   # z*q_ln2, (p + b)^2
-    assert t["mul"] == 2 * g * n * m * d + 2 * g * n * m
-    assert t["div"] == 2 * g * n * m                        # z and the normalisation
+    assert c["mul@13x13"] == g * n * m                      # z = floor(-x / 90), -x <= 2700: reciprocal
+    assert t["mul"] == 2 * g * n * m * d + 3 * g * n * m
+    assert t["div"] == g * n * m                            # the normalisation only
+    assert c["shift@16"] == t["shift"] == g * n * m         # e >> z: the one barrel shift
+    assert t["shiftc"] == 2 * g * n * m + g * n * d         # reciprocal shift, e * 2**prob_bits; out_shift
     assert c["cmp@20"] == g * n * (m - 1) + g * n * m       # row max; clamp at -n_clip*q_ln2
     n_add = g * (n * m * (d - 1) + 5 * n * m + n * (m - 1) + n * d * (m - 1) + n * d)
     assert t["add"] == n_add                                # qk sum, 5 per score, sum e, PV sum, round
@@ -112,7 +120,8 @@ def test_linear_closed_form_and_linear_in_rows():
     assert c["mul@8x8"] == 2 * rows * k * n
     assert c["add@20"] == 2 * rows * (k - 1) * n            # 16 bits + ceil(log2 16)
     assert t["add"] == 2 * rows * ((k - 1) * n + n + n)     # accumulate, bias, rounding add
-    assert t["cmp"] == 2 * rows * n * 3                     # saturate both sides + ReLU
+    assert t["cmp"] == 2 * rows * n * 2                     # saturate both sides
+    assert c["relu@8"] == t["relu"] == 2 * rows * n         # ReLU on the 8-bit output
     double = count_op(linear("fc", 2 * rows, k, n, relu=1), HW)
     assert totals(double) == Counter({a: 2 * v for a, v in t.items()})
 
@@ -123,26 +132,64 @@ def test_layernorm_counts_isqrt_and_divisions():
                   [(1, rows, dim), (dim,), (dim,)], [(1, rows, dim)], (16, 8, 24), (8,), (False, True, True))
     c = count_op(site, HW)
     t = totals(c)
-    assert t["div"] == 3 * rows                             # mean, variance (D = 12), 2**30 / sd
+    assert t["div"] == rows                                 # 2**30 / sd; D = 12: reciprocal multiplies
+    assert t["mul"] == 3 * rows * dim + 2 * rows            # c^2, c * inv, nrm * gamma; 2 reciprocals
     assert c["mul@17x17"] == rows * dim                     # c^2, c = x - m on 17 bits
     assert c["mul@32x17"] == rows * dim                     # c * inv
     # v = floor(sum c^2 / D) <= 65535**2 (+ eps): 33 bits, so isqrt runs 17 iterations per row
-    assert c["cmp@33"] == 17 * rows and c["shift@33"] == 2 * 17 * rows
+    assert c["cmp@33"] == 17 * rows and c["shiftc@33"] == 2 * 17 * rows and t["shift"] == 0
     assert c["add@20"] == rows * (dim - 1)                  # sum x
     assert c["add@37"] == rows * (dim - 1) + 2 * rows * dim  # sum c^2; + beta and its rounding add
     pow2 = OpSite("LayerNorm", "ln", dict(eps=0, norm_frac=12, shift=10, bits=8),
                   [(1, rows, 16), (16,), (16,)], [(1, rows, 16)], (16, 8, 24), (8,), (False, True, True))
-    assert totals(count_op(pow2, HW))["div"] == rows        # D = 16: the two means are shifts
+    pow2_t = totals(count_op(pow2, HW))
+    assert pow2_t["div"] == rows and pow2_t["mul"] == 3 * rows * 16   # D = 16: the means are constant shifts
+
+
+# ---- division by a constant: reciprocal multiply (Granlund & Montgomery) --------------------------
+# (divisor, lo, hi) the counter feeds `div_magic`: LayerNorm's mean and variance over D = 384 int32
+# values (c = x - m below 2**32 in magnitude), softmax's z = floor(-x / q_ln2) for n_clip = 30 and
+# q_ln2 of scales 2**-4 (44) and 2**-10 (709), and the test sites' 12-wide LayerNorm and q_ln2 = 90.
+COUNTED = [(384, -384 * 2**31, 384 * (2**31 - 1)), (384, 0, 384 * 2**64), (12, -12 * 2**15, 12 * (2**15 - 1)),
+           (12, 0, 12 * 2**32), (90, 0, 30 * 90), (44, 0, 30 * 44), (709, 0, 30 * 709)]
+
+
+@pytest.mark.parametrize("divisor", [3, 5, 7, 12, 90, 384, 709, 1000])
+def test_div_magic_exhaustive_small_range(divisor):
+    lo, hi = -5000, 5000
+    m, c, s = div_magic(divisor, lo, hi)
+    assert all((x * m + c) >> s == x // divisor for x in range(lo, hi + 1))
+
+
+@pytest.mark.parametrize("divisor,lo,hi", COUNTED)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_div_magic_over_the_counted_range(divisor, lo, hi, data):
+    m, c, s = div_magic(divisor, lo, hi)
+    x = data.draw(st.one_of(st.integers(lo, hi), st.sampled_from([lo, hi, 0 if lo <= 0 else lo])))
+    assert (x * m + c) >> s == x // divisor
+    edge = data.draw(st.integers(lo // divisor, hi // divisor)) * divisor   # exact multiples and neighbours
+    for y in (edge - 1, edge, edge + divisor - 1):
+        if lo <= y <= hi:
+            assert (y * m + c) >> s == y // divisor
+
+
+@settings(max_examples=500, deadline=None)
+@given(divisor=st.integers(1, 10**6), lo=st.integers(-2**70, 2**70), span=st.integers(0, 2**70), data=st.data())
+def test_div_magic_any_divisor_and_range(divisor, lo, span, data):
+    m, c, s = div_magic(divisor, lo, lo + span)
+    x = data.draw(st.integers(lo, lo + span))
+    assert (x * m + c) >> s == x // divisor
 
 
 def test_add_embed_scale_channels():
     add = OpSite("Add", "res", dict(la=2, lb=0), [(2, 3, 4), (2, 3, 4)], [(2, 3, 4)], (8, 12), (16,), (False, False))
     c = count_op(add, HW)
-    assert c["shift@10"] == 24 and c["add@13"] == 24
+    assert c["shiftc@10"] == 24 and c["add@13"] == 24         # alignment shift: constant
     emb = OpSite("Embed", "emb", dict(lw=0, lp=1, lt=0), [(2, 5), (20, 8), (16, 8), (2, 8)], [(2, 5, 8)],
                  (32, 8, 8, 8), (12,), (False, True, True, True))
     c = count_op(emb, HW)
-    assert totals(c) == Counter({"shift": 80, "add": 160})
+    assert totals(c) == Counter({"shiftc": 80, "add": 160})
     sc = OpSite("ScaleChannels", "sc", dict(shift=6, bits=8), [(1, 2, 3, 4), (4,)], [(1, 2, 3, 4)], (8, 8), (8,),
                 (False, True))
     assert count_op(sc, HW)["mul@8x8"] == 24
@@ -239,7 +286,7 @@ def test_golden_encoder(kind):
     if kind == "InhibitorAttention":
         assert attn["abs"] == g * n * n * d and attn["mul"] == 0
     else:
-        assert attn["mul"] == 2 * g * n * n * d + 2 * g * n * n and attn["abs"] == 0
+        assert attn["mul"] == 2 * g * n * n * d + 3 * g * n * n and attn["abs"] == 0   # z: reciprocal multiply
 
 
 def test_w16a16_linear_adders_are_wider_than_32_bits():

@@ -38,7 +38,10 @@ def test_measured_rows_as_given_and_interpolated_flagged():
 def test_interpolation_rules():
     pj = load_table().pj
     assert pj["add@16"] == pytest.approx(0.06) and pj["add@64"] == pytest.approx(0.2)
-    assert pj["cmp@16"] == pj["abs@16"] == pj["shift@16"] == pj["add@16"]
+    assert pj["cmp@16"] == pj["abs@16"] == pj["add@16"]
+    assert pj["relu@16"] == pytest.approx(pj["add@16"] / 4) and pj["shiftc@16"] == 0.0
+    assert pj["shift@16"] == pytest.approx(4 * pj["add@16"] / 4)     # barrel: ceil(log2 w) mux rows
+    assert pj["shift@24"] == pytest.approx(5 * pj["add@24"] / 4)
     assert pj["div@16"] == pytest.approx(16 * pj["add@16"])
     assert pj["mul@16x16"] == pytest.approx(0.8) and pj["mul@64x64"] == pytest.approx(12.4)
     assert pj["mul@16x8"] == pytest.approx(0.4)

@@ -28,7 +28,7 @@ from quant.intops.synth import synth_program
 from tests.strategies import SINGLE_OPS, Case, ProgBuilder, load_profile, single_op_case, synth_configs, token_inputs
 
 PROFILE = load_profile()
-OVERFLOW_MESSAGE = r"outside its declared \d+-bit|beyond the 32-bit accumulator"
+OVERFLOW_MESSAGE = r"outside its declared \d+-bit|beyond its \d+-bit accumulator"
 _SESSIONS: dict[str, ort.InferenceSession] = {}
 
 
