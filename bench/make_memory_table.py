@@ -21,7 +21,7 @@ from pathlib import Path
 
 TECH = "45nm"
 CACTI_NODE_UM = 0.045
-SIZES = tuple(2 ** k for k in range(8, 24))  # 256 B .. 8 MiB
+SIZES = tuple(2 ** k for k in range(8, 25))  # 256 B .. 16 MiB
 WORDS = (64, 128, 256, 512)
 CACTI_SOURCE = "CACTI 7 (zigzag-dse 3.9.1) 45nm itrs-hp 1 rw port 1 bank"
 DRAM = [  # (kind, pJ per bit read = write, source)
@@ -39,7 +39,7 @@ RULES = """\
 #   CACTI figures include ECC bits and high-performance (leaky) transistors; leakage is therefore high.
 #   CACTI picks an organisation per row, so a figure is not always monotone in size (write_pJ at 256 bits
 #   dips from 64 KiB to 128 KiB); writes are cheaper than reads above 16 KiB at 64 bits. Kept as CACTI gives them.
-#   Sizes 256 B .. 8 MiB in powers of two, words 64/128/256/512 bits. Rows CACTI could not organise
+#   Sizes 256 B .. 16 MiB in powers of two, words 64/128/256/512 bits. Rows CACTI could not organise
 #   ("no valid data array organizations found") are absent; they are listed below.
 # kind=dram.<standard> (dram.DDR3, dram.HBM2): size_bytes 0, word_bits 1, read_pJ = write_pJ = pJ per bit
 #   transferred, area_mm2 and leakage_mW empty.

@@ -11,7 +11,7 @@ A scenario is a small YAML file (`hwsim/scenarios/*.yaml`, or any file a user pa
     attention_mapping: null         #   stages (an adder/ReLU unit), with its mapping
     clock_mhz: 500                  # latency = cycles / clock
     batch: 1                        # samples served together (weights amortised over them)
-    dram_kind: LPDDR4               # a DRAM row of the memory table
+    dram_kind: DDR3                 # a DRAM row of the memory table
     weights_home: dram              # the memory level the weights live in between inferences
     activations_home: gb            # the level activations live in while they fit (else DRAM)
     vector_lanes: 32                # elements per cycle of the vector unit (row-wise ops)
@@ -57,7 +57,7 @@ class Scenario:
     attention_mapping: str | None = None
     clock_mhz: float = 500.0
     batch: int = 1
-    dram_kind: str = "LPDDR4"
+    dram_kind: str = "DDR3"
     weights_home: str = "dram"
     activations_home: str = "gb"
     vector_lanes: int = 32

@@ -1,7 +1,7 @@
 """The GEMM-shaped stages of a graph: what a processing-element array computes, as loop nests.
 
 Every stage is a grouped matrix product `O[g][b][k] += I[g][b][c] (op) W[g][c][k]` over four loop
-dimensions, whatever its arithmetic: the array moves the same operands in the same amounts whether
+dimensions (ZigZag sees the rows split in tiles, `hwsim.cost.zigzag_map.ROW_TILE`), whatever its arithmetic: the array moves the same operands in the same amounts whether
 a processing element multiplies (dot-product) or subtracts, takes an absolute value and adds
 (inhibitor), so the mapping engine sees one loop nest and hwsim prices the arithmetic it counted.
 
