@@ -6,6 +6,8 @@ that energy equals counts x table.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from collections import defaultdict
@@ -137,7 +139,8 @@ def summary_markdown(result: dict) -> str:
 
 
 def write_outputs(cfg, metrics: dict, models: dict[str, Path], reports: dict[str, Path], series: dict,
-                  table: EnergyTable, timings: dict) -> dict:
+                  table: EnergyTable, timings: dict, costs: tuple[list, list] | None = None) -> dict:
+    """`costs` = (scenario table results, scenarios) from `hwsim.cost.table.scenario_costs`."""
     from dataclasses import asdict
 
     from hwsim.graph import load_plan
@@ -152,11 +155,21 @@ def write_outputs(cfg, metrics: dict, models: dict[str, Path], reports: dict[str
               "technology": table.technology, "note": "energy = estimates from op counts x energy table",
               "variants": variants, "sweep": {v: [list(p) for p in pts] for v, pts in series.items()}}
     check_consistency(result, reports, table)
+    summary = summary_markdown(result)
+    if costs is not None:
+        from hwsim.cost.table import csv_text as cost_csv, markdown as cost_markdown, plot_energy_vs_length
+
+        results, scenarios = costs
+        result["scenarios"] = list(csv.DictReader(io.StringIO(cost_csv(results))))
+        summary += ("\n## On accelerator scenarios (ZigZag mappings; `scenarios.csv`, "
+                    "`energy_vs_seq_len_by_scenario.png`)\n\n" + cost_markdown(results, scenarios))
+        write_text_atomic(out / "scenarios.csv", cost_csv(results))
+        plot_energy_vs_length(results, out / "energy_vs_seq_len_by_scenario.png")
     write_text_atomic(out / "report.json", json.dumps(result, indent=1) + "\n")
     summaries = [summarise(r, table) for r in label_variants([load_run_report(p) for p in reports.values()],
                                                              [str(p) for p in reports.values()])]
     write_text_atomic(out / "report.csv", csv_text(summaries))
-    write_text_atomic(out / "summary.md", summary_markdown(result))
+    write_text_atomic(out / "summary.md", summary)
     energy_stack({v: r["energy_pj"]["by_component"] for v, r in variants.items()}, COMPONENTS,
                  out / "energy_breakdown.png", title="Energy per inference by component (RT test split)")
     energy_vs_seq_len({v: [(n, t) for n, t, _ in pts] for v, pts in series.items()}, out / "energy_vs_seq_len.png")

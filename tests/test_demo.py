@@ -30,7 +30,7 @@ def demo(tmp_path_factory):
 def test_demo_writes_every_output(demo):
     out, result = demo
     for name in ("report.json", "report.csv", "summary.md", "energy_breakdown.png", "energy_vs_seq_len.png",
-                 "attention_energy_vs_seq_len.png"):
+                 "attention_energy_vs_seq_len.png", "scenarios.csv", "energy_vs_seq_len_by_scenario.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert set(result["variants"]) == set(VARIANTS)
     for v in VARIANTS:
@@ -41,6 +41,11 @@ def test_demo_writes_every_output(demo):
         # hwsim runs the integer graph, QAT evaluation the fake-quant model: same predictions
         assert row["int8_accuracy_hwsim"] == pytest.approx(row["int8_accuracy_qat_eval"])
     assert not list(out.rglob("*.part"))
+    # every packaged scenario x variant x sweep length in the scenario table, and in the summary
+    from hwsim.cost.scenario import packaged_names
+    cells = {(r["scenario"], r["variant"], int(r["seq_len"])) for r in result["scenarios"]}
+    assert cells == {(s, v, n) for s in packaged_names() for v in VARIANTS for n in TINY["sweep_lengths"]}
+    assert "On accelerator scenarios" in (out / "summary.md").read_text()
 
 
 def test_report_is_internally_consistent(demo):
@@ -82,7 +87,7 @@ def test_summary_numbers_come_from_the_report(demo):
     # every Markdown table: delimiter row right under the header, all rows with the header's cell count
     lines = text.splitlines()
     heads = [i for i, ln in enumerate(lines) if ln.startswith("|---")]
-    assert len(heads) == 2
+    assert len(heads) == 4   # variants, sweep, scenario table, inhibitor/dot ratios
     for i in heads:
         width = lines[i - 1].count("|")
         assert lines[i].count("|") == width
