@@ -13,6 +13,8 @@ the same, byte for byte apart from its "timing" entry, however the work was spli
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -32,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-ort", nargs="?", type=int, const=-1, default=0, metavar="N",
                         help="also run onnxruntime and require equal logits: on every sample, or on the first N")
     parser.add_argument("--hw", default=None, help="hardware config JSON for counting (default: packaged)")
+    from hwsim.cost_cli import add_scenario_argument
+    add_scenario_argument(parser, default_all=False)
     parser.add_argument("--overflow", choices=("error", "saturate", "wrap"), default="error",
                         help="what a value outside its declared width does (default: error)")
     parser.add_argument("--report", required=True, help="output JSON report")
@@ -90,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.model).is_file():
         raise UserError(f"model {args.model} not found; pass the .onnx file written by `hwsim export`")
     plan = load_plan(args.model, load_hw(args.hw))
+    scenarios = None
+    if args.scenario:
+        from hwsim.cost_cli import load_scenarios
+        scenarios = load_scenarios(args.scenario)      # a bad scenario fails before any simulation
     if args.task:
         from quant.data.tasks import load_split
         split = load_split(args.task, args.split, data_dir=args.data_dir, limit=args.limit)
@@ -102,6 +110,13 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     report, engine = _simulate(args, plan, ids, labels)
     wall = time.perf_counter() - t0
+    cost_text = None
+    if scenarios:
+        from hwsim.cost.table import costs_at_mean_length, csv_text, load_tables, markdown
+        results = costs_at_mean_length([(str(plan.meta.get("attention", "model")), args.model,
+                                         float(np.mean(report["seq_lens"])))], scenarios, load_tables())
+        report["scenarios"] = list(csv.DictReader(io.StringIO(csv_text(results))))
+        cost_text = markdown(results, scenarios)
     report["timing"] = {"engine": engine, "wall_s": round(wall, 3), "samples_per_s": round(len(ids) / wall, 3)}
     with atomic_path(args.report) as tmp:
         tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
@@ -111,4 +126,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"hwsim run: {len(texts)} samples, mean length {np.mean(report['seq_lens']):.1f} tokens, accuracy {acc}, "
           f"onnxruntime checked {report['ort_checked']} (0 mismatches); {tight}/{len(widths)} tensors use fewer bits "
           f"than declared; report {args.report}")
+    if cost_text:
+        print(f"on accelerator scenarios, at the mean length:\n{cost_text}", end="")
     return 0

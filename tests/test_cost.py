@@ -169,3 +169,28 @@ def test_cli_bad_inputs_exit_non_zero_and_write_nothing(tiny_models, tmp_path, c
     assert not out.exists()
     assert not os.path.exists(tmp_path / "missing.onnx")
     assert main(["cost", str(tmp_path / "missing.onnx"), "--scenario", "edge", "--csv", str(out)]) != 0
+
+
+def test_run_and_report_show_scenarios(tmp_path, capsys):
+    from test_eval_parallel import RT_TEST, SYNTH, WORDS, run_args
+
+    from export import save_model, to_onnx
+    from quant.intops.synth import SynthConfig, synth_program
+    from transformers import BertTokenizerFast
+
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}).save_pretrained(str(tmp_path / "tok"))
+    save_model(to_onnx(synth_program(SynthConfig(**SYNTH))), tmp_path / "m.onnx")
+    report = tmp_path / "r.json"
+    # a bad scenario fails before simulating: no report
+    assert main(run_args(tmp_path, RT_TEST, report, "--jobs", "1", "--scenario", "nope")) != 0
+    assert not report.exists()
+    assert main(run_args(tmp_path, RT_TEST, report, "--jobs", "1", "--scenario", "edge")) == 0
+    out = capsys.readouterr().out
+    assert "on accelerator scenarios" in out and "| edge | dot |" in out
+    import json
+    rows = json.loads(report.read_text())["scenarios"]
+    assert [r["scenario"] for r in rows] == ["edge"] and float(rows[0]["latency_us"]) > 0
+    assert main(["report", str(report), "--scenario", "today", "--scenario", "edge"]) == 0
+    out = capsys.readouterr().out
+    assert "| today | dot |" in out and "| edge | dot |" in out

@@ -105,6 +105,20 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
     return out
 
 
+def costs_at_mean_length(runs: list[tuple[str, str, float]], scenarios: list[Scenario], tables: Tables,
+                         jobs: int = 1, say: Callable[[str], None] = lambda _: None) -> list[CostResult]:
+    """Scenario costs of run reports: `runs` = (label, model path, mean sequence length), each costed
+    at its mean length rounded to a whole token (one length per run: the mapped cost of every
+    sample length would take one ZigZag search per length and stage)."""
+    out: list[CostResult] = []
+    for label, model, mean_len in runs:
+        if not Path(model).is_file():
+            from models.errors import UserError
+            raise UserError(f"model {model} of run {label!r} not found; scenario costs need the exported .onnx")
+        out += scenario_costs({label: model}, scenarios, (max(1, round(mean_len)),), tables, jobs=jobs, say=say)
+    return out
+
+
 def _uj(x: float | None) -> str:
     return "-" if x is None else f"{x / 1e6:,.2f}"
 
