@@ -132,6 +132,7 @@ class MappedCost:
 
     def __init__(self, scenario: Scenario, tables: Tables, map_fn: MapFn = map_stage) -> None:
         self.s, self.t, self.map_fn = scenario, tables, map_fn
+        self._mapped: dict[tuple, MappedStage] = {}
         self.main = resolve_accelerator(scenario.accelerator, scenario, tables.memory, tables.energy.pj, tables.area.um2)
         self.attn = (resolve_accelerator(scenario.attention_accelerator, scenario, tables.memory, tables.energy.pj,
                                          tables.area.um2) if scenario.attention_accelerator else None)
@@ -147,8 +148,12 @@ class MappedCost:
         return self.main, self.s.mapping
 
     def _map(self, stage: GemmStage, acc: dict, mapping: str) -> MappedStage:
-        homed = homes_accelerator(acc, stage_homes(stage, self.s, acc))
-        return self.map_fn(stage, homed, mapping, prod(acc["operational_array"]["sizes"]))
+        homes = stage_homes(stage, self.s, acc)
+        key = (stage.shape_key(), tuple(sorted(homes.items())), acc["name"], mapping)
+        if key not in self._mapped:    # the layers of an encoder repeat the same stages
+            homed = homes_accelerator(acc, homes)
+            self._mapped[key] = self.map_fn(stage, homed, mapping, prod(acc["operational_array"]["sizes"]))
+        return self._mapped[key]
 
     def _vector_traffic(self, site, plan: MemoryPlan) -> dict[str, float]:
         from hwsim.memory import op_traffic

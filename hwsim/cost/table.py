@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 from hwsim.cost.model import ARITH, CostResult, MappedCost, Tables, sites_at
 from hwsim.cost.scenario import Scenario
 from hwsim.cost.stages import GemmStage
-from hwsim.cost.zigzag_map import MappedStage, map_stage
+from hwsim.cost.zigzag_map import MappedStage, cache_path, dump_accelerator, map_stage
 from hwsim.report import is_memory
 
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
@@ -73,8 +73,9 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
     requests: dict[tuple, tuple] = {}
 
     def collect(stage: GemmStage, acc: dict, mapping: str, pes: int) -> MappedStage:
-        import yaml
-        requests[(stage.shape_key(), yaml.safe_dump(acc, sort_keys=False), mapping)] = (stage, acc, mapping, pes)
+        acc_text = dump_accelerator(acc)
+        if not cache_path(stage, acc_text, mapping).exists():
+            requests[(stage.shape_key(), acc_text, mapping)] = (stage, acc, mapping, pes)
         return MappedStage(1.0, 1.0, {}, {}, 1.0)
 
     mapped = [s for s in scenarios if s.kind == "mapped"]
@@ -84,7 +85,7 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
             collector.cost(st, label, variants[label], n)
     todo = list(requests.values())
     say(f"scenario table: {len(sites)} model x length cells, {len(mapped)} mapped scenarios, {len(todo)} stage "
-        f"mappings (cached ones are read back)")
+        f"mappings to search (the others are in the cache)")
     if jobs > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             for i, _ in enumerate(pool.map(_map_job, todo, chunksize=1), start=1):

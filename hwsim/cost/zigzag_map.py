@@ -5,7 +5,8 @@ memory hierarchy and returns, for the best mapping, the accesses of every memory
 and the cycles including stalls. hwsim runs ZigZag's own stages (parse workload and accelerator,
 spatial mapping, LOMA temporal mapping search, cost model) with the options in `ZIGZAG_OPTIONS`,
 the same as `zigzag.api.get_hardware_performance_zigzag(..., **ZIGZAG_OPTIONS)` minus its file
-dumps; `tests/test_cost_zigzag.py` checks the two give identical accesses and cycles.
+dumps; `tests/test_cost.py` and `bench/mapping_validate.py` check the two give identical accesses
+and cycles.
 
 What is kept (`MappedStage`): per memory level, reads and writes in accesses of the level's widest
 port, and their energy at the level's r_cost/w_cost; cycles (`latency_total2`: computation plus
@@ -35,8 +36,10 @@ from models.errors import UserError
 
 ZIGZAG_OPTIONS = {"opt": "energy", "lpf_limit": 4, "nb_spatial_mappings_generated": 1,
                   "temporal_mapping_type": "uneven"}
-"""LOMA with 4 loop prime factors per ordering: the same minimum-energy mapping as the default 6 on
-every stage tried here (`bench/mapping_validate.py`), ~10x faster."""
+"""LOMA with 4 loop prime factors per ordering (ZigZag's default is 6): 6-33x faster, the same mapping
+for stages of one row tile (<= 128 rows), but for longer stages a worse one: +24-36 % memory energy
+and 1.6-1.8x the cycles on 256- and 512-row Linears (`bench/mapping_validate.py`, part 5). Kept so the
+scenario table stays near a minute on 2 cores; the long-sequence and batched cells are upper bounds."""
 EQUATION = "O[g][t][b][k]+=I[g][t][b][c]*W[g][c][k]"
 LOOP_DIMS = ("G", "T", "B", "K", "C")
 ROW_TILE = 128
@@ -144,12 +147,19 @@ def _to_dict(m: MappedStage) -> dict:
     return asdict(m)
 
 
+def cache_path(stage: GemmStage, acc_text: str, mapping_yaml: str) -> Path:
+    """Where the mapping of `stage` on the accelerator dumped as `acc_text` is cached."""
+    return cache_dir() / f"{_key(stage, acc_text, Path(mapping_yaml).read_text(encoding='utf-8'))}.json"
+
+
+def dump_accelerator(accelerator: Mapping) -> str:
+    return yaml.dump(dict(accelerator), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+
+
 def map_stage(stage: GemmStage, accelerator: Mapping, mapping_yaml: str, pes: int) -> MappedStage:
     """`stage` mapped on the resolved `accelerator` (a dict in ZigZag's format), cached on disk."""
-    acc_text = yaml.safe_dump(dict(accelerator), sort_keys=False)
-    mapping_text = Path(mapping_yaml).read_text(encoding="utf-8")
-    key = _key(stage, acc_text, mapping_text)
-    path = cache_dir() / f"{key}.json"
+    acc_text = dump_accelerator(accelerator)
+    path = cache_path(stage, acc_text, mapping_yaml)
     if path.exists():
         try:
             return MappedStage(**json.loads(path.read_text(encoding="utf-8")))
