@@ -85,7 +85,7 @@ def test_word_interpolation_is_linear_and_rows_exact():
     assert table.sram(65536, 128) == table.sram_rows[(65536, 128)]
 
 
-@pytest.mark.parametrize("size, word", [(128, 64), (16 * 2**20, 64), (8192, 32), (8192, 1024), (256, 128), (256, 96)])
+@pytest.mark.parametrize("size, word", [(128, 64), (32 * 2**20, 64), (8192, 32), (8192, 1024), (256, 128), (256, 96)])
 def test_sram_outside_rows_is_a_user_error(size, word):
     with pytest.raises(UserError, match="choose"):
         load_memory_table().sram(size, word)
