@@ -27,7 +27,6 @@ operand from every memory above its home, so ZigZag starts and ends the operand 
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -62,22 +61,6 @@ class Scenario:
     activations_home: str = "gb"
     vector_lanes: int = 32
     hw_config: str | None = None
-
-    def array_pes(self, attention: bool = False) -> int:
-        acc = self.attention_accelerator if attention and self.attention_accelerator else self.accelerator
-        sizes = acc["operational_array"]["sizes"]
-        out = 1
-        for s in sizes:
-            out *= int(s)
-        return out
-
-    def digest(self) -> str:
-        """A hash of everything that decides a mapping (cache key part)."""
-        text = yaml.safe_dump([self.accelerator, _read(self.mapping) if self.mapping else None,
-                               self.attention_accelerator,
-                               _read(self.attention_mapping) if self.attention_mapping else None],
-                              sort_keys=False)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def packaged_names() -> list[str]:

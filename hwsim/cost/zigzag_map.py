@@ -143,10 +143,6 @@ def summarise_cme(cme, pes: int) -> MappedStage:
                        spatial_utilisation=float(cme.mac_spatial_utilization))
 
 
-def _to_dict(m: MappedStage) -> dict:
-    return asdict(m)
-
-
 def cache_path(stage: GemmStage, acc_text: str, mapping_yaml: str) -> Path:
     """Where the mapping of `stage` on the accelerator dumped as `acc_text` is cached."""
     return cache_dir() / f"{_key(stage, acc_text, Path(mapping_yaml).read_text(encoding='utf-8'))}.json"
@@ -172,6 +168,6 @@ def map_stage(stage: GemmStage, accelerator: Mapping, mapping_yaml: str, pes: in
         result = summarise_cme(run_zigzag(stage, str(acc_path), mapping_yaml), pes)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(_to_dict(result), fh)
+        json.dump(asdict(result), fh)
     os.replace(tmp_name, path)
     return result
