@@ -5,6 +5,7 @@ tiny GLUE-format SST-2 folder built here, so each run takes seconds.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -94,6 +95,31 @@ def test_float_then_qat_distilled(tiny_teacher, glue_dir, tmp_path):
         assert evaluate(model, get_task("sst2"), dev, 128, torch.device("cpu")) == saved
 
 
+def test_float_student_distilled_with_relu_layer_init_and_scalar_rate(tiny_teacher, glue_dir, tmp_path):
+    """A float inhibitor student distilled from a fine-tuned GELU teacher: ReLU FFN, calibrated, fitted
+    layer by layer over the shuffled split, trained on KL + CE + hidden + contexts; its scalars move
+    at their own rate, far more than the projections' rate would move them."""
+    from models.loading import load_checkpoint
+    teacher = tmp_path / "teacher"
+    assert main(cli_args(tiny_teacher, glue_dir, teacher, "--float", "--epochs", 1)) == 0
+    assert load_checkpoint(teacher)[1].activation == "gelu"  # the teacher keeps its activation
+    runs = {}
+    for name, scalar_lr in (("slow", "1e-9"), ("fast", "0.05")):
+        out = tmp_path / name
+        assert main(cli_args(teacher, glue_dir, out, "--float", "--attention", "inhibitor", "--distill", "task",
+                             "--layer-init-steps", -1, "--scalar-lr", scalar_lr)) == 0
+        runs[name] = load_checkpoint(out)
+        history = json.loads((out / "metrics.json").read_text())["history"]
+        assert set(history[0]["loss"]) == {"ce", "kl", "hid", "ctx"}
+    (slow, cfg), (fast, _) = runs["slow"], runs["fast"]
+    assert cfg.activation == "relu" and cfg.attention == "inhibitor"
+    moved = [abs(f.attn.alpha.item() - s.attn.alpha.item()) for f, s in zip(fast.encoder.blocks, slow.encoder.blocks)]
+    assert min(moved) > 1e-3  # identical runs but for the scalar rate
+    dot = tmp_path / "dot-relu"  # a dot student of the same attention is rebuilt with ReLU when distilled
+    assert main(cli_args(teacher, glue_dir, dot, "--float", "--distill", "task")) == 0
+    assert load_checkpoint(dot)[1].activation == "relu"
+
+
 def start(args: list[str]) -> subprocess.Popen:
     """The CLI in a subprocess, with the environment of `run_cli` (one thread, offline)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -170,6 +196,8 @@ def test_ddp_two_processes(tiny_teacher, glue_dir, tmp_path):
     (("--attention", "nope", "--float"), "unknown attention 'nope'"),
     (("--resume", "--float"), "no training checkpoint"),
     (("--distill", "task"), "holds no fine-tuned float checkpoint"),
+    (("--float", "--transfer-copies", 1), "labelled by the teacher"),
+    (("--float", "--layer-init-steps", -2), "--layer-init-steps >= -1"),
 ])
 def test_errors_name_the_problem(tiny_teacher, glue_dir, tmp_path, capsys, extra, message):
     assert main(cli_args(tiny_teacher, glue_dir, tmp_path / "err", *extra)) == 2
@@ -212,8 +240,9 @@ def test_layerwise_init_trains_only_attention_and_lowers_the_loss(tiny_teacher):
     before = {k: v.clone() for k, v in student.state_dict().items()}
     ids = torch.randint(5, 23, (8, 6))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    first = layerwise_init(student, teacher, [batch], steps=1)
-    last = layerwise_init(student, teacher, [batch], steps=30, lr=1e-3)
+    first = layerwise_init(student, teacher, [batch])  # the loss before its one step
+    last = layerwise_init(student, teacher, [batch] * 40, lr=1e-3)  # mean of the last 10 steps
+    assert len(first) == len(last) == len(student.encoder.blocks)
     assert all(b < a for a, b in zip(first, last))
     changed = {k for k, v in student.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(".attn." in k and ".attn.out_lin." not in k for k in changed)
@@ -240,15 +269,18 @@ def test_calibrate_inhibitor_picks_the_best_power_of_two_gamma_and_least_squares
                     token_loss(torch.zeros_like(ctx), out.contexts[layer], mask, "mse")).item()
 
     before = [residual(b, l) for l, b in enumerate(student.encoder.blocks)]
-    fits = calibrate_inhibitor(student, teacher, [batch], exponents=range(-6, 3))
+    alphas = (0.25, 0.5, 1.0)
+    fits = calibrate_inhibitor(student, teacher, [batch], exponents=range(-6, 3), alphas=alphas)
     for layer, (block, fit) in enumerate(zip(student.encoder.blocks, fits)):
         d = block.attn.head_dim
         assert block.attn.gamma.item() == pytest.approx(2.0 ** fit["exponent"] * math.sqrt(d))
         assert block.attn.beta.item() == pytest.approx(fit["beta"]) and fit["beta"] > 0
+        assert block.attn.alpha.item() == fit["alpha"] and fit["alpha"] in alphas
         assert residual(block, layer) == pytest.approx(fit["residual"], rel=1e-4, abs=1e-6)
         assert fit["residual"] < before[layer]
-        for e in range(-6, 3):  # no other candidate, with its own least-squares beta, fits better
+        for e, a in itertools.product(range(-6, 3), alphas):  # no other candidate fits better
             block.attn.gamma.data.fill_(2.0 ** e * math.sqrt(d))
+            block.attn.alpha.data.fill_(a)
             block.attn.beta.data.fill_(1.0)
             with torch.no_grad():
                 h, t = block.attn.context(out.hidden_states[layer], mask), out.contexts[layer]

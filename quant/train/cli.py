@@ -2,7 +2,9 @@
 
 Examples:
   hwsim train --task rt --attention dot --teacher minilm --float --out runs/teacher
-  hwsim train --task rt --attention inhibitor --teacher runs/teacher --bits 8 --distill task --out runs/inh8
+  hwsim train --task rt --attention inhibitor --teacher runs/teacher --float --distill task \
+      --layer-init-steps -1 --out runs/inh
+  hwsim train --task rt --attention inhibitor --teacher runs/teacher --init-student runs/inh --bits 8 --out runs/inh8
   torchrun --nproc_per_node=2 -m hwsim.cli train ...   (DistributedDataParallel)
 """
 from __future__ import annotations
@@ -17,11 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'minilm' or a folder: a Hugging Face BERT/DistilBERT folder, or a run of "
                              "`hwsim train --float` (needed for distillation)")
     parser.add_argument("--float", dest="float_model", action="store_true",
-                        help="fine-tune a float classifier (no quantization, no distillation)")
+                        help="train a float classifier (no quantization; cross-entropy unless --distill)")
     parser.add_argument("--bits", type=int, default=8, help="weight and activation bits of the QAT student")
     parser.add_argument("--distill", choices=("task", "agnostic", "none"), default=None,
-                        help="QAT loss: task (KL + CE + hidden), agnostic (hidden + contexts, no labels), "
-                             "none (CE only); default task, and none with --float")
+                        help="loss: task (KL + CE + hidden + contexts), agnostic (hidden + contexts, no "
+                             "labels), none (CE only); default task, and none with --float")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32, help="per process")
     parser.add_argument("--lr", type=float, default=5e-5)
@@ -37,7 +39,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the latest training checkpoint in --out")
     parser.add_argument("--init-student", default=None, help="float checkpoint folder to start the student from")
     parser.add_argument("--layer-init-steps", type=int, default=0,
-                        help="layer-by-layer init: steps per layer fitting q/k/v to the teacher's contexts")
+                        help="layer-by-layer init: batches of the shuffled training split fitting every "
+                             "layer's q/k/v and scalars to the teacher's contexts (-1: one pass; 0: none)")
+    parser.add_argument("--layer-init-lr", type=float, default=1e-4, help="q/k/v rate of the layer-by-layer init")
+    parser.add_argument("--scalar-lr", type=float, default=1e-3,
+                        help="learning rate of the inhibitor's scalars (gamma, beta, alpha) in init and training")
+    parser.add_argument("--student-activation", choices=("relu", "gelu"), default="relu",
+                        help="FFN activation of a student built from the teacher (default relu, the one "
+                             "it is quantized with)")
+    parser.add_argument("--transfer-copies", type=int, default=0,
+                        help="rt: augmented copies per training snippet, labelled by the teacher (needs --distill)")
+    parser.add_argument("--transfer-plots", action="store_true",
+                        help="rt: add the plot summaries of training movies, labelled by the teacher")
     parser.add_argument("--inhibitor-center", action=argparse.BooleanOptionalAction, default=True,
                         help="inhibitor student: subtract the mean score over keys (default on)")
     parser.add_argument("--inhibitor-signed", action=argparse.BooleanOptionalAction, default=True,
@@ -70,7 +83,9 @@ def config_from_args(args: argparse.Namespace):
                        train_limit=args.train_limit,
                        data_dir=args.data_dir, seed=args.seed, save_every=args.save_every,
                        resume=args.resume, init_student=args.init_student,
-                       layer_init_steps=args.layer_init_steps,
+                       layer_init_steps=args.layer_init_steps, layer_init_lr=args.layer_init_lr,
+                       scalar_lr=args.scalar_lr, student_activation=args.student_activation,
+                       transfer_copies=args.transfer_copies, transfer_plots=args.transfer_plots,
                        inhibitor_center=args.inhibitor_center, inhibitor_signed=args.inhibitor_signed,
                        alpha_init=args.inhibitor_alpha, calibrate_inhibitor=args.calibrate_inhibitor)
 

@@ -1,8 +1,11 @@
 """Distillation losses, the inhibitor calibration and the layer-by-layer initialisation step.
 
-Task-specific (`--distill task`), on labelled batches:
+Task-specific (`--distill task`), on labelled batches (float students and QAT alike):
     loss = alpha_kl * KL(softmax(t / T) || softmax(s / T)) * T^2 + alpha_ce * CE(s, y)
          + alpha_hidden * sum over aligned layers of hidden(s_l, t_l)
+         + alpha_context * attention-context MSE (equal widths only)
+CE is averaged over labelled examples only: transfer-set examples carry label -1 (`UNLABELLED`) and
+are taught by the teacher's logits alone (`quant.data.transfer`).
 Task-agnostic (`--distill agnostic`), labels unused (REFERENCE.md section 2, without the MLM term
 since the teacher has no MLM head):
     loss = alpha_hidden * hidden alignment + alpha_context * attention-context MSE
@@ -32,6 +35,7 @@ from torch import nn
 from models.errors import UserError
 
 DISTILL_MODES = ("task", "agnostic", "none")
+UNLABELLED = -1  # label of a transfer-set example: no cross-entropy, the teacher's logits teach it
 HIDDEN_LOSSES = ("cosine", "mse")
 
 
@@ -42,7 +46,7 @@ class DistillConfig:
     alpha_kl: float = 1.0
     alpha_ce: float = 1.0
     alpha_hidden: float = 1.0
-    alpha_context: float = 1.0     # agnostic only
+    alpha_context: float = 1.0     # task and agnostic (0 = off)
     hidden_loss: str = "cosine"    # one of HIDDEN_LOSSES
 
 
@@ -72,10 +76,14 @@ def kl_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy for classification, MSE for regression (one output)."""
+    """Cross-entropy for classification (examples labelled `UNLABELLED` left out; 0 when none is
+    labelled), MSE for regression (one output)."""
     if logits.shape[-1] == 1:
         return F.mse_loss(logits[:, 0], labels.to(logits.dtype))
-    return F.cross_entropy(logits, labels)
+    labelled = labels != UNLABELLED
+    if not bool(labelled.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[labelled], labels[labelled])
 
 
 def token_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
@@ -123,7 +131,8 @@ def distill_loss(cfg: DistillConfig, mask: torch.Tensor, labels: torch.Tensor,
             parts["kl"] = cfg.alpha_kl * kl_loss(s_logits, t_logits.detach(), cfg.temperature)
     if cfg.alpha_hidden:
         parts["hid"] = cfg.alpha_hidden * hidden_alignment(s_hidden, t_hidden, mask, cfg.hidden_loss, proj)
-    if cfg.mode == "agnostic" and cfg.alpha_context:
+    same_width = bool(s_ctx) and s_ctx[0].shape[-1] == t_ctx[0].shape[-1]
+    if cfg.alpha_context and s_ctx and (same_width or cfg.mode == "agnostic"):  # task: skipped if narrower
         parts["ctx"] = cfg.alpha_context * context_alignment(s_ctx, t_ctx, mask)
     total = sum(parts.values())
     return total, {k: v.item() for k, v in parts.items()}
@@ -137,57 +146,76 @@ def attention_core_parameters(attn: nn.Module) -> list[nn.Parameter]:
     return [p for name, p in attn.named_parameters() if not name.startswith("out_lin.")]
 
 
+SCALAR_NAMES = ("gamma", "beta", "alpha", "log2_gamma", "log2_beta")  # the inhibitor's scalars
+
+
+def is_scalar(name: str) -> bool:
+    """Whether parameter `name` (dotted) is one of an inhibitor's scalars (`SCALAR_NAMES`), which
+    train at their own learning rate: at the projections' 5e-5 they move by < 0.02 in an epoch."""
+    return name.rsplit(".", 1)[-1] in SCALAR_NAMES
+
+
 def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
-                   steps: int, lr: float = 1e-4, progress=None) -> list[float]:
-    """Fit each student layer's attention context to the teacher's, one layer at a time.
+                   lr: float = 1e-4, scalar_lr: float = 1e-3, progress=None) -> list[float]:
+    """Fit every student layer's attention context to the teacher's, one pass over `batches`.
 
     Both are float `SequenceClassifier`s of equal depth and width. Layer l of the student gets the
-    teacher's hidden state l as input (teacher forcing), only its `attention_core_parameters` are
-    trained (AdamW, `steps` steps per layer), loss = MSE over valid tokens between the student's and
-    the teacher's layer-l context. Returns the final loss of each layer. Leaves the student in train mode.
+    teacher's hidden state l as input (teacher forcing), so the layers do not interact and are fitted
+    side by side: per batch one teacher forward, then for each layer the MSE over valid tokens between
+    its context and the teacher's layer-l context; one AdamW step on the sum (AdamW is per parameter,
+    so this equals one optimizer per layer). Only `attention_core_parameters` train: q/k/v at `lr`,
+    the inhibitor scalars (`is_scalar`) at `scalar_lr`. `batches` is typically the shuffled whole
+    training split (`quant.train.runtime.initialise_student`). Returns per layer the mean loss over the
+    last quarter of the batches. Leaves the student in train mode, the teacher in eval mode.
     """
-    batches = list(batches)
     teacher.eval()
-    with torch.no_grad():
-        targets = [teacher.forward_all(b["input_ids"], b["attention_mask"])[1] for b in batches]
     student.train()
-    finals = []
-    for layer, block in enumerate(student.encoder.blocks):
-        params = attention_core_parameters(block.attn)
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        loss = torch.zeros(())
-        for step in range(steps):
-            i = step % len(batches)
-            mask, out = batches[i]["attention_mask"], targets[i]
-            ctx = block.attn.context(out.hidden_states[layer], mask)  # (B, n, D)
-            loss = token_loss(ctx, out.contexts[layer], mask, "mse")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if progress is not None:
-                progress(layer, step, loss.item())
-        finals.append(loss.item())
+    core = {n: p for block in student.encoder.blocks for n, p in
+            ((f"{id(block)}.{n}", p) for n, p in block.attn.named_parameters() if not n.startswith("out_lin."))}
+    groups = [{"params": [p for n, p in core.items() if not is_scalar(n)], "lr": lr},
+              {"params": [p for n, p in core.items() if is_scalar(n)], "lr": scalar_lr}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
+    history: list[list[float]] = []
+    for step, b in enumerate(batches):
+        with torch.no_grad():
+            out = teacher.forward_all(b["input_ids"], b["attention_mask"])[1]
+        losses = [token_loss(block.attn.context(out.hidden_states[layer], b["attention_mask"]),
+                             out.contexts[layer], b["attention_mask"], "mse")
+                  for layer, block in enumerate(student.encoder.blocks)]
+        opt.zero_grad(set_to_none=True)
+        torch.stack(losses).sum().backward()
+        opt.step()
+        history.append([x.item() for x in losses])
+        if progress is not None:
+            progress(step, history[-1])
     student.zero_grad(set_to_none=True)
-    return finals
+    if not history:
+        return []
+    tail = history[-max(1, len(history) // 4):]
+    return [sum(h[layer] for h in tail) / len(tail) for layer in range(len(tail[0]))]
 
 
 # ---------------------------------------------------------------- inhibitor calibration
 
 CALIBRATION_EXPONENTS = tuple(range(-10, 4))  # gamma/sqrt(d) = 2**e candidates
+CALIBRATION_ALPHAS = (0.125, 0.25, 0.5, 1.0, 2.0)  # alpha candidates (a student with alpha)
 
 
 @torch.no_grad()
 def calibrate_inhibitor(student: nn.Module, teacher: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
-                        exponents: Iterable[int] = CALIBRATION_EXPONENTS) -> list[dict[str, float]]:
-    """Set each inhibitor layer's gamma and beta so that its context best matches the teacher's.
+                        exponents: Iterable[int] = CALIBRATION_EXPONENTS,
+                        alphas: Iterable[float] = CALIBRATION_ALPHAS) -> list[dict[str, float]]:
+    """Set each inhibitor layer's gamma, alpha and beta so that its context best matches the teacher's.
 
     Both are float `SequenceClassifier`s of equal depth and width; every student layer has
-    inhibitor attention (`gamma`, `beta` parameters). Layer l gets the teacher's hidden state l
-    (teacher forcing). For each candidate gamma/sqrt(d) = 2**e (a power of two, as the integer
-    model folds it into a shift), beta is the least-squares fit of the student's context to the
-    teacher's over valid tokens; the candidate with the smallest residual is kept. Dropout is off
-    while fitting. Returns per layer {"exponent", "beta", "residual"}, the residual relative to the
-    teacher contexts' squared norm (1.0: no better than zero). The teacher's q/k/v are not changed.
+    inhibitor attention (`gamma`, `beta` parameters, `alpha` unless disabled). Layer l gets the
+    teacher's hidden state l (teacher forcing). For each candidate pair gamma/sqrt(d) = 2**e (a power
+    of two, as the integer model folds it into a shift) and alpha in `alphas` (alpha as it is when the
+    student has none), beta is the least-squares fit of the student's context to the teacher's over
+    valid tokens; the candidate with the smallest residual is kept. Dropout is off while fitting.
+    Returns per layer {"exponent", "alpha", "beta", "residual"}, the residual relative to the teacher
+    contexts' squared norm (1.0: no better than zero; alpha 0.0 when the student has none). The
+    teacher's q/k/v are not changed.
     """
     batches, exponents = list(batches), list(exponents)
     was_training = student.training
@@ -197,29 +225,34 @@ def calibrate_inhibitor(student: nn.Module, teacher: nn.Module, batches: Iterabl
     fits = []
     for layer, block in enumerate(student.encoder.blocks):
         attn = block.attn
-        best = {"exponent": 0.0, "beta": 0.0, "residual": float("inf")}
+        best = {"exponent": 0.0, "alpha": 0.0, "beta": 0.0, "residual": float("inf")}
         for e in exponents:
-            attn.gamma.fill_(2.0 ** e * math.sqrt(attn.head_dim))
-            attn.beta.fill_(1.0)
-            ht = hh = tt = 0.0
-            for b, out in zip(batches, targets):
-                keep = b["attention_mask"][..., None].to(out.contexts[layer].dtype)  # (B, n, 1)
-                h, t = attn.context(out.hidden_states[layer], b["attention_mask"]), out.contexts[layer]
-                ht += float((h * t * keep).sum())
-                hh += float((h * h * keep).sum())
-                tt += float((t * t * keep).sum())
-            if ht <= 0 or tt <= 0:  # beta must be positive (the integer model stores log2 beta)
-                continue
-            beta = ht / hh
-            residual = 1.0 - beta * ht / tt  # |beta h - t|^2 / |t|^2 at the optimum
-            if residual < best["residual"]:
-                best = {"exponent": float(e), "beta": beta, "residual": residual}
+            for a in (list(alphas) if attn.alpha is not None else [0.0]):
+                attn.gamma.fill_(2.0 ** e * math.sqrt(attn.head_dim))
+                attn.beta.fill_(1.0)
+                if attn.alpha is not None:
+                    attn.alpha.fill_(a)
+                ht = hh = tt = 0.0
+                for b, out in zip(batches, targets):
+                    keep = b["attention_mask"][..., None].to(out.contexts[layer].dtype)  # (B, n, 1)
+                    h, t = attn.context(out.hidden_states[layer], b["attention_mask"]), out.contexts[layer]
+                    ht += float((h * t * keep).sum())
+                    hh += float((h * h * keep).sum())
+                    tt += float((t * t * keep).sum())
+                if ht <= 0 or tt <= 0:  # beta must be positive (the integer model stores log2 beta)
+                    continue
+                beta = ht / hh
+                residual = 1.0 - beta * ht / tt  # |beta h - t|^2 / |t|^2 at the optimum
+                if residual < best["residual"]:
+                    best = {"exponent": float(e), "alpha": float(a), "beta": beta, "residual": residual}
         if best["residual"] == float("inf"):
             raise UserError(f"inhibitor calibration of layer {layer}: no gamma in 2**{min(exponents)}.."
                             f"2**{max(exponents)} gives a context correlated with the teacher's; "
                             f"train without calibration (--no-calibrate-inhibitor)")
         attn.gamma.fill_(2.0 ** best["exponent"] * math.sqrt(attn.head_dim))
         attn.beta.fill_(best["beta"])
+        if attn.alpha is not None:
+            attn.alpha.fill_(best["alpha"])
         fits.append(best)
     student.train(was_training)
     return fits

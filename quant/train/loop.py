@@ -1,8 +1,10 @@
 """The training loop: float fine-tuning, or quantization-aware training with distillation.
 
 One frozen `TrainConfig` drives `train(cfg)`:
-- float (`float_model=True`): the teacher itself (attention 'dot') or a student built from the
-  teacher's weights with another attention, fine-tuned with cross-entropy;
+- float (`float_model=True`): the teacher itself (attention 'dot', cross-entropy), or a student built
+  from the teacher's weights (another attention, or the same with the ReLU it will be quantized with),
+  optionally calibrated and fitted layer by layer to the teacher's attention contexts, then trained
+  with cross-entropy or the distillation loss of `quant.train.distill`;
 - QAT: a float student (`init_student`, else the fine-tuned teacher's weights under `attention`),
   optionally fitted layer by layer to the teacher's attention contexts, then `quantize_model` +
   `calibrate`, then trained with the loss of `quant.train.distill` against the float teacher.
@@ -69,8 +71,12 @@ class TrainConfig:
     save_every: int = 0              # 0 = no training checkpoints
     resume: bool = False
     init_student: str | None = None
-    layer_init_steps: int = 0        # per layer; 0 = no layer-by-layer initialisation
-    layer_init_lr: float = 1e-4
+    layer_init_steps: int = 0        # batches of the shuffled training split (-1: one pass; 0: none)
+    layer_init_lr: float = 1e-4      # q/k/v in the layer-by-layer initialisation
+    scalar_lr: float = 1e-3          # the inhibitor's scalars, in the initialisation and in training
+    student_activation: str = "relu"  # FFN activation of a student (the one it is quantized with)
+    transfer_copies: int = 0         # augmented copies per training snippet (teacher-labelled; rt only)
+    transfer_plots: bool = False     # add the plot summaries of training movies (teacher-labelled; rt only)
     calib_batches: int = 4
     # an inhibitor student built from a dot-product model's weights (REFERENCE.md section 1)
     inhibitor_center: bool = True    # subtract the mean score over keys
@@ -85,16 +91,21 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 <= self.warmup < 1:
             raise UserError(f"need lr > 0 and 0 <= warmup < 1, got lr={self.lr}, warmup={self.warmup}")
-        if self.save_every < 0 or self.layer_init_steps < 0:
-            raise UserError("--save-every and --layer-init-steps must be >= 0")
+        if self.save_every < 0 or self.layer_init_steps < -1 or self.transfer_copies < 0:
+            raise UserError("--save-every and --transfer-copies must be >= 0, --layer-init-steps >= -1")
+        if self.layer_init_lr <= 0 or self.scalar_lr <= 0:
+            raise UserError(f"need --layer-init-lr > 0 and --scalar-lr > 0, got {self.layer_init_lr}, {self.scalar_lr}")
+        from models.config import ACTIVATIONS
+        if self.student_activation not in ACTIVATIONS:
+            raise UserError(f"unknown --student-activation {self.student_activation!r}: use one of {', '.join(ACTIVATIONS)}")
+        if (self.transfer_copies or self.transfer_plots) and (self.distill.mode == "none" or self.task != "rt"):
+            raise UserError("a transfer set is labelled by the teacher: it needs --distill task|agnostic and --task rt")
         if not 2 <= self.bits <= 16:
             raise UserError(f"--bits must be in 2..16, got {self.bits}")
         if self.distill.mode not in DISTILL_MODES:
             raise UserError(f"unknown --distill {self.distill.mode!r}: use one of {', '.join(DISTILL_MODES)}")
         if self.distill.hidden_loss not in HIDDEN_LOSSES:
             raise UserError(f"unknown hidden loss {self.distill.hidden_loss!r}: use one of {', '.join(HIDDEN_LOSSES)}")
-        if self.float_model and self.distill.mode != "none":
-            raise UserError("--float fine-tunes without distillation: drop --distill (or pass --distill none)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,18 +154,21 @@ def _is_fine_tuned(folder: Path) -> bool:
 def build(cfg: TrainConfig, spec) -> dict[str, Any]:
     """The float model to train (before quantization), its config, the distillation teacher (or
     None), the teacher for the layer-by-layer initialisation (or None) and the dot-product model an
-    inhibitor student was just built from (for `calibrate_inhibitor`, or None)."""
+    inhibitor student was just built from (for `calibrate_inhibitor`, or None).
+
+    A *student* is a model made for another attention than the one it starts from, or a float model
+    trained by distillation; it is built (`student_from`) with `cfg.student_activation`, the FFN
+    activation it will be quantized with (ReLU), so that quantization-aware training does not have to
+    recover an activation change on top of quantization. The teacher keeps its own (GELU)."""
     from models.loading import load_pretrained
     from models.teacher import resolve_teacher
     source = resolve_teacher(cfg.teacher)
-    if cfg.float_model:
-        init_teacher = None
-        if cfg.layer_init_steps and cfg.attention != "dot":
-            init_teacher = (load_fine_tuned(str(source), "--teacher")[0] if _is_fine_tuned(source)
-                            else load_pretrained(source, "dot", spec.num_labels))
-    else:
-        needs = cfg.distill.mode != "none" or _is_fine_tuned(source)
-        init_teacher = load_fine_tuned(str(source), "--teacher")[0] if needs else None
+    distilled = cfg.distill.mode != "none"
+    teacher = load_fine_tuned(str(source), "--teacher")[0] if distilled else None
+    init_teacher = teacher
+    if init_teacher is None and cfg.layer_init_steps:
+        init_teacher = (load_fine_tuned(str(source), "--teacher")[0] if _is_fine_tuned(source)
+                        else load_pretrained(source, "dot", spec.num_labels))
     if cfg.init_student:
         model, enc_cfg = load_fine_tuned(cfg.init_student, "--init-student")
     elif _is_fine_tuned(source):
@@ -165,12 +179,14 @@ def build(cfg: TrainConfig, spec) -> dict[str, Any]:
         model = load_pretrained(source, "dot", spec.num_labels)
         enc_cfg = model.cfg
     calib_teacher = None
-    if enc_cfg.attention != cfg.attention:
+    other_variant = enc_cfg.attention != cfg.attention
+    if other_variant or (cfg.float_model and distilled and enc_cfg.activation != cfg.student_activation):
         from models.attention import attention_class
         variant = attention_class(cfg.attention)
-        calib_teacher = model if variant.calibrates_from_dot(cfg) and enc_cfg.attention == "dot" else None
-        model, enc_cfg = student_from(model, cfg.attention, **variant.student_overrides(cfg))
-    teacher = init_teacher if not cfg.float_model and cfg.distill.mode != "none" else None
+        calib_teacher = model if (other_variant and variant.calibrates_from_dot(cfg)
+                                  and enc_cfg.attention == "dot") else None
+        model, enc_cfg = student_from(model, cfg.attention, activation=cfg.student_activation,
+                                      **variant.student_overrides(cfg))
     return {"model": model.train(), "enc_cfg": enc_cfg, "teacher": teacher, "init_teacher": init_teacher,
             "calib_teacher": calib_teacher}
 
@@ -211,7 +227,7 @@ def _prepare(cfg: TrainConfig, world: Dist, spec, state) -> Run:
     data = load_data(cfg, spec, tokenizer)
     parts = build(cfg, spec)
     if state is None:
-        initialise_student(cfg, parts, data["train"], _say(world))
+        initialise_student(cfg, parts, data["train"], _say(world), world.main)
     model, qcfg = parts["model"].to(world.device), None
     if not cfg.float_model:
         model, qcfg = quantize(cfg, model, data["train"], world.device)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm import tqdm
 from torch.utils.data import DistributedSampler
 
 from models.files import write_text_atomic
@@ -75,20 +76,41 @@ def epoch_batches(sampler: DistributedSampler, epoch: int, batch_size: int) -> l
 
 # ---------------------------------------------------------------- the student before training
 
-def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say) -> None:
-    """Inhibitor calibration and layer-by-layer init of the float student (a fresh run only)."""
+def shuffled_batches(data: dict[str, torch.Tensor], batch_size: int, seed: int, steps: int):
+    """`steps` batches (-1: one pass) of `data` in a seeded random order, cycling through fresh
+    permutations when `steps` exceeds one pass; each trimmed like `take` (on the CPU)."""
+    n = len(data["labels"])
+    gen = torch.Generator().manual_seed(seed)
+    per_pass = max(1, -(-n // batch_size))
+    steps = per_pass if steps < 0 else steps
+    order: list[int] = []
+    for step in range(steps):
+        if step % per_pass == 0:
+            order = torch.randperm(n, generator=gen).tolist()
+        i = (step % per_pass) * batch_size
+        yield take(data, order[i:i + batch_size], torch.device("cpu"))
+
+
+def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say, show: bool = True) -> None:
+    """Inhibitor calibration (on `calib_batches` shuffled training batches) and the layer-by-layer
+    init of the float student over the shuffled training split (a fresh run only)."""
     from quant.train.distill import calibrate_inhibitor, layerwise_init
-    model, n = parts["model"], len(train_data["labels"])
-    batches = [take(train_data, range(i, i + cfg.batch_size), torch.device("cpu"))
-               for i in range(0, min(n - cfg.batch_size + 1, 8 * cfg.batch_size), cfg.batch_size)] \
-        or [take(train_data, range(n), "cpu")]
+    model = parts["model"]
     if parts["calib_teacher"] is not None:
-        fits = calibrate_inhibitor(model, parts["calib_teacher"], batches[:cfg.calib_batches])
-        say("inhibitor calibration (gamma/sqrt(d) = 2**e, beta, context residual) per layer: " + "; ".join(
-            f"2**{f['exponent']:.0f} {f['beta']:.4f} {f['residual']:.3f}" for f in fits))
+        batches = list(shuffled_batches(train_data, cfg.batch_size, cfg.seed + 1, cfg.calib_batches))
+        fits = calibrate_inhibitor(model, parts["calib_teacher"], batches)
+        say("inhibitor calibration (gamma/sqrt(d) = 2**e, alpha, beta, context residual) per layer: " + "; ".join(
+            f"2**{f['exponent']:.0f} {f['alpha']:g} {f['beta']:.4f} {f['residual']:.3f}" for f in fits))
     if cfg.layer_init_steps and parts["init_teacher"] is not None:
-        finals = layerwise_init(model, parts["init_teacher"], batches, cfg.layer_init_steps, cfg.layer_init_lr)
-        say(f"layer-by-layer init: final context MSE per layer {[round(f, 5) for f in finals]}")
+        steps = cfg.layer_init_steps
+        total = -(-len(train_data["labels"]) // cfg.batch_size) if steps < 0 else steps
+        bar = tqdm(total=total, desc="layer-by-layer init", dynamic_ncols=True, disable=not show)
+        finals = layerwise_init(model, parts["init_teacher"],
+                                shuffled_batches(train_data, cfg.batch_size, cfg.seed + 2, steps),
+                                cfg.layer_init_lr, cfg.scalar_lr, progress=lambda step, losses: bar.update(1))
+        bar.close()
+        say(f"layer-by-layer init ({total} batches): context MSE per layer over the last quarter "
+            f"{[round(f, 5) for f in finals]}")
 
 
 def wrap_model(world: Dist, model: nn.Module, teacher, enc_cfg, state):

@@ -18,14 +18,17 @@ from quant.train import checkpoint as ckpt
 
 
 def make_optimizer(cfg, module: nn.Module, total_steps: int):
-    """AdamW (no decay on biases and norms) and a linear warm-up then linear decay to 0 over
-    `total_steps`; `cfg` is the loop's TrainConfig."""
-    decay, no_decay = [], []
+    """AdamW (no decay on biases, norms and the inhibitor's scalars, which train at `cfg.scalar_lr`)
+    and a linear warm-up then linear decay to 0 over `total_steps`; `cfg` is the loop's TrainConfig."""
+    from quant.train.distill import is_scalar
+    decay, no_decay, scalars = [], [], []
     for name, p in module.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+            (scalars if is_scalar(name) else no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if scalars:
+        groups.append({"params": scalars, "weight_decay": 0.0, "lr": cfg.scalar_lr})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
     warm = int(cfg.warmup * total_steps)
 
     def factor(step: int) -> float:
