@@ -134,6 +134,7 @@ def test_embedding_neighbours_cosine_whole_words(tmp_path):
         emb[vocab.index(w)] = torch.tensor(v)
     nb = embedding_neighbours(tok, emb, k=2)
     assert set(nb) == {"good", "great", "bad", "cat", "dog"}  # no specials, pieces or numbers
+    assert all(w not in ns and len(ns) == 2 for w, ns in nb.items())
     assert nb["good"] == ["great", "bad"]  # cosine: bad's larger dot product does not count
     assert nb["cat"][0] == "dog" and nb["dog"][0] == "cat"
     assert embedding_neighbours(tok, emb, k=2, chunk=2) == nb  # chunking changes nothing

@@ -151,13 +151,11 @@ def embedding_neighbours(tokenizer: Any, embeddings: Any, k: int = 8,
     ids = torch.tensor([i for i, _ in vocab])
     words = [t.lower() for _, t in vocab]
     emb = torch.nn.functional.normalize(embeddings.detach()[ids].float(), dim=1)  # (W, hidden)
-    take = min(len(words), k + 4)  # a few spare: a cased vocabulary's variants of the word itself
+    take = min(len(words), k + 5)  # spares: the word itself and, if cased, its other casings
     result: dict[str, list[str]] = {}
     for start in range(0, len(words), chunk):
         sims = emb[start:start + chunk] @ emb.T  # (chunk, W)
-        rows = torch.arange(sims.shape[0])
-        sims[rows, rows + start] = -torch.inf
-        top = sims.topk(take, dim=1).indices.tolist()
+        top = sims.topk(take, dim=1).indices.tolist()  # the word itself among them, dropped below
         for r, cand in enumerate(top):
             word = words[start + r]
             if word in result:
