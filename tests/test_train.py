@@ -120,6 +120,26 @@ def test_float_student_distilled_with_relu_layer_init_and_scalar_rate(tiny_teach
     assert load_checkpoint(dot)[1].activation == "relu"
 
 
+def test_transfer_set_is_taught_by_the_teacher_alone(tiny_teacher, tmp_path, capsys):
+    """rt with augmented copies and the plot chunks of training movies: the run trains on more
+    examples than the labelled snippets, and cross-entropy never sees a transfer example."""
+    from quant.train.distill import UNLABELLED, task_loss
+    teacher = tmp_path / "teacher"
+    common = ("--task", "rt", "--limit", 24, "--max-length", 16, "--batch-size", 8, "--lr", "1e-3",
+              "--teacher")
+    assert main(["train", *map(str, common), str(tiny_teacher), "--float", "--out", str(teacher)]) == 0
+    out = tmp_path / "student"
+    assert main(["train", *map(str, common), str(teacher), "--float", "--distill", "task", "--attention",
+                 "inhibitor", "--transfer-copies", "1", "--transfer-plots", "--out", str(out)]) == 0
+    said = capsys.readouterr()
+    assert "teacher-labelled examples" in said.out + said.err
+    steps = json.loads((out / "metrics.json").read_text())["history"][0]["step"]
+    assert steps > 24 // 8 + 500 // 8  # 24 snippets, up to 24 variants and the ~527 plot chunks
+    logits = torch.tensor([[2.0, -1.0], [0.0, 3.0]])
+    assert task_loss(logits, torch.tensor([0, UNLABELLED])) == task_loss(logits[:1], torch.tensor([0]))
+    assert task_loss(logits, torch.tensor([UNLABELLED, UNLABELLED])) == 0
+
+
 def start(args: list[str]) -> subprocess.Popen:
     """The CLI in a subprocess, with the environment of `run_cli` (one thread, offline)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from models.errors import UserError
 from quant.train import checkpoint as ckpt
 from quant.train.distill import DISTILL_MODES, HIDDEN_LOSSES, DistillConfig, HiddenProjection, distill_loss
-from quant.train.runtime import (Dist, epoch_batches, evaluate, final_metrics, initialise_student,
+from quant.train.runtime import (Dist, add_transfer_set, epoch_batches, evaluate, final_metrics, initialise_student,
                                  load_data, quantize, setup_distributed, take, wrap_model)
 from quant.train.state import make_optimizer, restore, resume_state, save_training_state
 
@@ -226,6 +226,8 @@ def _prepare(cfg: TrainConfig, world: Dist, spec, state) -> Run:
     tokenizer = load_tokenizer(resolve_teacher(cfg.teacher) if not cfg.init_student else cfg.init_student)
     data = load_data(cfg, spec, tokenizer)
     parts = build(cfg, spec)
+    if cfg.transfer_copies or cfg.transfer_plots:
+        data["train"] = add_transfer_set(cfg, data["train"], tokenizer, parts["teacher"], _say(world))
     if state is None:
         initialise_student(cfg, parts, data["train"], _say(world), world.main)
     model, qcfg = parts["model"].to(world.device), None

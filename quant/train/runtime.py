@@ -59,6 +59,31 @@ def load_data(cfg: TrainConfig, spec, tokenizer) -> dict[str, dict[str, torch.Te
             for s in spec.splits}
 
 
+def add_transfer_set(cfg: TrainConfig, train: dict[str, torch.Tensor], tokenizer, teacher: nn.Module, say
+                     ) -> dict[str, torch.Tensor]:
+    """`train` followed by the teacher-labelled transfer set (`quant.data.transfer`): `transfer_copies`
+    augmented variants of each of its snippets (substitutes from the teacher's input embeddings) and,
+    with `transfer_plots`, the plot chunks of training movies; labels `UNLABELLED` (-1), so only the
+    teacher's logits teach them. Both parts are right-padded to one width."""
+    from quant.data.tasks import encode, load_split
+    from quant.data.transfer import embedding_neighbours, load_rt_plots, transfer_split
+    limit = min(n for n in (cfg.limit, cfg.train_limit, len(train["labels"])) if n is not None)
+    snippets = load_split(cfg.task, "train", cfg.data_dir, limit)
+    neighbours = (embedding_neighbours(tokenizer, teacher.encoder.embeddings.word.weight.detach())
+                  if cfg.transfer_copies else {})
+    plots = load_rt_plots("train", cfg.data_dir) if cfg.transfer_plots else None
+    extra = encode(transfer_split(snippets, copies=cfg.transfer_copies, plots=plots, neighbours=neighbours,
+                                  seed=cfg.seed), tokenizer, cfg.max_length)
+    say(f"transfer set: {len(extra['labels'])} teacher-labelled examples ({cfg.transfer_copies} augmented "
+        f"copies per snippet{', plot chunks of training movies' if plots is not None else ''}) after "
+        f"{len(train['labels'])} labelled snippets")
+    width = max(train["input_ids"].shape[1], extra["input_ids"].shape[1])
+    pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[1]))  # noqa: E731 (right padding, 0)
+    return {"input_ids": torch.cat([pad(train["input_ids"]), pad(extra["input_ids"])]),
+            "attention_mask": torch.cat([pad(train["attention_mask"]), pad(extra["attention_mask"])]),
+            "labels": torch.cat([train["labels"], extra["labels"].to(train["labels"].dtype)])}
+
+
 def take(data: dict[str, torch.Tensor], idx, device: torch.device) -> dict[str, torch.Tensor]:
     """Rows `idx`, trimmed to the longest sequence among them (padding is on the right)."""
     idx = torch.as_tensor(idx, dtype=torch.long)
