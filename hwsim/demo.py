@@ -4,8 +4,9 @@
 
 Steps (each cached in DIR and skipped when its output exists, unless --force):
 1. fine-tune the float MiniLM teacher on the RT snippets (dot attention);
-2. fine-tune float inhibitor and symmetric students initialised from the teacher;
-3. quantization-aware-train W8A8 students of all three variants, distilled from the teacher;
+2. distil float students from the teacher (dot, inhibitor, symmetric; ReLU FFN; the inhibitor
+   calibrated, inhibitor and symmetric fitted layer by layer to the teacher's attention contexts);
+3. quantization-aware-train W8A8 students of all three variants from them, distilled from the teacher;
 4. export each to integer-only ONNX;
 5. simulate the whole RT test split in hwsim (onnxruntime cross-check on the first samples);
 6. count every variant at sequence lengths 16..512 on random token ids;
@@ -40,6 +41,13 @@ class DemoConfig:
     student_train_limit: int | None = 2000
     qat_epochs: int = 1
     qat_train_limit: int | None = 1000
+    # the student recipe (docs/QUANT.md "Student recipe"): every float student is distilled from the
+    # teacher (KL + CE + hidden + contexts) with the ReLU it is quantized with; inhibitor and symmetric
+    # students are first fitted layer by layer over the shuffled training cut
+    layer_init_steps: int = -1          # -1: one pass over the students' training cut
+    transfer_copies: int = 0            # teacher-labelled augmented copies per snippet
+    transfer_plots: bool = False        # plus the plot chunks of training movies
+    dot_student: bool = True            # int8 dot from a float ReLU dot student (else from the teacher)
     ort_check: int = 16                 # first N test samples also run in onnxruntime
     sweep_lengths: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
     seed: int = 0
@@ -87,15 +95,19 @@ def train_all(cfg: DemoConfig) -> dict[str, dict]:
     from quant.train.distill import DistillConfig
     runs = Path(cfg.out) / "runs"
     teacher = runs / "teacher"
-    metrics = {"float-dot": _train(cfg, teacher, attention="dot", teacher=cfg.teacher, float_model=True,
-                                   distill=DistillConfig(mode="none"), epochs=cfg.teacher_epochs,
-                                   train_limit=cfg.teacher_train_limit)}
-    for v in VARIANTS[1:]:
+    metrics = {"teacher": _train(cfg, teacher, attention="dot", teacher=cfg.teacher, float_model=True,
+                                 distill=DistillConfig(mode="none"), epochs=cfg.teacher_epochs,
+                                 train_limit=cfg.teacher_train_limit)}
+    metrics["float-dot"] = metrics["teacher"]  # replaced by the float dot student when there is one
+    students = VARIANTS if cfg.dot_student else VARIANTS[1:]
+    for v in students:
         metrics[f"float-{v}"] = _train(cfg, runs / f"float-{v}", attention=v, teacher=str(teacher),
-                                       float_model=True, distill=DistillConfig(mode="none"),
+                                       float_model=True, distill=DistillConfig(mode="task"),
+                                       layer_init_steps=0 if v == "dot" else cfg.layer_init_steps,
+                                       transfer_copies=cfg.transfer_copies, transfer_plots=cfg.transfer_plots,
                                        epochs=cfg.student_epochs, train_limit=cfg.student_train_limit)
     for v in VARIANTS:
-        init = None if v == "dot" else str(runs / f"float-{v}")
+        init = str(runs / f"float-{v}") if v in students else None
         metrics[f"int{cfg.bits}-{v}"] = _train(cfg, runs / f"int{cfg.bits}-{v}", attention=v,
                                                teacher=str(teacher), bits=cfg.bits,
                                                distill=DistillConfig(mode="task"), init_student=init,

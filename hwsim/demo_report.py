@@ -104,6 +104,8 @@ def summary_markdown(result: dict) -> str:
         "(Horowitz, ISSCC 2014, 45 nm; interpolated widths marked in the table), not measurements.",
         f"RT snippets test split ({next(iter(rows.values()))['test_samples']} snippets, split by movie); "
         f"each snippet simulated bit for bit at its own length. Wall time: {result['timings']['total_s']:.0f} s.",
+        *([f"Float teacher (GELU, dot): {_fmt_acc(result['teacher_accuracy'])} %; float acc % below is each "
+           "float student's (ReLU, distilled)."] if result.get("teacher_accuracy") is not None else []),
         "",
         *_table_head(["variant", "float acc %", f"int{bits} acc % (QAT eval)", f"int{bits} acc % (hwsim)",
                       "params", "mults / inf", "adds / inf", "cmps / inf", "DRAM+SRAM words / inf",
@@ -153,7 +155,8 @@ def write_outputs(cfg, metrics: dict, models: dict[str, Path], reports: dict[str
         variants[v] = variant_figures(path, metrics, cfg.bits, v, table, params)
     result = {"config": asdict(cfg), "timings": timings, "energy_table": _shown_path(table.path),
               "technology": table.technology, "note": "energy = estimates from op counts x energy table",
-              "variants": variants, "sweep": {v: [list(p) for p in pts] for v, pts in series.items()}}
+              "variants": variants, "sweep": {v: [list(p) for p in pts] for v, pts in series.items()},
+              "teacher_accuracy": metrics["teacher"]["test"]["accuracy"] if "teacher" in metrics else None}
     check_consistency(result, reports, table)
     summary = summary_markdown(result)
     if costs is not None:
