@@ -86,9 +86,10 @@ class Attention(nn.Module):
         return None if new is None else new + dot + rest
 
     @classmethod
-    def from_dot_state(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def from_dot_state(cls, state: dict[str, torch.Tensor], *, heads: int | None = None) -> dict[str, torch.Tensor]:
         """A dot-product classifier's state dict under this variant's names (`from_dot_name` on the part
-        after '.attn.'; every other name as it is)."""
+        after '.attn.'; every other name as it is). `heads` (the teacher's head count) is for variants
+        that recombine per-head weights; the base ignores it."""
         out = {}
         for name, value in state.items():
             block, sep, local = name.partition(".attn.")
@@ -240,6 +241,52 @@ class InhibitorAttention(Attention):
         return merge_heads(h)  # (B, n, D)
 
 
+# ---------------------------------------------------------------- symmetric (Courtois et al. 2024)
+
+def symmetric_part_factors(left: torch.Tensor, right: torch.Tensor, rank: int
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """W (..., rank, m) and c (..., rank) in {-1, +1} with W^T diag(c) W the best rank-`rank`
+    approximation (Frobenius and spectral norm) of S = (L^T R + R^T L) / 2, L = `left`, R = `right`
+    (..., r, m): the `rank` eigenpairs (lambda_k, e_k) of S of largest |lambda|, row k of W =
+    sqrt(|lambda_k|) e_k^T, c_k = sign(lambda_k) (+1 for 0).
+
+    S lives in the span Q of the rows of L and R (dim <= 2r), so the eigenproblem is solved there:
+    Q from a QR of [L; R]^T, then eigh of Q^T S Q = sym((L Q)^T (R Q)), 2r x 2r instead of m x m.
+    Rows are ordered by decreasing |lambda|; each e_k's sign is whatever eigh returns.
+    """
+    basis, _ = torch.linalg.qr(torch.cat([left, right], -2).transpose(-2, -1))  # (..., m, q), q <= 2r
+    small = (left @ basis).transpose(-2, -1) @ (right @ basis)  # (..., q, q) = Q^T L^T R Q
+    lam, vec = torch.linalg.eigh((small + small.transpose(-2, -1)) / 2)  # (..., q), (..., q, q)
+    top = lam.abs().topk(rank, dim=-1).indices  # (..., rank)
+    lam = lam.gather(-1, top)
+    vec = (basis @ vec).gather(-1, top[..., None, :].expand(*basis.shape[:-1], rank))  # (..., m, rank)
+    factors = lam.abs().sqrt()[..., :, None] * vec.transpose(-2, -1)  # (..., rank, m)
+    return factors, torch.where(lam >= 0, 1.0, -1.0).to(lam.dtype)
+
+
+def symmetric_from_dot(wq: torch.Tensor, bq: torch.Tensor, wk: torch.Tensor, bk: torch.Tensor, heads: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`qk_lin.weight` (D, D), `qk_lin.bias` (D) and `c` (H, d) of a symmetric head set that best
+    approximates the dot-product heads with query/key Linear parameters wq, bq, wk, bk.
+
+    Per head h, in homogeneous coordinates x~ = [x, 1] (D + 1), the teacher's score is
+        t_ij = x~_i^T A_h x~_j / sqrt(d),  A_h = Wq~_h^T Wk~_h,  Wq~_h = [Wq_h | bq_h]  (d x (D + 1)),
+    the student's s_ij = x~_i^T W~_h^T diag(c_h) W~_h x~_j / sqrt(d),  W~_h = [W_h | b_h].
+    W~_h^T diag(c_h) W~_h is the best rank-d approximation of S_h = (A_h + A_h^T) / 2
+    (`symmetric_part_factors`). So s = t exactly when A_h is symmetric with rank <= d; otherwise
+    s differs from t by the antisymmetric part x~_i^T (A_h - A_h^T) x~_j / (2 sqrt(d)) and the truncated
+    eigenvalues of S_h (S_h has rank <= 2d). Not exploited: softmax over j ignores terms that depend on
+    i only (x_i^T Wq_h^T bk_h + bq_h . bk_h), so A_h's last column could be changed freely before
+    symmetrising. Computed in float64, returned in wq's dtype.
+    """
+    D, d = wq.shape[1], wq.shape[0] // heads
+    left = torch.cat([wq, bq[:, None]], 1).double().view(heads, d, D + 1)  # (H, d, D+1): Wq~_h
+    right = torch.cat([wk, bk[:, None]], 1).double().view(heads, d, D + 1)  # (H, d, D+1): Wk~_h
+    factors, c = symmetric_part_factors(left, right, d)  # (H, d, D+1), (H, d)
+    factors = factors.reshape(heads * d, D + 1).to(wq.dtype)  # (D, D+1): [W | b], heads stacked
+    return factors[:, :D].contiguous(), factors[:, D].contiguous(), c.to(wq.dtype)
+
+
 @register("symmetric")
 class SymmetricAttention(Attention):
     """Symmetric dot-product attention (Courtois et al. 2024), in the form implemented here:
@@ -248,8 +295,13 @@ class SymmetricAttention(Attention):
     and a learned per-dimension coefficient c (parameter `c`, shape (H, d), init 1):
         A_ij = sum_k c_k u_ik u_jk / sqrt(d)  = (u diag(c) u^T)_ij / sqrt(d)
     then softmax over valid keys (padded keys at the dtype minimum), times V, then `out_lin`.
-    A is symmetric in (i, j) before masking. From a dot-product model, `qk_lin` is its QUERY projection
-    (the keys are dropped) and c starts at 1.
+    A is symmetric in (i, j) before masking.
+
+    From a dot-product model's state dict (`from_dot_state`, hence `quant.train.loop.student_from`),
+    `qk_lin` and c are the eigen-initialisation `symmetric_from_dot` of its queries and keys (the best
+    rank-d symmetric approximation of each head's bilinear score form); v_lin, out_lin and the rest are
+    taken as they are. `dot_renames` alone (the name map `models.loading.load_pretrained` uses on a
+    Hugging Face folder) still takes `qk_lin` from the QUERY projection, drops the keys and leaves c = 1.
     """
 
     dot_renames = {"q_lin": "qk_lin", "k_lin": None}
@@ -266,3 +318,21 @@ class SymmetricAttention(Attention):
         v = split_heads(self.v_lin(x), self.heads)
         scores = (u * self.c[:, None, :]) @ u.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, n, n)
         return merge_heads(softmax_mix(scores, v, mask, self.drop))  # (B, n, D)
+
+    @classmethod
+    def from_dot_state(cls, state: dict[str, torch.Tensor], *, heads: int | None = None) -> dict[str, torch.Tensor]:
+        """The dot-product state dict renamed (`dot_renames`), then every block's `qk_lin` and `c`
+        replaced by `symmetric_from_dot` of its q_lin/k_lin; needs the teacher's head count `heads`."""
+        if heads is None:
+            raise ValueError("SymmetricAttention.from_dot_state needs the teacher's head count: pass "
+                             "heads=teacher.cfg.heads")
+        out = super().from_dot_state(state)
+        for name in state:
+            if not name.endswith(".attn.q_lin.weight"):
+                continue
+            p = name[:-len("q_lin.weight")]  # '...blocks.i.attn.'
+            weight, bias, c = symmetric_from_dot(state[p + "q_lin.weight"], state[p + "q_lin.bias"],
+                                                 state[p + "k_lin.weight"], state[p + "k_lin.bias"], heads)
+            out[p + "qk_lin.weight"], out[p + "qk_lin.bias"], out[p + "c"] = weight, bias, c
+        return out
+

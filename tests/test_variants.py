@@ -70,10 +70,10 @@ def test_student_hooks_name_config_fields_and_keep_the_dot_weights(name):
     student, cfg = student_from(dot, name, **overrides)
     assert cfg.attention == name and all(getattr(cfg, k) == v for k, v in overrides.items())
     own, theirs = student.state_dict(), dot.state_dict()
-    for ours, value in variant.from_dot_state(theirs).items():
+    for ours, value in variant.from_dot_state(theirs, heads=CFG.heads).items():
         if ours in own:
             assert torch.equal(own[ours], value), ours
-    taken = {k for k in variant.from_dot_state(theirs) if k in own}
+    taken = {k for k in variant.from_dot_state(theirs, heads=CFG.heads) if k in own}
     assert {k for k in own if ".attn." not in k} <= taken  # everything outside attention is copied
 
 

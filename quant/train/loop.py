@@ -141,7 +141,7 @@ def student_from(teacher: nn.Module, attention: str, **overrides):
     from models.encoder import SequenceClassifier
     cfg = teacher.cfg.replace(attention=attention, **overrides)
     student = SequenceClassifier(cfg)
-    state = attention_class(attention).from_dot_state(teacher.state_dict())
+    state = attention_class(attention).from_dot_state(teacher.state_dict(), heads=teacher.cfg.heads)
     own = student.state_dict()
     student.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     return student, cfg
