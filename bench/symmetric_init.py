@@ -4,10 +4,10 @@ Relative context residual |s - t|^2 / |t|^2 over valid tokens (as `quant.train.d
 measures it): layer l of the student gets the teacher's hidden state l (teacher forcing), eval mode,
 `--batches` batches of `--batch` training snippets of `--task` at `--max-length` tokens. Columns:
 - query: the former init, qk_lin = the teacher's query projection, c = 1 (the names `dot_renames` gives);
-- eigen: `SymmetricAttention.from_dot_state` (best rank-d approximation of sym(A_h), A_h = Wq~_h^T Wk~_h);
-- eigen-col: the same with A_h's last column (the key-bias terms x~_i^T Wq~_h^T bk_h, which depend on the
-  query only and so do not change the softmax) replaced by its last row, which makes the query-bias
-  term bq_h^T Wk~_h x~_j exact after symmetrising (an alternative, not the library's init);
+- eigen: `SymmetricAttention.from_dot_state` (`symmetric_from_dot`: best rank-d approximation of
+  sym(A'_h), A_h = Wq~_h^T Wk~_h with its last column, which only shifts each softmax row, set to its
+  last row, so that the query-bias term bq_h^T Wk~_h x~_j is exact after symmetrising);
+- eigen-plain: the same without that column change (A_h's own symmetric part), for comparison;
 - uniform: every token takes the mean of the teacher's values over valid tokens.
 The last column is eigen / query.
 
@@ -34,9 +34,8 @@ def query_student(teacher: SequenceClassifier) -> SequenceClassifier:
     return student.eval()
 
 
-def column_student(teacher: SequenceClassifier) -> SequenceClassifier:
-    """eigen with A_h' = A_h + (Wk~_h^T bq_h - Wq~_h^T bk_h) e^T, e the homogeneous coordinate: as
-    factors L^T R, L = [Wq~_h; that column^T], R = [Wk~_h; e^T]."""
+def plain_student(teacher: SequenceClassifier) -> SequenceClassifier:
+    """eigen without the free column: the best rank-d approximation of A_h's own symmetric part."""
     student, _ = student_from(teacher, "symmetric")
     H, D = teacher.cfg.heads, teacher.cfg.hidden
     d = D // H
@@ -44,11 +43,7 @@ def column_student(teacher: SequenceClassifier) -> SequenceClassifier:
         q, k = t_block.attn.q_lin, t_block.attn.k_lin
         wq = torch.cat([q.weight, q.bias[:, None]], 1).double().view(H, d, D + 1)  # (H, d, D+1)
         wk = torch.cat([k.weight, k.bias[:, None]], 1).double().view(H, d, D + 1)
-        bq, bk = q.bias.double().view(H, d, 1), k.bias.double().view(H, d, 1)
-        col = (wk * bq).sum(1) - (wq * bk).sum(1)  # (H, D+1): Wk~^T bq - Wq~^T bk
-        e = torch.zeros(H, 1, D + 1, dtype=torch.float64)
-        e[..., D] = 1.0
-        factors, c = symmetric_part_factors(torch.cat([wq, col[:, None]], 1), torch.cat([wk, e], 1), d)
+        factors, c = symmetric_part_factors(wq, wk, d)
         factors = factors.reshape(D, D + 1).float()  # (D, D+1): [W | b]
         s_block.attn.qk_lin.weight.data.copy_(factors[:, :D])
         s_block.attn.qk_lin.bias.data.copy_(factors[:, D])
@@ -99,15 +94,15 @@ def main() -> None:
     batches = [{k: data[k][i:i + args.batch] for k in ("input_ids", "attention_mask")}
                for i in range(0, args.batches * args.batch, args.batch)]
     students = {"query": query_student(teacher), "eigen": student_from(teacher, "symmetric")[0].eval(),
-                "eigen-col": column_student(teacher)}
+                "eigen-plain": plain_student(teacher)}
     contexts = {name: (lambda l, x, m, s=s: s.encoder.blocks[l].attn.context(x, m)) for name, s in students.items()}
     contexts["uniform"] = lambda l, x, m: uniform_context(teacher.encoder.blocks[l].attn, x, m)
     table = residuals(teacher, contexts, batches)
     print(f"{args.task} train, {args.batches} x {args.batch} snippets, max_length {args.max_length}: "
           f"|s - t|^2 / |t|^2 of the attention context, teacher-forced")
-    print("layer " + "".join(f"{name:>11}" for name in table) + "  eigen/query")
+    print("layer " + "".join(f"{name:>12}" for name in table) + "  eigen/query")
     for layer in range(teacher.cfg.layers):
-        row = "".join(f"{table[name][layer]:11.4f}" for name in table)
+        row = "".join(f"{table[name][layer]:12.4f}" for name in table)
         print(f"{layer:5d} {row}  {table['eigen'][layer] / table['query'][layer]:11.3f}")
 
 

@@ -272,17 +272,25 @@ def symmetric_from_dot(wq: torch.Tensor, bq: torch.Tensor, wk: torch.Tensor, bk:
     Per head h, in homogeneous coordinates x~ = [x, 1] (D + 1), the teacher's score is
         t_ij = x~_i^T A_h x~_j / sqrt(d),  A_h = Wq~_h^T Wk~_h,  Wq~_h = [Wq_h | bq_h]  (d x (D + 1)),
     the student's s_ij = x~_i^T W~_h^T diag(c_h) W~_h x~_j / sqrt(d),  W~_h = [W_h | b_h].
-    W~_h^T diag(c_h) W~_h is the best rank-d approximation of S_h = (A_h + A_h^T) / 2
-    (`symmetric_part_factors`). So s = t exactly when A_h is symmetric with rank <= d; otherwise
-    s differs from t by the antisymmetric part x~_i^T (A_h - A_h^T) x~_j / (2 sqrt(d)) and the truncated
-    eigenvalues of S_h (S_h has rank <= 2d). Not exploited: softmax over j ignores terms that depend on
-    i only (x_i^T Wq_h^T bk_h + bq_h . bk_h), so A_h's last column could be changed freely before
-    symmetrising. Computed in float64, returned in wq's dtype.
+    Softmax over j ignores terms that depend on i alone, i.e. A_h's last column (x_i^T Wq_h^T bk_h +
+    bq_h . bk_h), so it is free: it is set to A_h's last row (bq_h^T Wk~_h), which makes the query-bias
+    term bq_h . k_j exact after symmetrising. W~_h^T diag(c_h) W~_h is then the best rank-d
+    approximation of S_h = (A'_h + A'_h^T) / 2 (`symmetric_part_factors`), A'_h = A_h + u e^T with
+    u = Wk~_h^T bq_h - Wq~_h^T bk_h and e the last unit vector. So s = t up to row constants when A_h
+    is symmetric with rank <= d; otherwise s differs by the antisymmetric part of A'_h and the
+    truncated eigenvalues of S_h (rank <= 2d + 2). On the demo teacher the per-layer context residual
+    is 0.08-0.60 (0.10-0.79 with A_h's own symmetric part; 0.39-4.19 for the query projection with
+    c = 1; `bench/symmetric_init.py`). Computed in float64, returned in wq's dtype.
     """
     D, d = wq.shape[1], wq.shape[0] // heads
     left = torch.cat([wq, bq[:, None]], 1).double().view(heads, d, D + 1)  # (H, d, D+1): Wq~_h
     right = torch.cat([wk, bk[:, None]], 1).double().view(heads, d, D + 1)  # (H, d, D+1): Wk~_h
-    factors, c = symmetric_part_factors(left, right, d)  # (H, d, D+1), (H, d)
+    bq, bk = left[..., D], right[..., D]  # (H, d)
+    u = right.transpose(-2, -1) @ bq[..., None] - left.transpose(-2, -1) @ bk[..., None]  # (H, D+1, 1)
+    e = torch.zeros(heads, 1, D + 1, dtype=left.dtype)
+    e[..., D] = 1.0
+    # L'^T R' = A_h + u e^T: A_h with its last column replaced by its last row
+    factors, c = symmetric_part_factors(torch.cat([left, u.transpose(-2, -1)], -2), torch.cat([right, e], -2), d)
     factors = factors.reshape(heads * d, D + 1).to(wq.dtype)  # (D, D+1): [W | b], heads stacked
     return factors[:, :D].contiguous(), factors[:, D].contiguous(), c.to(wq.dtype)
 

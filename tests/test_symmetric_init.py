@@ -50,13 +50,15 @@ def student_scores(attn, x: torch.Tensor) -> torch.Tensor:
 
 
 def best_symmetric_rank_d(attn) -> list[np.ndarray]:
-    """Per head, the best rank-d approximation of (A_h + A_h^T) / 2 by a full (D+1) x (D+1) numpy eigh."""
+    """Per head, the best rank-d approximation of (A'_h + A'_h^T) / 2 by a full (D+1) x (D+1) numpy eigh,
+    A'_h = A_h with its last column (terms of the query alone) replaced by its last row."""
     out = []
     for h in range(H):
         rows = slice(h * d, (h + 1) * d)
         wq = np.hstack([attn.q_lin.weight[rows].double().numpy(), attn.q_lin.bias[rows].double().numpy()[:, None]])
         wk = np.hstack([attn.k_lin.weight[rows].double().numpy(), attn.k_lin.bias[rows].double().numpy()[:, None]])
         a = wq.T @ wk  # (D+1, D+1)
+        a[:, -1] = a[-1, :]
         lam, vec = np.linalg.eigh((a + a.T) / 2)
         top = np.argsort(-np.abs(lam))[:d]
         out.append((vec[:, top] * lam[top]) @ vec[:, top].T)

@@ -134,9 +134,9 @@ def load_fine_tuned(folder: str, role: str):
 
 def student_from(teacher: nn.Module, attention: str, **overrides):
     """A float classifier with `attention`, initialised from `teacher`'s weights under the variant's
-    names (`Attention.from_dot_state`: symmetric attention takes its shared projection from the
-    teacher's queries; parameters new to the variant keep their initial values). `overrides` are
-    further `EncoderConfig` fields (inhibitor options)."""
+    names (`Attention.from_dot_state`: symmetric attention is eigen-initialised from the teacher's
+    queries and keys; parameters new to the variant keep their initial values). `overrides` are
+    further `EncoderConfig` fields (inhibitor options, the FFN activation)."""
     from models.attention import attention_class
     from models.encoder import SequenceClassifier
     cfg = teacher.cfg.replace(attention=attention, **overrides)
