@@ -94,6 +94,12 @@ def _table_head(cells: list[str]) -> list[str]:
     return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
 
 
+def _mcnemar_line(m: dict, bits: int) -> str:
+    return (f"Paired McNemar test, int{bits} inhibitor vs int{bits} dot on the {m['n']} test snippets (hwsim "
+            f"predictions): inhibitor right where dot is wrong {m['a_right_b_wrong']}, the reverse "
+            f"{m['a_wrong_b_right']}, exact two-sided p = {m['p_value']:.3g}.")
+
+
 def summary_markdown(result: dict) -> str:
     bits = result["config"]["bits"]
     rows = result["variants"]
@@ -106,6 +112,7 @@ def summary_markdown(result: dict) -> str:
         f"each snippet simulated bit for bit at its own length. Wall time: {result['timings']['total_s']:.0f} s.",
         *([f"Float teacher (GELU, dot): {_fmt_acc(result['teacher_accuracy'])} %; float acc % below is each "
            "float student's (ReLU, distilled)."] if result.get("teacher_accuracy") is not None else []),
+        *([_mcnemar_line(result["mcnemar_inhibitor_vs_dot"], bits)] if result.get("mcnemar_inhibitor_vs_dot") else []),
         "",
         *_table_head(["variant", "float acc %", f"int{bits} acc % (QAT eval)", f"int{bits} acc % (hwsim)",
                       "params", "mults / inf", "adds / inf", "cmps / inf", "DRAM+SRAM words / inf",
@@ -140,6 +147,18 @@ def summary_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def paired_test(cfg, reports: dict[str, Path]) -> dict | None:
+    """McNemar test (`quant.data.metrics.mcnemar`) of the int8 inhibitor against the int8 dot on the
+    simulated test split (hwsim's predictions), or None without both reports."""
+    if not {"dot", "inhibitor"} <= set(reports):
+        return None
+    from quant.data.metrics import mcnemar
+    from quant.data.tasks import load_split
+    labels = load_split("rt", "test", limit=cfg.limit).labels
+    pred = {v: json.loads(Path(reports[v]).read_text())["predictions"] for v in ("inhibitor", "dot")}
+    return mcnemar(pred["inhibitor"], pred["dot"], labels)
+
+
 def write_outputs(cfg, metrics: dict, models: dict[str, Path], reports: dict[str, Path], series: dict,
                   table: EnergyTable, timings: dict, costs: tuple[list, list] | None = None) -> dict:
     """`costs` = (scenario table results, scenarios) from `hwsim.cost.table.scenario_costs`."""
@@ -156,7 +175,8 @@ def write_outputs(cfg, metrics: dict, models: dict[str, Path], reports: dict[str
     result = {"config": asdict(cfg), "timings": timings, "energy_table": _shown_path(table.path),
               "technology": table.technology, "note": "energy = estimates from op counts x energy table",
               "variants": variants, "sweep": {v: [list(p) for p in pts] for v, pts in series.items()},
-              "teacher_accuracy": metrics["teacher"]["test"]["accuracy"] if "teacher" in metrics else None}
+              "teacher_accuracy": metrics["teacher"]["test"]["accuracy"] if "teacher" in metrics else None,
+              "mcnemar_inhibitor_vs_dot": paired_test(cfg, reports)}
     check_consistency(result, reports, table)
     summary = summary_markdown(result)
     if costs is not None:

@@ -46,6 +46,15 @@ def test_demo_writes_every_output(demo):
     cells = {(r["scenario"], r["variant"], int(r["seq_len"])) for r in result["scenarios"]}
     assert cells == {(s, v, n) for s in packaged_names() for v in VARIANTS for n in TINY["sweep_lengths"]}
     assert "On accelerator scenarios" in (out / "summary.md").read_text()
+    # the paired test counts the test snippets where exactly one of the two int8 models is right
+    from quant.data.tasks import load_split
+    gold = load_split("rt", "test", limit=TINY["limit"]).labels
+    pred = {v: json.loads((out / "reports" / f"{v}.json").read_text())["predictions"] for v in ("inhibitor", "dot")}
+    m = result["mcnemar_inhibitor_vs_dot"]
+    assert m["n"] == 12 and m["a_right_b_wrong"] == sum(
+        int(i == g != d) for i, d, g in zip(pred["inhibitor"], pred["dot"], gold))
+    assert "McNemar" in (out / "summary.md").read_text() and "Float teacher" in (out / "summary.md").read_text()
+    assert (out / "runs" / "float-dot" / "metrics.json").is_file()  # the ReLU dot student
 
 
 def test_report_is_internally_consistent(demo):

@@ -54,3 +54,18 @@ def test_bad_shapes_raise():
         compute_metrics("sst2", [0.2, 0.7], [0, 1])
     with pytest.raises(ValueError, match="predictions for"):
         compute_metrics("sst2", [0, 1, 1], [0, 1])
+
+
+def test_mcnemar_counts_discordant_pairs_and_gives_the_exact_binomial_p():
+    from quant.data.metrics import mcnemar
+    gold = [1] * 20
+    a = [1] * 12 + [0] * 8  # right on the first 12
+    b = [1] * 4 + [0] * 8 + [1] * 2 + [0] * 6  # right on 0..3 and 12..13
+    r = mcnemar(a, b, gold)
+    assert (r["a_right_b_wrong"], r["a_wrong_b_right"], r["n"]) == (8, 2, 20)
+    # two-sided exact: P(X <= 2) + P(X >= 8), X ~ Bin(10, 1/2) = 2 * 56 / 1024
+    assert r["p_value"] == pytest.approx(112 / 1024)
+    assert r["chi2"] == pytest.approx((6 - 1) ** 2 / 10)
+    assert mcnemar(a, a, gold)["p_value"] == 1.0
+    with pytest.raises(ValueError, match="paired"):
+        mcnemar(a, b[:-1], gold)

@@ -67,3 +67,21 @@ def compute_metrics(task: str | TaskSpec, predictions: Any, labels: Any) -> dict
     if len(gold) != len(pred):
         raise ValueError(f"{spec.name}: {len(pred)} predictions for {len(gold)} labels")
     return {name: float(METRICS[name](gold, pred)) for name in spec.metrics}
+
+
+def mcnemar(pred_a: Any, pred_b: Any, labels: Any) -> dict[str, float]:
+    """Paired McNemar test of two classifiers on the same examples (class ids [N] each).
+
+    b = examples A gets right and B wrong, c = the reverse; the exact two-sided p-value is that of
+    b successes in b + c fair coin flips (`scipy.stats.binomtest`), valid for any b + c; `chi2` is the
+    continuity-corrected statistic (|b - c| - 1)^2 / (b + c) for reference (0 when b + c = 0).
+    Returns {"a_right_b_wrong", "a_wrong_b_right", "chi2", "p_value", "n"}."""
+    a, b_, gold = (_as_numpy(x).reshape(-1) for x in (pred_a, pred_b, labels))
+    if not len(a) == len(b_) == len(gold):
+        raise ValueError(f"McNemar needs paired predictions: {len(a)}, {len(b_)} and {len(gold)} labels")
+    right_a, right_b = a == gold, b_ == gold
+    b = int(np.sum(right_a & ~right_b))
+    c = int(np.sum(~right_a & right_b))
+    p = float(scipy.stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
+    chi2 = (abs(b - c) - 1) ** 2 / (b + c) if b + c else 0.0
+    return {"a_right_b_wrong": b, "a_wrong_b_right": c, "chi2": float(chi2), "p_value": p, "n": int(len(gold))}
