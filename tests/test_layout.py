@@ -32,7 +32,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "hwsim.run_cli": ("models", "quant.ir", "quant.data", "export", "hwsim"),
     "hwsim.texts": ("models", "quant.ir", "quant.data", "export", "hwsim"),
     "hwsim.demo": ("models", "quant", "export", "hwsim"),
-    "hwsim.demo_report": ("models", "quant.ir", "export", "hwsim"),
+    "hwsim.demo_report": ("models", "quant.ir", "quant.data", "export", "hwsim"),
 }
 
 
