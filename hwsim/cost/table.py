@@ -10,6 +10,7 @@ import csv
 import io
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -87,7 +88,10 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
     say(f"scenario table: {len(sites)} model x length cells, {len(mapped)} mapped scenarios, {len(todo)} stage "
         f"mappings to search (the others are in the cache)")
     if jobs > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # spawn, not fork: a forked worker inherits the caller's onnxruntime sessions (the demo's
+        # cross-check) and hangs for ever when its garbage collector destroys one (a condition
+        # variable owned by a thread that does not exist in the child)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
             for i, _ in enumerate(pool.map(_map_job, todo, chunksize=1), start=1):
                 if i % 25 == 0 or i == len(todo):
                     say(f"  mapped {i}/{len(todo)} stages ({time.perf_counter() - t0:.0f} s)")
