@@ -38,9 +38,12 @@ class DemoConfig:
     teacher_epochs: int = 1
     teacher_train_limit: int | None = 3000
     student_epochs: int = 1
+    student_batch_size: int = 16        # twice the updates of batch 32 at the same compute (QUANT.md ablation)
+    student_lr: float = 2e-4
     student_train_limit: int | None = 2000
     qat_epochs: int = 1
     qat_train_limit: int | None = 1000
+    qat_batch_size: int = 16
     # the student recipe (docs/QUANT.md "Student recipe"): every float student is distilled from the
     # teacher (KL + CE + hidden + contexts) with the ReLU it is quantized with; inhibitor and symmetric
     # students are first fitted layer by layer over the shuffled training cut
@@ -105,13 +108,15 @@ def train_all(cfg: DemoConfig) -> dict[str, dict]:
                                        float_model=True, distill=DistillConfig(mode="task"),
                                        layer_init_steps=0 if v == "dot" else cfg.layer_init_steps,
                                        transfer_copies=cfg.transfer_copies, transfer_plots=cfg.transfer_plots,
-                                       epochs=cfg.student_epochs, train_limit=cfg.student_train_limit)
+                                       epochs=cfg.student_epochs, train_limit=cfg.student_train_limit,
+                                       batch_size=cfg.student_batch_size, lr=cfg.student_lr)
     for v in VARIANTS:
         init = str(runs / f"float-{v}") if v in students else None
         metrics[f"int{cfg.bits}-{v}"] = _train(cfg, runs / f"int{cfg.bits}-{v}", attention=v,
                                                teacher=str(teacher), bits=cfg.bits,
                                                distill=DistillConfig(mode="task"), init_student=init,
-                                               epochs=cfg.qat_epochs, train_limit=cfg.qat_train_limit)
+                                               epochs=cfg.qat_epochs, train_limit=cfg.qat_train_limit,
+                                               batch_size=cfg.qat_batch_size)
     return metrics
 
 
