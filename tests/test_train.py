@@ -93,6 +93,15 @@ def test_float_then_qat_distilled(tiny_teacher, glue_dir, tmp_path):
     for folder, model in ((tmp_path / "float", load_checkpoint(tmp_path / "float")[0]), (out, qmodel)):
         saved = json.loads((folder / "metrics.json").read_text())["validation"]
         assert evaluate(model, get_task("sst2"), dev, 128, torch.device("cpu")) == saved
+    # shortest-first batches give the quantized model's logits of one example at a time, exactly
+    from quant.train.runtime import predict
+    cpu = torch.device("cpu")
+    alone = torch.cat([qmodel.eval()(dev["input_ids"][i:i + 1, :int(dev["attention_mask"][i].sum())],
+                                     dev["attention_mask"][i:i + 1, :int(dev["attention_mask"][i].sum())]).float()
+                       for i in range(len(dev["labels"]))])
+    lengths = dev["attention_mask"].sum(1)
+    assert lengths.min() < lengths.max()  # mixed lengths, so the batches are padded differently
+    assert torch.equal(predict(qmodel, dev, 3, cpu), alone) and torch.equal(predict(qmodel, dev, 128, cpu), alone)
 
 
 def test_float_student_distilled_with_relu_layer_init_and_scalar_rate(tiny_teacher, glue_dir, tmp_path):

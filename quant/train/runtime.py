@@ -183,16 +183,26 @@ def quantize(cfg: TrainConfig, model: nn.Module, data, device):
 # ---------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def evaluate(model: nn.Module, spec, data, batch_size: int, device) -> dict[str, float]:
-    from quant.data.metrics import compute_metrics
+def predict(model: nn.Module, data, batch_size: int, device) -> torch.Tensor:
+    """Logits of `model` (eval mode) on every example of `data`, in data order. Examples run shortest
+    first, so each batch (`take` trims it to its longest example) carries little padding. Padded
+    positions never reach a valid one, so the logits are those of any other batching (exactly so for
+    a quantized model: integer ops and exact accumulations; tests/test_train.py)."""
     was_training = model.training
     model.eval()
     n = len(data["labels"])
-    logits = [model(**{k: v for k, v in take(data, range(i, min(i + batch_size, n)), device).items()
-                       if k != "labels"}).float().cpu() for i in range(0, n, batch_size)]
+    order = torch.argsort(data["attention_mask"].sum(1), stable=True)
+    logits = torch.cat([model(**{k: v for k, v in take(data, order[i:i + batch_size], device).items()
+                                 if k != "labels"}).float().cpu() for i in range(0, n, batch_size)])
     model.train(was_training)
-    return {k: float(v) for k, v in compute_metrics(spec, torch.cat(logits), data["labels"]).items()}
+    return torch.empty_like(logits).index_copy_(0, order, logits)
 
+
+def evaluate(model: nn.Module, spec, data, batch_size: int, device) -> dict[str, float]:
+    """The task's metrics of `model` on `data` (`predict`)."""
+    from quant.data.metrics import compute_metrics
+    logits = predict(model, data, batch_size, device)
+    return {k: float(v) for k, v in compute_metrics(spec, logits, data["labels"]).items()}
 
 
 def final_metrics(cfg: TrainConfig, spec, data, meta, seconds: float, device, eval_split: str) -> dict[str, Any]:
