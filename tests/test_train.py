@@ -94,10 +94,9 @@ def test_float_then_qat_distilled(tiny_teacher, glue_dir, tmp_path):
         saved = json.loads((folder / "metrics.json").read_text())["validation"]
         assert evaluate(model, get_task("sst2"), dev, 128, torch.device("cpu")) == saved
     # shortest-first batches give the quantized model's logits of one example at a time, exactly
-    from quant.train.runtime import predict
+    from quant.train.runtime import predict, take
     cpu = torch.device("cpu")
-    alone = torch.cat([qmodel.eval()(dev["input_ids"][i:i + 1, :int(dev["attention_mask"][i].sum())],
-                                     dev["attention_mask"][i:i + 1, :int(dev["attention_mask"][i].sum())]).float()
+    alone = torch.cat([qmodel.eval()(**{k: v for k, v in take(dev, [i], cpu).items() if k != "labels"}).float()
                        for i in range(len(dev["labels"]))])
     lengths = dev["attention_mask"].sum(1)
     assert lengths.min() < lengths.max()  # mixed lengths, so the batches are padded differently
