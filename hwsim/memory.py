@@ -86,7 +86,7 @@ def _act_level(nbytes: int, plan: MemoryPlan) -> str:
     return "sram" if nbytes <= plan.act_budget_bytes else "dram"
 
 
-def _read_elems(site) -> list[int | None]:
+def read_elems(site) -> list[int | None]:
     """Elements read per sample (activations) or per copy (params) of each input; None = skip."""
     batch = _batch(site)
     full = [prod(s) // batch if not p else prod(s) for s, p in zip(site.in_shapes, site.in_is_param)]
@@ -104,7 +104,7 @@ def op_traffic(site, hw: HwConfig, plan: MemoryPlan) -> Counter:
     if spec.moves(site.op_type) == "view":
         return counts
     batch = _batch(site)
-    for elems, bits, is_param in zip(_read_elems(site), site.in_bits, site.in_is_param):
+    for elems, bits, is_param in zip(read_elems(site), site.in_bits, site.in_is_param):
         if elems is None:
             continue
         nbytes = elems * word_bytes(bits)

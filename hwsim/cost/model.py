@@ -2,33 +2,37 @@
 cycles, latency, PE utilisation and area. Every figure is a model estimate, not a measurement.
 
 How a mapped scenario is costed (each rule applied to every node of the graph):
-1. Arithmetic: hwsim's exact per-width action counts of every node (`hwsim.counting`), priced with
+1. Schedule and residency: `hwsim.cost.schedule` (row tiles of 128 rows, row groups of the batch,
+   segments cut at attention, attention per head and query tile, spills decided per tensor by the
+   buffer's peak occupancy under that schedule).
+2. Arithmetic: hwsim's exact per-width action counts of every node (`hwsim.counting`), priced with
    the energy table; the component of a node is `hwsim.report.COMPONENT_OF_OP`.
-2. GEMM-shaped stages (`hwsim.cost.stages`: Linear, attention scores and mixing) are mapped by
-   ZigZag on the scenario's array (the inhibitor's on the attention unit when the scenario has one);
-   their data movement is ZigZag's accesses per memory level x the level's cost, classed by the
-   level's `mem_type`: dram, buffer (sram), register (reg), link (PE-to-PE operand registers).
-   Operand homes: weights live in `weights_home`; activation operands of a stage (its input, its
-   output, and K/V/P/Z) live in `activations_home` while they fit together there, smallest first,
-   and spill to DRAM otherwise.
-3. Everything else runs on the vector unit (LayerNorm, residual Add, embedding, ScaleChannels, and
-   inside attention the softmax or centring/clamp between the two stages): its traffic is hwsim's
-   memory rules (`hwsim.memory`: inputs read and outputs written once, at the activations home while
-   the tensor fits, else DRAM; params at the weights' level), priced at those levels' word costs;
-   the row-wise steps inside attention work on the score stream and add no traffic; the embedding
-   tables stay in DRAM (n rows gathered per inference) in every scenario. Head
-   split/merge permutations are address patterns of the next stage: no traffic, no cycles.
+3. GEMM-shaped stages (`hwsim.cost.stages`: Linear, attention scores and mixing) are mapped by
+   ZigZag one tile at a time on the scenario's array (the inhibitor's on the attention unit when the
+   scenario has one): a Linear tile is up to 128 rows of its row group with the whole weight matrix,
+   an attention tile one head x up to 128 query rows against all keys. Each distinct tile is mapped
+   once and multiplied by how often the schedule runs it. A tile's operands start and end at their
+   tensors' homes (the activations home, or DRAM when spilled; the score tile between the two
+   attention stages stays in the buffer; weights at `weights_home`, fetched once per tile). Data
+   movement is ZigZag's accesses per memory level x the level's cost, classed by `mem_type`: dram,
+   buffer (sram), register (reg), link (PE-to-PE operand registers). Partial sums are held at the
+   width the accumulator provably needs (`hwsim.cost.stages.proven_acc_bits`, with the real weights).
+4. Everything else runs on the vector unit (LayerNorm, residual Add, embedding, ScaleChannels, and
+   inside attention the softmax or centring/clamp between the two stages): it reads each input and
+   writes each output once at the tensor's home (params at `weights_home`, embedding tables in DRAM:
+   n rows gathered per inference); the row-wise steps inside attention work on the score stream and
+   add no traffic. Head split/merge permutations and views are address patterns: no traffic, no cycles.
    Vector cycles: elements / `vector_lanes` per pass (`VECTOR_PASSES`).
-4. Latency: stage cycles (ZigZag, including memory stalls) plus vector cycles, in sequence (no
-   overlap between the array and the vector unit), at `clock_mhz`. Utilisation: multiply-accumulate
-   sites / (array cycles x PEs).
-5. Batch B: rows (and attention groups) are B times larger, weights are read once per batch;
-   energy is reported per inference (batch energy / B), latency per batch.
-6. Area: memories (sram from the table; per-PE registers x PEs), PE arithmetic units
+5. Latency: per tile, ZigZag's cycles (computation and memory stalls) plus each weight fold's fill and
+   drain as SCALE-Sim charges them (`hwsim.cost.latency`), plus vector cycles, in sequence (no overlap
+   between the array and the vector unit), at `clock_mhz`; ZigZag's ideal cycles (no stalls, no
+   fill or drain) are reported beside as the bound. Utilisation: multiply-accumulate sites /
+   (array cycles x PEs).
+6. Batch B: energy is reported per inference (the batch's energy / B), latency per batch.
+7. Area: memories (sram from the table; per-PE registers x PEs), PE arithmetic units
    (`hwsim.cost.pricing.pe_units`) x PEs, the attention unit's, and the vector unit's lanes.
-7. Leakage: the memory table's SRAM leakage power x latency per inference, reported apart and left
-   out of the total: the table's CACTI rows use high-performance (itrs-hp) cells, whose leakage
-   (1.2 W for 1 MiB) is an upper bound no product SRAM of that size would ship with.
+8. Leakage: the memory table's SRAM standby leakage (low-standby-power cells) x latency per
+   inference, **included** in the total and shown apart.
 """
 from __future__ import annotations
 
@@ -39,15 +43,17 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from hwsim.cost.latency import spatial_unrolling, stage_latency
 from hwsim.cost.pricing import (REG_KINDS, pe_units, resolve_accelerator, units_area_mm2, vector_lane_units,
                                 widest_port)
 from hwsim.cost.scenario import OPERAND_OF, Scenario, dram_level, homes_accelerator
-from hwsim.cost.stages import GemmStage, gemm_stages
+from hwsim.cost.schedule import Flow, Schedule, flow_of, plan_schedule, tiles_of
+from hwsim.cost.stages import STAGES_OF, GemmStage, gemm_stages, magnitude, proven_acc_bits
 from hwsim.cost.zigzag_map import MappedStage, map_stage
 from hwsim.counting import count_op
 from hwsim.energy import price
 from hwsim.hwconfig import HwConfig
-from hwsim.memory import MemoryPlan
+from hwsim.memory import MemoryPlan, read_elems
 from hwsim.report import COMPONENT_OF_OP, is_memory
 from quant.ir import spec
 
@@ -70,6 +76,17 @@ class Tables:
 
 
 @dataclass(frozen=True)
+class Workload:
+    """A model at one sequence length, batch 1: its op sites, the schedule's view of its tensors and
+    the proven accumulator widths of its GEMM-shaped nodes (node -> stage kind -> bits)."""
+
+    n: int
+    sites: tuple
+    flow: Flow
+    acc_bits: Mapping[str, Mapping[str, int]]
+
+
+@dataclass(frozen=True)
 class CostResult:
     scenario: str
     model: str
@@ -82,53 +99,87 @@ class CostResult:
     latency_us: float | None = None          # per batch
     utilisation: float | None = None
     area_mm2: Mapping[str, float] = field(default_factory=dict)
+    ideal_latency_us: float | None = None    # per batch: ZigZag's bound (no stalls, no fill or drain)
+    dram_bytes: Mapping[str, float] = field(default_factory=dict)   # per inference: weights, activations
+    group: int = 1                           # samples per row group (schedule rule 2)
+    spilled: tuple = ()                      # tensors the schedule sends to DRAM
 
     @property
     def total_pj(self) -> float:
-        """Dynamic energy per inference; leakage is kept apart (rule 7)."""
-        return sum(v for k, v in self.energy_pj.items() if k != "leakage")
+        """Energy per inference, leakage included."""
+        return sum(self.energy_pj.values())
+
+    @property
+    def dynamic_pj(self) -> float:
+        return self.total_pj - self.energy_pj.get("leakage", 0.0)
 
     @property
     def area_total_mm2(self) -> float | None:
         return sum(self.area_mm2.values()) if self.area_mm2 else None
 
 
-def sites_at(plan, seq_len: int) -> list:
-    """The op sites of `plan` at one sequence length (batch 1), from one run on constant ids."""
+def _linear_weight_bound(plan, site, ins: tuple[str, ...], mags: tuple[int, ...]) -> int | None:
+    """max over output columns of max|x| x sum_c |W[c, k]| + |b[k]| (the real weights), or None."""
+    if not site.in_is_param[1]:
+        return None
+    w = np.abs(np.asarray(plan.params[ins[1]], dtype=np.int64)).sum(axis=0)
+    b = np.abs(np.asarray(plan.params[ins[2]], dtype=np.int64)) if len(ins) > 2 and site.in_is_param[2] else 0
+    return int(np.max(mags[0] * w + b))
+
+
+def workload_at(plan, seq_len: int) -> Workload:
+    """`plan` at one sequence length (batch 1), from one run on constant ids."""
     from hwsim.executor import execute, op_site
 
     ids = np.full((1, seq_len), 1000 % int(plan.meta.get("vocab_size", 1001)), dtype=np.int64)
     res = execute(plan, ids, np.ones_like(ids), overflow="saturate", count=False, track_widths=False)
-    return [op_site(plan, node, res.shapes) for node in plan.nodes]
+    sites, names, acc = [], [], {}
+    for node in plan.nodes:
+        site = op_site(plan, node, res.shapes)
+        ins = tuple(t for t in node.inputs if t)
+        sites.append(site)
+        names.append((ins, tuple(node.outputs)))
+        if site.op_type in STAGES_OF:
+            mags = tuple(magnitude(b, plan.formats[t].signed if t in plan.formats else True)
+                         for t, b in zip(ins, site.in_bits))
+            acc[site.name] = proven_acc_bits(site, mags, _linear_weight_bound(plan, site, ins, mags)
+                                             if site.op_type == "Linear" else None)
+    return Workload(seq_len, tuple(sites), flow_of(plan, sites, names, seq_len), acc)
 
 
-def _elem_bytes(elems: int, bits: int) -> int:
-    return elems * spec.word_bytes(bits)
+def sites_at(plan, seq_len: int) -> list:
+    """The op sites of `plan` at one sequence length (batch 1)."""
+    return list(workload_at(plan, seq_len).sites)
 
 
-def stage_homes(stage: GemmStage, scenario: Scenario, acc: Mapping) -> dict[str, str]:
-    """Memory operand -> home level for one stage (rule 2 of the module docstring)."""
-    elems = stage.operand_elems()
-    bits = {"I": stage.bits_i, "W": stage.bits_w, "O": stage.bits_final}
-    homes = {OPERAND_OF["W"]: scenario.weights_home} if stage.w_param else {}
-    budget = int(acc["memories"][scenario.activations_home]["size"]) // 8
-    acts = sorted((op for op in ("I", "W", "O") if op != "W" or not stage.w_param),
-                  key=lambda op: _elem_bytes(elems[op], bits[op]))
-    used = 0
-    for op in acts:
-        nbytes = _elem_bytes(elems[op], bits[op])
-        on_chip = used + nbytes <= budget
-        used += nbytes if on_chip else 0
-        homes[OPERAND_OF[op]] = scenario.activations_home if on_chip else dram_level(acc)
-    return homes
+def tile_counts(stage: GemmStage, group: int) -> list[tuple[GemmStage, float]]:
+    """(tile, times per inference) of a batch-1 stage under the schedule (`hwsim.cost.schedule`):
+    a Linear's rows of a row group of `group` samples in 128-row tiles; attention per head and query tile."""
+    if stage.kind == "linear":
+        rows = Counter(tiles_of(stage.rows * group))
+        return [(replace(stage, rows=r), c / group) for r, c in sorted(rows.items())]
+    rows = Counter(tiles_of(stage.rows))
+    return [(replace(stage, groups=1, rows=r), c * stage.groups) for r, c in sorted(rows.items())]
 
 
-def _scaled(stage: GemmStage, batch: int) -> GemmStage:
-    return replace(stage, rows=stage.rows * batch) if stage.kind == "linear" else replace(stage, groups=stage.groups * batch)
+def tile_homes(stage: GemmStage, scenario: Scenario, acc: Mapping, home_of: Callable[[str | None], str],
+               reads: tuple[str, ...] = (), writes: tuple[str, ...] = ()) -> dict[str, str]:
+    """Memory operand -> home level of one tile: activations at their tensors' homes (`home_of`), the
+    score tile between the attention stages in the activations home, weights at `weights_home`."""
+    on_chip = scenario.activations_home
+    tensor = lambda i, seq: seq[i] if len(seq) > i else None  # noqa: E731
+    if stage.kind == "linear":
+        homes = {"I": home_of(tensor(0, reads)), "O": home_of(tensor(0, writes)),
+                 "W": scenario.weights_home if stage.w_param else home_of(tensor(1, reads))}
+    elif stage.kind == "scores":
+        homes = {"I": home_of(tensor(0, reads)), "W": home_of(tensor(1, reads)), "O": on_chip}
+    else:
+        homes = {"I": on_chip, "W": home_of(tensor(2, reads)), "O": home_of(tensor(0, writes))}
+    return {OPERAND_OF[op]: level for op, level in homes.items()}
 
 
 class MappedCost:
-    """Costs models on one mapped scenario; `map_fn` maps a stage (default: ZigZag with its disk cache)."""
+    """Costs models on one mapped scenario; `map_fn` maps a tile (default: ZigZag with its disk cache)."""
 
     def __init__(self, scenario: Scenario, tables: Tables, map_fn: MapFn = map_stage) -> None:
         self.s, self.t, self.map_fn = scenario, tables, map_fn
@@ -136,78 +187,115 @@ class MappedCost:
         self.main = resolve_accelerator(scenario.accelerator, scenario, tables.memory, tables.energy.pj, tables.area.um2)
         self.attn = (resolve_accelerator(scenario.attention_accelerator, scenario, tables.memory, tables.energy.pj,
                                          tables.area.um2) if scenario.attention_accelerator else None)
+        self.unroll = {scenario.mapping: spatial_unrolling(scenario.mapping)}
+        if scenario.attention_mapping:
+            self.unroll[scenario.attention_mapping] = spatial_unrolling(scenario.attention_mapping)
+        self.dram = dram_level(self.main)
         gb = self.main["memories"][scenario.activations_home]
-        dram = self.main["memories"][dram_level(self.main)]
-        self.sram_word, self.dram_word = widest_port(gb), widest_port(dram)
-        self.word_pj = {f"read.sram@{self.sram_word}": gb["r_cost"], f"write.sram@{self.sram_word}": gb["w_cost"],
-                        f"read.dram@{self.dram_word}": dram["r_cost"], f"write.dram@{self.dram_word}": dram["w_cost"]}
+        home = self.main["memories"][scenario.weights_home]
+        dram = self.main["memories"][self.dram]
+        self.budget = int(gb["size"]) // 8
+        self.word = {scenario.activations_home: widest_port(gb), self.dram: widest_port(dram),
+                     scenario.weights_home: widest_port(home)}
+        self.word_pj = {(name, d): mem[f"{d}_cost"] for name, mem in
+                        ((scenario.activations_home, gb), (self.dram, dram), (scenario.weights_home, home))
+                        for d in ("r", "w")}
 
     def _array(self, site) -> tuple[dict, str]:
         if self.attn is not None and site.op_type == "InhibitorAttention":
             return self.attn, self.s.attention_mapping
         return self.main, self.s.mapping
 
-    def _map(self, stage: GemmStage, acc: dict, mapping: str) -> MappedStage:
-        homes = stage_homes(stage, self.s, acc)
-        key = (stage.shape_key(), tuple(sorted(homes.items())), acc["name"], mapping)
-        if key not in self._mapped:    # the layers of an encoder repeat the same stages
+    def _map(self, tile: GemmStage, acc: dict, mapping: str, homes: dict[str, str]) -> MappedStage:
+        key = (tile.shape_key(), tuple(sorted(homes.items())), acc["name"], mapping)
+        if key not in self._mapped:    # the layers of an encoder repeat the same tiles
             homed = homes_accelerator(acc, homes)
-            self._mapped[key] = self.map_fn(stage, homed, mapping, prod(acc["operational_array"]["sizes"]))
+            self._mapped[key] = self.map_fn(tile, homed, mapping, prod(acc["operational_array"]["sizes"]))
         return self._mapped[key]
 
-    def _vector_traffic(self, site, plan: MemoryPlan) -> dict[str, float]:
-        from hwsim.memory import op_traffic
+    def _level(self, sched: Schedule) -> Callable[[str | None], str]:
+        return lambda t: self.dram if t is not None and sched.home(t) == "dram" else self.s.activations_home
 
-        hw = HwConfig(rf_bytes=0, sram_bytes=plan.act_budget_bytes, sram_word_bits=self.sram_word,
-                      dram_word_bits=self.dram_word, weights_on_chip=plan.param_level == "sram")
+    def _vector_traffic(self, site, reads: tuple[str, ...], writes: tuple[str, ...], sched: Schedule) -> Counter:
+        """Rule 4: each input read and each output written once at its home, pJ per inference by class."""
+        level = self._level(sched)
         out: Counter = Counter()
-        for key, count in op_traffic(site, hw, plan).items():
-            if key in self.word_pj:
-                out["dram" if ".dram@" in key else "buffer"] += count * self.word_pj[key]
+        acts = iter(reads)
+        for elems, bits, is_param in zip(read_elems(site), site.in_bits, site.in_is_param):
+            if elems is None:
+                continue
+            if is_param:
+                where = self.dram if site.op_type == "Embed" else self.s.weights_home
+                per = 1 if site.op_type == "Embed" else sched.group   # small params: once per row group
+                self._word_access(out, where, "r", elems * spec.word_bytes(bits) / per)
+            else:
+                self._word_access(out, level(next(acts)), "r", elems * spec.word_bytes(bits))
+        for t, shape, bits in zip(writes, site.out_shapes, site.out_bits):
+            self._word_access(out, level(t), "w", prod(shape) * spec.word_bytes(bits))
         return out
 
-    def cost(self, sites: list, model: str, variant: str, seq_len: int) -> CostResult:
+    def _word_access(self, out: Counter, level: str, direction: str, nbytes: float) -> None:
+        words = -(-int(round(nbytes)) * 8 // self.word[level])
+        cls = CLASS_OF_MEM[self.main["memories"][level]["mem_type"]]
+        out[cls] += words * self.word_pj[(level, direction)]
+
+    def schedule(self, work: Workload) -> Schedule:
+        return plan_schedule(work.flow, self.s.batch, self.budget)
+
+    def cost(self, work: Workload, model: str, variant: str, seq_len: int) -> CostResult:
         b, s = self.s.batch, self.s
+        sched = self.schedule(work)
+        level = self._level(sched)
+        flow = {fn.name: fn for fn in work.flow.nodes}
+        pes_main = prod(self.main["operational_array"]["sizes"])
         energy: Counter = Counter()
-        attention = 0.0
-        cycles = vector_cycles = macs = array_cycles = 0.0
-        budget = int(self.main["memories"][s.activations_home]["size"]) // 8 // b
-        plan = MemoryPlan("dram" if s.weights_home == dram_level(self.main) else "sram", budget)
-        for site in sites:
-            moves = spec.moves(site.op_type)
-            if moves in ("view", "permute"):
+        dram_bytes: Counter = Counter()
+        attention = cycles = ideal = vector_cycles = macs = array_cycles = 0.0
+        for site in work.sites:
+            if spec.moves(site.op_type) in ("view", "permute"):
                 continue
+            fn = flow[site.name]
             component = COMPONENT_OF_OP.get(site.op_type, "other")
             arith = {k: c for k, c in count_op(site, _NO_TRAFFIC_HW, _NO_TRAFFIC_PLAN).items() if not is_memory(k)}
-            pj = sum(price(arith, self.t.energy).values())
-            energy[ARITH + component] += pj
-            node_pj = pj
-            stages = gemm_stages(site)
+            node_pj = sum(price(arith, self.t.energy).values())
+            energy[ARITH + component] += node_pj
             acc, mapping = self._array(site)
+            stages = gemm_stages(site, work.acc_bits.get(site.name))
             for stage in stages:
-                m = self._map(_scaled(stage, b), acc, mapping)
-                for level, row in m.levels.items():
-                    cls = CLASS_OF_MEM[acc["memories"][level]["mem_type"]]
-                    energy[cls] += row["pJ"] / b
-                    node_pj += row["pJ"] / b
-                cycles += m.cycles
-                array_cycles += m.cycles * prod(acc["operational_array"]["sizes"]) / prod(self.main["operational_array"]["sizes"])
-                macs += stage.mac_sites * b
+                homes = tile_homes(stage, s, acc, level, fn.reads, fn.writes)
+                for tile, per_inf in tile_counts(stage, sched.group):
+                    m = self._map(tile, acc, mapping, homes)
+                    for lvl, row in m.levels.items():
+                        pj = row["pJ"] * per_inf
+                        energy[CLASS_OF_MEM[acc["memories"][lvl]["mem_type"]]] += pj
+                        node_pj += pj
+                    for op, rows in m.by_operand.items():
+                        if self.dram in rows:
+                            moved = (rows[self.dram]["read"] + rows[self.dram]["write"]) * self.word[self.dram] / 8
+                            dram_bytes["weights" if op == "W" and stage.w_param else "activations"] += moved * per_inf
+                    c, i = stage_latency(m, tile, self.unroll[mapping])
+                    cycles += c * per_inf * b
+                    ideal += i * per_inf * b
+                    array_cycles += c * per_inf * b * prod(acc["operational_array"]["sizes"]) / pes_main
+                    macs += tile.mac_sites * per_inf * b
             if not stages:
-                traffic = self._vector_traffic(site, _EMBED_PLAN if site.op_type == "Embed" else plan)
+                traffic = self._vector_traffic(site, fn.reads, fn.writes, sched)
                 energy.update(traffic)
                 node_pj += sum(traffic.values())
+                for t in (*fn.reads, *fn.writes):
+                    if sched.home(t) == "dram":
+                        dram_bytes["activations"] += work.flow.row_bytes.get(t, 0.0) * seq_len
             if site.op_type in VECTOR_PASSES or not stages:
                 vector_cycles += self._vector_elems(site) * b / s.vector_lanes
             if component == "attention":
                 attention += node_pj
         total_cycles = cycles + vector_cycles
         latency_us = total_cycles / s.clock_mhz
-        area = self.area(variant)
         energy["leakage"] += self.leakage_mw() * latency_us * 1e3 / b   # mW x us = nJ -> pJ x 1e3
         return CostResult(s.name, model, variant, seq_len, b, dict(energy), attention, total_cycles, latency_us,
-                          macs / (array_cycles * prod(self.main["operational_array"]["sizes"])) if array_cycles else None,
-                          area)
+                          macs / (array_cycles * pes_main) if array_cycles else None, self.area(variant),
+                          (ideal + vector_cycles) / s.clock_mhz, dict(dram_bytes), sched.group,
+                          tuple(sorted(sched.spilled)))
 
     @staticmethod
     def _vector_elems(site) -> float:
@@ -247,6 +335,4 @@ class MappedCost:
 
 _NO_TRAFFIC_HW = HwConfig()
 _NO_TRAFFIC_PLAN = MemoryPlan("dram", 0)
-_EMBED_PLAN = MemoryPlan("dram", 0)
-"""The embedding tables stay in DRAM in every scenario (n rows gathered per inference)."""
 """Arithmetic is counted with any plan; its memory keys are dropped (data movement is the mapping's)."""

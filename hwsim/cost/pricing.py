@@ -5,9 +5,11 @@ the width of their widest port (ZigZag counts accesses in units of that width):
 - `sram`: the memory table's SRAM row for (size, width) (CACTI, `hwsim/tables/memory45.csv`);
 - `dram`: the memory table's pJ per bit for the scenario's `dram_kind`, times the width; no area;
 - `reg` and `link` (per-PE operand registers; `link` = a register an operand passes through on its way
-  from one PE to the next): per bit accessed, one register bit = the energy of one bit of a ripple
-  adder (`add@32` / 32 of the energy table: a flip-flop toggle and its local wire ~ one full-adder
-  cell, a stated rule, not a measurement); area = bits x the area table's register bit (`reg@1`).
+  from one PE to the next): a write costs the energy table's flip-flop bit (`regwrite@1`, a cited
+  figure) per bit of the port; a read costs nothing (it is the register's output wires). ZigZag counts
+  register traffic in the operand's own bits when the ports' `bandwidth_min` is 1 (the packaged
+  files), so partial sums are charged at the width the accumulator provably needs; area = bits x the
+  area table's register bit (`reg@1`).
 A processing element's arithmetic area is the area table's units of what it must compute
 (`pe_units`), so the inhibitor's PEs carry subtract/absolute/ReLU units next to (dual-mode) or
 instead of (separate attention unit) the multiplier.
@@ -18,6 +20,7 @@ import copy
 from typing import Mapping
 
 from hwsim.cost.scenario import Scenario
+from models.errors import UserError
 
 REG_KINDS = ("reg", "link")
 
@@ -26,9 +29,15 @@ def widest_port(mem: Mapping) -> int:
     return max(int(p["bandwidth_max"]) for p in mem["ports"])
 
 
-def register_pj_per_bit(energy_pj: Mapping[str, float]) -> float:
-    """One register bit accessed = one bit of a 32-bit ripple adder (module docstring)."""
-    return energy_pj["add@32"] / 32
+REGISTER_WRITE = "regwrite@1"
+
+
+def register_write_pj_per_bit(energy_pj: Mapping[str, float]) -> float:
+    """pJ per flip-flop bit written (the energy table's `regwrite@1`)."""
+    if REGISTER_WRITE not in energy_pj:
+        raise UserError(f"the energy table has no {REGISTER_WRITE} row (pJ per flip-flop bit written); add one with "
+                        f"its source (see hwsim/tables/horowitz45.csv) to price registers and links")
+    return energy_pj[REGISTER_WRITE]
 
 
 def price_memory(mem: Mapping, scenario: Scenario, memtable, energy_pj: Mapping[str, float],
@@ -42,8 +51,7 @@ def price_memory(mem: Mapping, scenario: Scenario, memtable, energy_pj: Mapping[
     if kind == "sram":
         cost = memtable.sram(int(mem["size"]) // 8, width)
         return cost.read_pj, cost.write_pj, cost.area_mm2
-    pj = register_pj_per_bit(energy_pj) * width
-    return pj, pj, int(mem["size"]) * area_um2["reg@1"] / 1e6
+    return 0.0, register_write_pj_per_bit(energy_pj) * width, int(mem["size"]) * area_um2["reg@1"] / 1e6
 
 
 def resolve_accelerator(acc: Mapping, scenario: Scenario, memtable, energy_pj, area_um2) -> dict:

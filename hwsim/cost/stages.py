@@ -14,15 +14,17 @@ a processing element multiplies (dot-product) or subtracts, takes an absolute va
 |                    | mixing    | batch * H  | n          | d        | m           | Z      | v          |
 
 Operand precisions are the declared widths: I and W from the input tensors (P and Z at the op's
-score-matrix width attribute, `quant.ir.spec.OpSpec.score_bits_attr`), O (the partial sums) at the
-op's accumulator width (`spec.acc_width`) and O_final at the output's declared width (for scores,
-the score-matrix width). Every other op (LayerNorm, Add, Embed, ScaleChannels, the row-wise steps
+score-matrix width attribute, `quant.ir.spec.OpSpec.score_bits_attr`), O_final at the output's
+declared width (for scores, the score-matrix width) and O (the partial sums) at the width the
+accumulator provably needs (`proven_acc_bits`), never above the op's declared accumulator width
+(`spec.acc_width`): registers, links and accumulator buffers hold that many bits. Every other op (LayerNorm, Add, Embed, ScaleChannels, the row-wise steps
 inside attention) is vector work (`hwsim.cost.vector`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
+from typing import Mapping
 
 from quant.ir import spec
 
@@ -64,27 +66,76 @@ class GemmStage:
                 self.bits_i, self.bits_w, self.bits_o, self.bits_final, self.w_param)
 
 
-def _linear(site) -> list[GemmStage]:
+def magnitude(bits: int, signed: bool = True) -> int:
+    """The largest |value| a `bits`-bit integer holds (two's complement when signed).
+
+    >>> magnitude(8), magnitude(8, signed=False), magnitude(9)
+    (128, 255, 256)
+    """
+    return 2 ** (bits - 1) if signed else 2 ** bits - 1
+
+
+def bits_for(bound: int, signed: bool = True) -> int:
+    """Bits of an accumulator that holds every integer in [-bound, bound] (or [0, bound] unsigned).
+
+    >>> bits_for(127), bits_for(128), bits_for(8160, signed=False)
+    (8, 9, 13)
+    """
+    return max(1, int(bound).bit_length()) + (1 if signed else 0)
+
+
+def proven_acc_bits(site, mags: tuple[int, ...], weight_bound: int | None = None) -> dict[str, int]:
+    """Stage kind -> accumulator bits that provably hold every partial sum of `site`, from the
+    magnitudes of its inputs (`mags`, e.g. `magnitude(bits, signed)` per input) and interval
+    arithmetic over the reduction; capped at the op's declared accumulator width.
+
+    - Linear: `weight_bound` = max over output columns of (max|x| x sum_c |W[c, k]| + |b[k]|) when
+      the weights are known, else K x max|x| x max|W| + max|b|.
+    - DotAttention: scores d x max|q| x max|k|; mixing m x max P x max|v|.
+    - InhibitorAttention: scores (Manhattan, non-negative) d x (max|q| + max|k|); mixing sums m terms
+      of ReLU(v - z) or sign(v) ReLU(|v| - z), each at most max|v| in magnitude.
+    """
+    cap = spec.acc_width(site.op_type, site.attrs)
+    if site.op_type == "Linear":
+        k = site.in_shapes[1][0]
+        bound = weight_bound if weight_bound is not None else k * mags[0] * mags[1] + (mags[2] if len(mags) > 2 else 0)
+        return {"linear": min(cap, bits_for(bound))}
+    d, m = site.in_shapes[0][3], site.in_shapes[1][2]
+    p = magnitude(site.attrs[spec.OPS[site.op_type].score_bits_attr], signed=False)
+    if site.op_type == "DotAttention":
+        return {"scores": min(cap, bits_for(d * mags[0] * mags[1])), "mixing": min(cap, bits_for(m * p * mags[2]))}
+    return {"scores": min(cap, bits_for(d * (mags[0] + mags[1]), signed=False)),
+            "mixing": min(cap, bits_for(m * mags[2]))}
+
+
+def _declared(site) -> dict[str, int]:
+    acc = spec.acc_width(site.op_type, site.attrs)
+    return {"linear": acc, "scores": acc, "mixing": acc}
+
+
+def _linear(site, acc: dict[str, int]) -> list[GemmStage]:
     rows, (k, n) = prod(site.in_shapes[0][:-1]), site.in_shapes[1]
     return [GemmStage(site.name, "linear", 1, rows, n, k, site.in_bits[0], site.in_bits[1],
-                      spec.acc_width("Linear", site.attrs), site.out_bits[0], bool(site.in_is_param[1]))]
+                      acc["linear"], site.out_bits[0], bool(site.in_is_param[1]))]
 
 
-def _attention(site) -> list[GemmStage]:
+def _attention(site, acc: dict[str, int]) -> list[GemmStage]:
     batch, heads, n, d = site.in_shapes[0]
     m = site.in_shapes[1][2]
     score_bits = site.attrs[spec.OPS[site.op_type].score_bits_attr]
-    acc = spec.acc_width(site.op_type, site.attrs)
     g = batch * heads
-    return [GemmStage(site.name, "scores", g, n, m, d, site.in_bits[0], site.in_bits[1], acc, score_bits, False),
-            GemmStage(site.name, "mixing", g, n, d, m, score_bits, site.in_bits[2], acc, site.out_bits[0], False)]
+    return [GemmStage(site.name, "scores", g, n, m, d, site.in_bits[0], site.in_bits[1], acc["scores"], score_bits,
+                      False),
+            GemmStage(site.name, "mixing", g, n, d, m, score_bits, site.in_bits[2], acc["mixing"], site.out_bits[0],
+                      False)]
 
 
 STAGES_OF = {"Linear": _linear, "DotAttention": _attention, "InhibitorAttention": _attention}
 """op type -> its GEMM-shaped stages; ops not listed run on the vector unit."""
 
 
-def gemm_stages(site) -> list[GemmStage]:
-    """The GEMM-shaped stages of one `hwsim.counting.OpSite` ([] for vector and data-movement ops)."""
+def gemm_stages(site, acc_bits: Mapping[str, int] | None = None) -> list[GemmStage]:
+    """The GEMM-shaped stages of one `hwsim.counting.OpSite` ([] for vector and data-movement ops);
+    partial sums at `acc_bits` (stage kind -> bits, e.g. `proven_acc_bits`), else the declared width."""
     build = STAGES_OF.get(site.op_type)
-    return build(site) if build else []
+    return build(site, dict(acc_bits) if acc_bits else _declared(site)) if build else []

@@ -1,6 +1,6 @@
 """The scenario table: models x scenarios x sequence lengths, with the inhibitor/dot ratios.
 
-`scenario_costs` loads each model once, takes its op sites at every length (`hwsim.cost.model.sites_at`),
+`scenario_costs` loads each model once, takes its workload at every length (`hwsim.cost.model.workload_at`),
 collects every stage mapping the table needs, runs the ones not cached yet on `jobs` processes
 (ZigZag is pure Python: one stage per process at a time), then costs every cell from the cache.
 """
@@ -14,7 +14,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable
 
-from hwsim.cost.model import ARITH, CostResult, MappedCost, Tables, sites_at
+from hwsim.cost.model import ARITH, CostResult, MappedCost, Tables, Workload, workload_at
 from hwsim.cost.scenario import Scenario
 from hwsim.cost.stages import GemmStage
 from hwsim.cost.zigzag_map import MappedStage, cache_path, dump_accelerator, map_stage
@@ -34,7 +34,7 @@ def load_tables(energy_table=None, technology=None) -> Tables:
     return Tables(energy, load_memory_table(None, energy.technology), load_area_table(None, energy.technology))
 
 
-def counts_cost(sites: list, scenario: Scenario, tables: Tables, model: str, variant: str, n: int) -> CostResult:
+def counts_cost(work: Workload, scenario: Scenario, tables: Tables, model: str, variant: str, n: int) -> CostResult:
     """A `kind: counts` scenario: hwsim's own memory rules (`hwsim.counting.count_graph`), energy only."""
     from hwsim.counting import count_graph
     from hwsim.energy import price
@@ -43,6 +43,7 @@ def counts_cost(sites: list, scenario: Scenario, tables: Tables, model: str, var
 
     energy: dict[str, float] = {}
     attention = 0.0
+    sites = work.sites
     ops = {s.name: s.op_type for s in sites}
     for node, counts in count_graph(sites, load_hw(scenario.hw_config)).items():
         for key, pj in price(counts, tables.energy).items():
@@ -63,14 +64,14 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
     from hwsim.graph import load_plan
 
     t0 = time.perf_counter()
-    sites: dict[tuple[str, int], list] = {}
+    sites: dict[tuple[str, int], Workload] = {}
     variants: dict[str, str] = {}
     for label, path in models.items():
         plan = load_plan(path)
         variants[label] = str(plan.meta.get("attention", label))
         for n in lengths:
             if n <= int(plan.meta.get("max_position", n)):
-                sites[(label, n)] = sites_at(plan, n)
+                sites[(label, n)] = workload_at(plan, n)
     requests: dict[tuple, tuple] = {}
 
     def collect(stage: GemmStage, acc: dict, mapping: str, pes: int) -> MappedStage:

@@ -42,7 +42,7 @@ and 1.6-1.8x the cycles on 256- and 512-row Linears (`bench/mapping_validate.py`
 scenario table stays near a minute on 2 cores; the long-sequence and batched cells are upper bounds."""
 EQUATION = "O[g][t][b][k]+=I[g][t][b][c]*W[g][c][k]"
 LOOP_DIMS = ("G", "T", "B", "K", "C")
-ROW_TILE = 128
+from hwsim.cost.schedule import ROW_TILE
 """Rows stream through the array in tiles of at most 128 (loop T over tiles, B inside a tile), as a
 compiler tiles them so that a tile's partial sums stay in the accumulator buffer. Without the split
 LOMA (at `lpf_limit` 4) kept one 512-row loop and re-read every weight per row: 8x the cycles and
