@@ -3,8 +3,10 @@
     python bench/make_memory_table.py [--out hwsim/tables/memory45.csv]
 
 SRAM rows come from CACTI 7 (the `cacti` binary under `zigzag/cacti/cacti_master`), run at 45 nm with
-ZigZag's own baseline configuration (`CactiConfig.baseline_config`) and one CACTI run per (size, word
-width). DRAM rows are published pJ/bit figures, each with its source. The script prints the CACTI
+ZigZag's own baseline configuration (`CactiConfig.baseline_config`) switched to low-standby-power
+(itrs-lstp) cells and periphery, one CACTI run per (size, word width) up to the bank limit; larger SRAMs
+are banked by `hwsim.cost.tables.MemoryTable.sram`. DRAM rows come from `energydram` (bench/dram_energy.py)
+except HBM2, a published figure. The wire row prices the bank interconnect. The script prints the CACTI
 figures next to Horowitz's 45 nm SRAM anchors.
 """
 from __future__ import annotations
@@ -19,34 +21,50 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import dram_energy  # bench/dram_energy.py, beside this script
+
 TECH = "45nm"
 CACTI_NODE_UM = 0.045
-SIZES = tuple(2 ** k for k in range(8, 25))  # 256 B .. 16 MiB
+BANK_BYTES = 2 ** 20  # the bank limit: largest single CACTI array; hwsim.cost.tables banks above it
+SIZES = tuple(2 ** k for k in range(8, BANK_BYTES.bit_length()))  # 256 B .. 1 MiB
 WORDS = (64, 128, 256, 512)
-CACTI_SOURCE = "CACTI 7 (zigzag-dse 3.9.1) 45nm itrs-hp 1 rw port 1 bank"
-DRAM = [  # (kind, pJ per bit read = write, source)
-    ("DDR3", 1300 / 64, "Horowitz ISSCC 2014 45nm: 1300-2600 pJ per 64-bit access; low end / 64"),
+CELLS = "itrs-lstp"  # data (and tag) array cell and peripheral type; CACTI also accepts itrs-hp, itrs-lop
+CELL_LINES = ("Data array cell type", "Data array peripheral type", "Tag array cell type", "Tag array peripheral type")
+CACTI_SOURCE = f"CACTI 7 (zigzag-dse 3.9.1) 45nm {CELLS} 1 rw port 1 bank"
+PUBLISHED_DRAM = [  # (kind, pJ per bit read = write, source)
     ("HBM2", 3.9, "O'Connor et al. MICRO 2017 (Fine-Grained DRAM): HBM2 ~3.9 pJ/bit"),
 ]
+WIRE = (0.121, "Keckler et al. IEEE Micro 2011 (GPUs and the Future of Parallel Computing) Table 1: "
+               "40nm 256-bit 10mm wire 310 pJ = 0.121 pJ/bit/mm")  # (pJ per bit per mm, source)
 HOROWITZ_SRAM_64 = {8 * 1024: 10.0, 1024 * 1024: 100.0}  # pJ per 64-bit read, REFERENCE.md sections 4, 8
 RULES = """\
 # Memory cost at 45 nm. Columns: kind,size_bytes,word_bits,technology,read_pJ,write_pJ,area_mm2,leakage_mW,source,interpolated.
 # Generated once by bench/make_memory_table.py; loaded by hwsim.cost.tables with no arithmetic at load time.
 # kind=sram: read_pJ / write_pJ per access of word_bits; area_mm2 of the whole array; leakage_mW standby
-#   leakage per bank. Source: CACTI 7 as shipped by zigzag-dse 3.9.1, technology 0.045 um (a node CACTI
-#   models directly), one CACTI run per row with ZigZag's baseline config (itrs-hp cells and periphery,
-#   360 K, ECC on, UCA, 1 bank), cache type "ram", 1 read-write port, block = word = bus width, associativity 1.
-#   CACTI figures include ECC bits and high-performance (leaky) transistors; leakage is therefore high.
-#   CACTI picks an organisation per row, so a figure is not always monotone in size (write_pJ at 256 bits
-#   dips from 64 KiB to 128 KiB); writes are cheaper than reads above 16 KiB at 64 bits. Kept as CACTI gives them.
-#   Sizes 256 B .. 16 MiB in powers of two, words 64/128/256/512 bits. Rows CACTI could not organise
-#   ("no valid data array organizations found") are absent; they are listed below.
-# kind=dram.<standard> (dram.DDR3, dram.HBM2): size_bytes 0, word_bits 1, read_pJ = write_pJ = pJ per bit
-#   transferred, area_mm2 and leakage_mW empty.
-#   Only figures with a source are given; DDR4, LPDDR4, LPDDR5 have no attributable figure here yet.
-# Horowitz (ISSCC 2014, 45 nm) for comparison: 8 KB SRAM 10 pJ, 1 MB ~100 pJ per 64-bit read.
+#   leakage of the array. Source: CACTI 7 as shipped by zigzag-dse 3.9.1, technology 0.045 um (a node CACTI
+#   models directly), one CACTI run per row with ZigZag's baseline config (360 K, ECC on, UCA, 1 bank) but
+#   LOW-STANDBY-POWER transistors: data and tag array cell type and peripheral type "itrs-lstp" (CACTI's
+#   choices: itrs-hp, itrs-lstp, itrs-lop; ZigZag's baseline is itrs-hp). Every SRAM row is LSTP; the
+#   table holds no itrs-hp rows (itrs-hp leaks ~4700x more: 614 mW against 0.13 mW at 512 KiB x 64 bits).
+#   Cache type "ram", 1 read-write port, block = word = bus width, associativity 1. Figures include ECC bits.
+#   CACTI picks an organisation per row, so a figure is not always monotone in size. Kept as CACTI gives them.
+#   Sizes 256 B .. 1 MiB (the BANK LIMIT) in powers of two, words 64/128/256/512 bits. Rows CACTI could not
+#   organise ("no valid data array organizations found") are absent; they are listed below.
+# Banking (hwsim.cost.tables.MemoryTable.sram, not rows here): an SRAM larger than the largest row size
+#   (1 MiB) is ceil(size / 1 MiB) banks of the 1 MiB row; area and leakage = banks x the bank's; read/write
+#   pJ = one bank's access + word_bits x the wire row's pJ/bit/mm x sqrt(total area in mm^2) (the
+#   Manhattan route from the array's centre to its farthest bank, an H-tree's longest branch).
+# kind=wire: read_pJ = write_pJ = pJ per bit per mm of on-chip wire (size_bytes 0, word_bits 1). Source in
+#   the row; a 40 nm figure used at 45 nm unscaled.
+# kind=dram.<standard>: size_bytes 0, word_bits 1, read_pJ / write_pJ = pJ per bit read / written,
+#   area_mm2 and leakage_mW empty. LPDDR4, DDR4, DDR3 from energydram 0.4.0 (PyPI; Micron TN-41-01 and
+#   TN-40-07 current x voltage x time model, CACTI-IO termination not used) over Micron device currents as
+#   DRAMPower's memspecs give them (datasheet IDD values, which are maxima): read = read-burst energy
+#   / burst bits + one activate / row bits (streaming whole rows, 100% reads); write likewise with IDD4W.
+#   No background, refresh or board termination. LPDDR4X: energydram 0.4.0 accepts only VDDQ = 1.1 V
+#   LPDDR4, so there is no LPDDR4X row. HBM2 is a published figure (source in its row).
+#   Devices and parameter mappings (bench/dram_energy.py):
 """
-
 
 def cacti_dir() -> Path:
     """The `cacti_master` folder of the installed zigzag-dse (holds the binary and tech_params)."""
@@ -64,7 +82,12 @@ def cacti_config(size_bytes: int, word_bits: int) -> str:
               "associativity": 1, "rd_wr_port": 1, "ex_rd_port": 0, "ex_wr_port": 0, "single_rd_port": 0,
               "bank_count": 1, "technology": CACTI_NODE_UM, "mem_type": '"ram"'}
     lines = [config.config_options[key]["string"] + str(value) + "\n" for key, value in values.items()]
-    return "".join(config.baseline_config) + "".join(lines)
+    baseline = "".join(config.baseline_config)
+    for line in CELL_LINES:
+        if f'-{line} - "itrs-hp"' not in baseline:
+            raise SystemExit(f"zigzag's CACTI baseline has no '-{line} - \"itrs-hp\"' line; cannot select {CELLS}")
+        baseline = baseline.replace(f'-{line} - "itrs-hp"', f'-{line} - "{CELLS}"')
+    return baseline + "".join(lines)
 
 
 def run_cacti(size_bytes: int, word_bits: int) -> tuple[float, float, float, float] | None:
@@ -109,14 +132,17 @@ def render() -> str:
     rows, missing = sram_rows()
     buf = io.StringIO()
     buf.write(RULES)
+    buf.write(dram_energy.header())
     absent = ", ".join(f"{size} B x {word} b" for size, word in missing) or "none"
     buf.write(f"# CACTI found no organisation for: {absent}.\n")
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["kind", "size_bytes", "word_bits", "technology", "read_pJ", "write_pJ", "area_mm2",
                      "leakage_mW", "source", "interpolated"])
     writer.writerows(rows)
-    for kind, pj_bit, source in DRAM:
-        writer.writerow([f"dram.{kind}", "0", "1", TECH, f"{pj_bit:.6g}", f"{pj_bit:.6g}", "", "", source, "no"])
+    dram = dram_energy.dram_rows() + [(kind, pj, pj, source) for kind, pj, source in PUBLISHED_DRAM]
+    for kind, read, write, source in dram:
+        writer.writerow([f"dram.{kind}", "0", "1", TECH, f"{read:.6g}", f"{write:.6g}", "", "", source, "no"])
+    writer.writerow(["wire", "0", "1", TECH, f"{WIRE[0]:.6g}", f"{WIRE[0]:.6g}", "", "", WIRE[1], "no"])
     return buf.getvalue()
 
 
@@ -125,6 +151,8 @@ def compare_with_horowitz(text: str) -> None:
     rows = csv.DictReader(ln for ln in text.splitlines() if not ln.startswith("#"))
     read64 = {int(r["size_bytes"]): float(r["read_pJ"]) for r in rows if r["kind"] == "sram" and r["word_bits"] == "64"}
     for size, horowitz in HOROWITZ_SRAM_64.items():
+        if size not in read64:
+            continue
         print(f"{size // 1024:>5} KiB, 64-bit read: CACTI {read64[size]:.2f} pJ, Horowitz {horowitz:.0f} pJ, "
               f"ratio {read64[size] / horowitz:.2f}")
 

@@ -25,7 +25,8 @@ def test_measured_rows_as_given_and_interpolated_flagged():
     t = load_table()
     assert t.technology == "45nm"
     measured = {"add@8": 0.03, "add@32": 0.1, "mul@8x8": 0.2, "mul@32x32": 3.1, "fadd@16": 0.4, "fmul@16": 1.1,
-                "fadd@32": 0.9, "fmul@32": 3.7, "read.sram@64": 10.0, "read.dram@64": 1300.0}
+                "fadd@32": 0.9, "fmul@32": 3.7, "read.sram@64": 10.0, "read.dram@64": 1300.0,
+                "regwrite@1": 0.009}  # the last: Aladdin's 40 nm register bit (table header)
     for key, pj in measured.items():
         assert t.pj[key] == pj
     lines = [ln for ln in DEFAULT_TABLE.read_text().splitlines() if not ln.startswith("#")]
@@ -33,6 +34,12 @@ def test_measured_rows_as_given_and_interpolated_flagged():
     flags = {f"{r['action']}@{r['width']}": r["interpolated"] for r in rows}
     assert {k for k, v in flags.items() if v == "no"} == set(measured)
     assert set(flags.values()) == {"yes", "no"}
+
+
+def test_register_writes_priced_reads_free():
+    t = load_table()
+    for w in (1, 8, 32, 64):
+        assert t.pj[f"regwrite@{w}"] == pytest.approx(w * t.pj["regwrite@1"]) and t.pj[f"regread@{w}"] == 0
 
 
 def test_interpolation_rules():
