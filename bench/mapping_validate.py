@@ -7,10 +7,12 @@ What it checks (all on the packaged scenario `edge`: a 32x32 weight-stationary i
    inhibitor score stage (12x128x128x32) is written to a YAML file and run through
    `zigzag.api.get_hardware_performance_zigzag` with hwsim's options; its latency and per-level accesses
    are compared with `hwsim.cost.zigzag_map.map_stage`'s (identical: yes/no).
-2. SCALE-Sim witness (bench/scalesim_runner.py, needs `.venv-scalesim`: `make scalesim-venv`): the six
-   Linear layers of one MiniLM layer at 128 tokens on a 32x32 WS SCALE-Sim array vs ZigZag on `edge`:
-   cycles, ifmap and filter SRAM reads, and their ratios (target: within 10 %), with a line on why they
-   differ where they do. Skipped with a message when the SCALE-Sim venv is missing.
+2. SCALE-Sim witness (bench/scalesim_runner.py, needs `.venv-scalesim` or $SCALESIM_VENV: `make
+   scalesim-venv`): the six Linear layers of one MiniLM layer at 128 tokens and its attention scores and
+   mixing stages (one head tile mapped, one per-head GEMM simulated, both x 12 heads) on a 32x32 WS
+   SCALE-Sim array vs hwsim on `edge`: SCALE-Sim's stall-free cycles vs `hwsim.cost.latency.stage_latency`
+   (ZigZag's cycles + each fold's fill and drain), ZigZag's ideal beside; ifmap and filter SRAM reads of
+   the Linears; ratios (target: within 10 %). Skipped with a message when the SCALE-Sim venv is missing.
 3. Closed forms of a weight-stationary GEMM (128x256x256 Linear on edge32): ideal cycles = M*N*K/1024,
    W DRAM reads = K*N*8/192 port accesses, I reads from gb >= M*K*8/512; pass/fail per check.
 4. Published integer accelerators, order of magnitude: pJ per MAC of the Linear layers (arithmetic +
@@ -23,11 +25,12 @@ What it checks (all on the packaged scenario `edge`: a 32x32 weight-stationary i
 
 Run from the repository root:
 
-    PYTHONPATH=. .venv/bin/python bench/mapping_validate.py
+    PYTHONPATH=. .venv/bin/python bench/mapping_validate.py [--part zigzag|scalesim|closed|published|lpf|speed]
 
-Environment: `HWSIM_CACHE` (the mapping cache of parts 1-5; part 6 uses fresh temporary caches),
-`MV_MODELS` (folder of the exported MiniLM models, default /tmp/mv; missing ones are exported with
-`hwsim export --init random --arch minilm --attention A --bits 8`), `MV_SKIP_SPEED=1` skips part 6.
+Environment: `SCALESIM_VENV` (SCALE-Sim's venv, default .venv-scalesim), `HWSIM_CACHE` (the mapping
+cache of parts 1-5; part 6 uses fresh temporary caches), `MV_MODELS` (folder of the exported MiniLM
+models, default /tmp/mv; missing ones are exported with `hwsim export --init random --arch minilm
+--attention A --bits 8`), `MV_SKIP_SPEED=1` skips part 6.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hwsim.cost.latency import fill_drain_cycles, spatial_unrolling, stage_latency  # noqa: E402
 from hwsim.cost.model import MappedCost, stage_homes  # noqa: E402
 from hwsim.cost.scenario import OPERAND_OF, homes_accelerator, load_scenario, packaged_names  # noqa: E402
 from hwsim.cost.stages import GemmStage  # noqa: E402
@@ -139,58 +143,86 @@ def part_zigzag_standalone(e: Edge) -> None:
 
 
 # --- 2 -------------------------------------------------------------------------------------------
+def scalesim_pairs() -> list[tuple[GemmStage, tuple[str, int, int, int], int]]:
+    """(hwsim stage mapped, SCALE-Sim layer (name, M, N, K), times): the six Linears of one MiniLM layer
+    at 128 tokens, and one head tile of the scores and mixing stages, times the 12 heads."""
+    from scalesim_runner import ATTENTION_HEADS, minilm_attention_layers
+
+    m = 128
+    pairs = [(linear(name, m, n, k), (name, m, n, k), 1) for name, n, k in MINILM_LAYER]
+    for layer in minilm_attention_layers(tokens=m, head_dim=HEAD_DIM):
+        name, rows, cols, reduce = layer
+        pairs.append((GemmStage("a", name, 1, rows, cols, reduce, 8, 8, 32, 8, False), layer, ATTENTION_HEADS))
+    return pairs
+
+
 def part_scalesim(e: Edge) -> None:
-    head("2. SCALE-Sim 3.0.0 witness: one MiniLM layer's Linears at 128 tokens, 32x32 WS vs ZigZag on edge")
+    head("2. SCALE-Sim 3.0.0 witness: one MiniLM layer at 128 tokens (6 Linears, attention scores and mixing), "
+         "32x32 WS vs hwsim on edge")
     sys.path.insert(0, str(ROOT / "bench"))
     from scalesim_runner import DEFAULT_VENV, SystolicConfig, run_gemms, scalesim_available
 
     if not scalesim_available(DEFAULT_VENV):
-        print(f"SKIPPED: no SCALE-Sim venv at {DEFAULT_VENV} (run `make scalesim-venv`, ~40 s)")
+        print(f"SKIPPED: no SCALE-Sim venv at {DEFAULT_VENV} (run `make scalesim-venv`, ~40 s, "
+              f"or point SCALESIM_VENV at one)")
         return
-    m = 128
     cfg = SystolicConfig(rows=32, cols=32, dataflow="ws", ifmap_sram_kb=256, filter_sram_kb=256, ofmap_sram_kb=128)
-    res = run_gemms([(name, m, n, k) for name, n, k in MINILM_LAYER], cfg)
+    pairs = scalesim_pairs()
+    res = run_gemms([layer for _, layer, _ in pairs], cfg)
+    unroll = spatial_unrolling(e.s.mapping)
+    print(f"cycles: SCALE-Sim stall-free (total - stalls) and total; hwsim = ZigZag latency_total2 + fill/drain "
+          f"(hwsim.cost.latency.stage_latency, unrolling {unroll}); ZigZag ideal beside. Attention: one head "
+          f"tile mapped and one per-head GEMM simulated, both x heads")
+    print(f"{'stage':7} {'x':>3} {'SS nostall':>10} {'hwsim':>9} {'hw/SS':>6} {'ZZ ideal':>9} {'ZZid/SS':>7} "
+          f"{'ZZ cycles':>9} {'fill/drain':>10} {'hw nostall':>10} {'SS total':>9}")
+    ratios, exact = [], []
+    for (stage, (name, *_), times), r in zip(pairs, res):
+        z = e.map(stage)
+        cycles, ideal = (times * c for c in stage_latency(z, stage, unroll))
+        nostall = times * (r.cycles - r.stall_cycles)
+        hw_nostall = ideal + times * fill_drain_cycles(stage, unroll)    # ZigZag's stalls left out
+        ratios.append(cycles / nostall)
+        exact.append(hw_nostall == nostall + times)      # SCALE-Sim's -1 per simulated GEMM
+        print(f"{name:7} {times:3} {nostall:10,} {cycles:9,.0f} {ratio(cycles, nostall):>6} {ideal:9,.0f} "
+              f"{ratio(ideal, nostall):>7} {times * z.cycles:9,.0f} {times * fill_drain_cycles(stage, unroll):10,} "
+              f"{hw_nostall:10,.0f} {times * r.cycles:9,}")
+    ok_c = all(abs(x - 1) <= 0.10 for x in ratios)
+    print(f"hwsim / SCALE-Sim stall-free cycles within 10 % on all {len(ratios)}: {'yes' if ok_c else 'no'} "
+          f"(range {min(ratios):.3f} .. {max(ratios):.3f})")
+    print(f"hw nostall (ZZ ideal + fill/drain) = SS nostall + 1 per simulated GEMM on all {len(exact)}: "
+          f"{'yes' if all(exact) else 'no'}")
+    print("  the fill/drain adds folds x (2R + C - 2) to ZigZag's M per fold, which makes hwsim's stall-free part "
+          "SCALE-Sim's folds x (2R + C + M - 2) (SCALE-Sim's -1 aside); what is left of hw/SS is ZigZag's memory "
+          "stalls (ZZ cycles - ZZ ideal), which SCALE-Sim's stall-free count leaves out")
+    linears = [(stage, r) for (stage, _, times), r in zip(pairs, res) if stage.kind == "linear"]
+    sram_reads(e, linears)
+
+
+def sram_reads(e: Edge, linears: list) -> None:
+    """Ifmap and filter SRAM reads of the Linears: SCALE-Sim's vs ZigZag's, with the WS closed forms."""
     per_gb, per_dram = GB_PORT_BITS // 8, DRAM_PORT_BITS // 8    # 8-bit elements per port access
-    print("cycles: SCALE-Sim total (incl. stalls) / no-stall compute; ZigZag latency_total2 / ideal")
-    print(f"{'layer':5} {'SS total':>9} {'SS nostall':>10} {'ZZ cycles':>9} {'ZZ ideal':>8} "
-          f"{'ZZ/SS tot':>9} {'ZZ/SS ns':>8} {'ZZid/SSns':>9}")
-    rows = []
-    for (name, n, k), r in zip(MINILM_LAYER, res):
-        z = e.map(linear(name, m, n, k))
-        nostall = r.cycles - r.stall_cycles
-        rows.append((name, n, k, r, z))
-        print(f"{name:5} {r.cycles:9,} {nostall:10,} {z.cycles:9,.0f} {z.ideal_cycles:8,.0f} "
-              f"{ratio(z.cycles, r.cycles):>9} {ratio(z.cycles, nostall):>8} {ratio(z.ideal_cycles, nostall):>9}")
     print("SRAM reads in elements: ifmap (ZZ: I reads at gb x 512/8) and filter (ZZ: W reads at gb x 512/8, "
           "at dram x 192/8)")
     print(f"{'layer':5} {'SS ifmap':>10} {'ZZ I@gb':>10} {'ZZ/SS':>6} {'SS filter':>10} {'SS filt DRAM':>12} "
           f"{'ZZ W@gb':>9} {'ZZ W@dram':>10} {'ZZ W dram/SS filt':>17} {'SS ofmap wr':>11} {'ZZ O wr@gb':>10}")
-    for name, n, k, r, z in rows:
+    rows = [(stage, r, e.map(stage)) for stage, r in linears]
+    for stage, r, z in rows:
         zi = op_reads(z, "I", "gb") * per_gb
         zw_gb, zw_dram = op_reads(z, "W", "gb") * per_gb, op_reads(z, "W", "dram") * per_dram
         zo_gb = z.by_operand.get("O", {}).get("gb", {}).get("write", 0.0) * per_gb   # 8-bit final outputs
-        print(f"{name:5} {r.ifmap_sram_reads:10,} {zi:10,.0f} {ratio(zi, r.ifmap_sram_reads):>6} "
+        print(f"{r.name:5} {r.ifmap_sram_reads:10,} {zi:10,.0f} {ratio(zi, r.ifmap_sram_reads):>6} "
               f"{r.filter_sram_reads:10,} {r.filter_dram_reads:12,} {zw_gb:9,.0f} {zw_dram:10,.0f} "
               f"{ratio(zw_dram, r.filter_sram_reads):>17} {r.ofmap_sram_writes:11,} {zo_gb:10,.0f}")
-    print("closed forms (SCALE-Sim WS): ifmap reads M*K*ceil(N/32), filter K*N, ofmap writes M*N*ceil(K/32), "
-          "no-stall cycles F*(2R+C+M-2)-1 with F = ceil(K/32)*ceil(N/32)")
-    for name, n, k, r, z in rows:
-        f = -(-k // 32) * -(-n // 32)
-        print(f"  {name:5} closed-form ifmap {m * k * -(-n // 32):,} filter {k * n:,} "
-              f"ofmap {m * n * -(-k // 32):,} no-stall cycles {f * (64 + 32 + m - 2) - 1:,}")
+    print("closed forms (SCALE-Sim WS): ifmap reads M*K*ceil(N/32), filter K*N, ofmap writes M*N*ceil(K/32)")
+    for _, r, _ in rows:
+        m, n, k = r.m, r.n, r.k
+        print(f"  {r.name:5} closed-form ifmap {m * k * -(-n // 32):,} filter {k * n:,} ofmap {m * n * -(-k // 32):,}")
     within = lambda a, b: b and abs(a / b - 1) <= 0.10
-    ok_i = all(within(op_reads(z, "I", "gb") * per_gb, r.ifmap_sram_reads) for *_, r, z in rows)
-    ok_w = all(within(op_reads(z, "W", "dram") * per_dram, r.filter_sram_reads) for *_, r, z in rows)
-    ok_c = all(within(z.ideal_cycles, r.cycles - r.stall_cycles) for *_, r, z in rows)
-    print(f"within 10 %: ifmap reads {'yes' if ok_i else 'no'}, filter reads {'yes' if ok_w else 'no'}, "
-          f"no-stall cycles {'yes' if ok_c else 'no'}")
-    print("why they differ:")
-    if not ok_c:
-        print("  - no-stall cycles: SCALE-Sim's fold model costs 2R+C+M-2 = 222 cycles per 32x32 fold (R=32 to load "
-              "the weights, M+R-1 to stream the skewed rows, C-1 to drain), ZigZag's ideal is M = 128 per fold "
-              "(edge32's w_reg is double-buffered, fill/drain skew not modelled): 128/222 = 0.577 exactly.")
-    print("  - total cycles: SCALE-Sim has no accumulator buffer and writes every partial sum (one per row fold, "
-          "M*N*ceil(K/32), the 'SS ofmap wr' column) out to DRAM at 10 words/cycle, so it stalls (x3.9 on ffn1/ffn2); "
+    ok_i = all(within(op_reads(z, "I", "gb") * per_gb, r.ifmap_sram_reads) for _, r, z in rows)
+    ok_w = all(within(op_reads(z, "W", "dram") * per_dram, r.filter_sram_reads) for _, r, z in rows)
+    print(f"within 10 %: ifmap reads {'yes' if ok_i else 'no'}, filter reads {'yes' if ok_w else 'no'}")
+    print("  - SCALE-Sim's total cycles also count its write-back stalls: it has no accumulator buffer and writes "
+          "every partial sum (one per row fold, M*N*ceil(K/32), 'SS ofmap wr') out to DRAM at 10 words/cycle; "
           "ZigZag's edge32 keeps partial sums in its 32 KiB accumulator and writes only the 8-bit finals to the gb "
           "('ZZ O wr@gb' = M*N); its stalls come from the 192-bit DRAM port bringing the weights in.")
     if ok_i and ok_w:
@@ -339,24 +371,34 @@ def part_speed(models: dict[str, str]) -> None:
           f"hand measurement ~63 s cold)")
 
 
-def main() -> None:
+PARTS = ("zigzag", "scalesim", "closed", "published", "lpf", "speed")
+"""Parts 1-6 by name, for `--part`."""
+
+
+def run_part(name: str, e: Edge, models: dict[str, str]) -> None:
+    runs = {"zigzag": lambda: part_zigzag_standalone(e), "scalesim": lambda: part_scalesim(e),
+            "closed": lambda: part_closed_forms(e), "published": lambda: part_published(e, models),
+            "lpf": lambda: part_lpf(e), "speed": lambda: part_speed(models)}
+    with timed(f"part {PARTS.index(name) + 1} ({name})"):
+        runs[name]()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("all", *PARTS), default="all",
+                        help="run one part only (default: all; MV_SKIP_SPEED=1 leaves part 6 out of all)")
+    args = parser.parse_args(argv)
     quiet()
     t_all = time.perf_counter()
+    parts = PARTS if args.part == "all" else (args.part,)
+    if args.part == "all" and os.environ.get("MV_SKIP_SPEED") == "1":
+        parts = PARTS[:-1]
     e = Edge()
-    with timed("part 1"):
-        part_zigzag_standalone(e)
-    with timed("part 2"):
-        part_scalesim(e)
-    with timed("part 3"):
-        part_closed_forms(e)
-    models = export_models()
-    with timed("part 4"):
-        part_published(e, models)
-    with timed("part 5"):
-        part_lpf(e)
-    if os.environ.get("MV_SKIP_SPEED") != "1":
-        with timed("part 6"):
-            part_speed(models)
+    models = export_models() if {"published", "speed"} & set(parts) else {}
+    for name in parts:
+        run_part(name, e, models)
     print(f"\ntotal {time.perf_counter() - t_all:.1f} s")
 
 

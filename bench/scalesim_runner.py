@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import subprocess
 import tempfile
 import time
@@ -51,7 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VENV = ROOT / ".venv-scalesim"
+DEFAULT_VENV = Path(os.environ.get("SCALESIM_VENV", ROOT / ".venv-scalesim"))
+"""SCALE-Sim's venv: $SCALESIM_VENV (the Makefile's variable of the same name), else .venv-scalesim."""
 DATAFLOWS = ("ws", "os", "is")
 RUN_NAME = "run"
 STDERR_TAIL_CHARS = 3000
@@ -255,6 +257,19 @@ def minilm_layers(tokens: int = 128, hidden: int = 384, ffn: int = 1536) -> list
     return [*projections, ("ffn1", tokens, ffn, hidden), ("ffn2", tokens, hidden, ffn)]
 
 
+def minilm_attention_layers(tokens: int = 128, head_dim: int = 32) -> list[tuple[str, int, int, int]]:
+    """One head of a MiniLM attention stage as (name, M, N, K): scores = q[tokens x d] @ k^T[d x tokens]
+    (M queries, N keys, K = head dim) and mixing = P[tokens x tokens] @ v[tokens x d] (M queries, N = head
+    dim, K keys). A stage is ATTENTION_HEADS of these: SCALE-Sim runs the per-head GEMM once and the
+    caller multiplies by the heads (the heads are identical, independent GEMMs and SCALE-Sim simulates
+    each topology row on its own, so twelve rows would give twelve equal results)."""
+    return [("scores", tokens, tokens, head_dim), ("mixing", tokens, head_dim, tokens)]
+
+
+ATTENTION_HEADS = 12
+"""MiniLM's heads per layer (hidden 384 = 12 x 32)."""
+
+
 def format_table(results: list[GemmResult]) -> str:
     header = (f"{'layer':<6}{'M':>5}{'N':>6}{'K':>6}{'cycles':>10}{'stalls':>8}{'w/ prefetch':>12}"
               f"{'util%':>7}{'if SRAM rd':>12}{'flt SRAM rd':>12}{'of SRAM wr':>12}"
@@ -270,14 +285,15 @@ def format_table(results: list[GemmResult]) -> str:
 
 def main() -> None:
     cfg = SystolicConfig()
-    layers = [("ref", 32, 384, 384), *minilm_layers()]
+    layers = [("ref", 32, 384, 384), *minilm_layers(), *minilm_attention_layers()]
     start = time.perf_counter()
     results = run_gemms(layers, cfg)
     seconds = time.perf_counter() - start
     print(f"SCALE-Sim 3.0.0, {cfg.rows}x{cfg.cols} {cfg.dataflow.upper()} array, "
           f"SRAM {cfg.ifmap_sram_kb}/{cfg.filter_sram_kb}/{cfg.ofmap_sram_kb} kB, "
           f"bandwidth {cfg.bandwidth_words} words/cycle")
-    print("ref = reference layer; q..ffn2 = one MiniLM encoder layer at 128 tokens")
+    print("ref = reference layer; q..ffn2 = one MiniLM encoder layer at 128 tokens; scores, mixing = one of "
+          f"its {ATTENTION_HEADS} attention heads (a stage is {ATTENTION_HEADS}x the row)")
     print(format_table(results))
     print(f"{len(layers)} layers simulated in {seconds:.1f} s")
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.scalesim_runner import (DEFAULT_VENV, GemmResult, SystolicConfig, run_gemms,
+from bench.scalesim_runner import (DEFAULT_VENV, GemmResult, SystolicConfig, minilm_attention_layers, run_gemms,
                                    scalesim_available, topology_text)
 
 if not scalesim_available(DEFAULT_VENV):
@@ -56,6 +56,19 @@ def test_cycles_follow_the_ws_closed_form(results, array):
         assert r.stall_cycles == 0, r.name  # every operand fits its 256 kB double buffer
         assert r.cycles - r.stall_cycles == ws_stall_free_cycles(r.m, r.n, r.k, *array), r.name
         assert r.cycles_incl_prefetch > r.cycles, r.name
+
+
+def test_attention_head_follows_the_ws_closed_form(tmp_path):
+    """One head of MiniLM's scores (M=128 queries, N=128 keys, K=32) and mixing (M=128, N=32, K=128),
+    twice: the same GEMM gives the same result, so a stage is the per-head result times the heads."""
+    layers = minilm_attention_layers(tokens=128, head_dim=32)
+    assert layers == [("scores", 128, 128, 32), ("mixing", 128, 32, 128)]
+    results = run_gemms([*layers, ("again", 128, 128, 32)], SystolicConfig(), workdir=tmp_path)
+    for r in results:
+        assert r.stall_cycles == 0, r.name
+        assert r.cycles == ws_stall_free_cycles(r.m, r.n, r.k, 32, 32) == 4 * (64 + 32 + 128 - 2) - 1, r.name
+        assert (r.ifmap_sram_reads, r.filter_sram_reads, r.ofmap_sram_writes) == ws_reads(r.m, r.n, r.k, 32, 32)
+    assert results[0].cycles_incl_prefetch == results[2].cycles_incl_prefetch
 
 
 def test_topology_rows_carry_m_n_k_in_order():
