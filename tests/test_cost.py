@@ -146,8 +146,13 @@ def test_scenario_with_a_missing_level(tmp_path):
     path = _copy_edge(tmp_path, activations_home="l2")
     with pytest.raises(UserError, match="activations_home 'l2' is not a memory"):
         load_scenario(path)
-    path = _copy_edge(tmp_path, edit_acc=lambda acc: acc["memories"].pop("w_reg") and
-                      [m["operands"].remove("I2") for m in acc["memories"].values() if "I2" in m["operands"]])
+    def drop_i2(acc):
+        acc["memories"].pop("w_reg")
+        for mem in acc["memories"].values():
+            mem["operands"] = [o for o in mem["operands"] if o != "I2"]
+            for port in mem["ports"]:
+                port["allocation"] = [a for a in port["allocation"] if not a.startswith("I2")]
+    path = _copy_edge(tmp_path, edit_acc=drop_i2)
     with pytest.raises(UserError, match="no memory level holds operand I2"):
         load_scenario(path)
 
