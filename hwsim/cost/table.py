@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from hwsim.cost.model import ARITH, CostResult, MappedCost, Tables, sites_at
+from hwsim.cost.own import stated
+from hwsim.cost.pricing import widest_port
 from hwsim.cost.scenario import Scenario
 from hwsim.cost.stages import GemmStage
-from hwsim.cost.zigzag_map import MappedStage, cache_path, dump_accelerator, map_stage
+from hwsim.cost.zigzag_map import MappedStage, cache_path, dump_accelerator, fit_words, map_stage
 from hwsim.report import is_memory
 
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
@@ -53,6 +55,25 @@ def counts_cost(sites: list, scenario: Scenario, tables: Tables, model: str, var
     return CostResult(scenario.name, model, variant, n, 1, energy, attention)
 
 
+class ScenarioCost(MappedCost):
+    """`MappedCost` that counts no leakage for memories whose costs the accelerator file states
+    (`hwsim.cost.own`): such a file states no leakage, and hwsim's CACTI rows need not describe its
+    memories (tpu_like's 2 MB buffer has a 2048-bit port, outside the table's 64-512)."""
+
+    def leakage_mw(self) -> float:
+        stated_names = {name for acc in filter(None, (self.s.accelerator, self.s.attention_accelerator))
+                        for name, mem in acc["memories"].items() if stated(mem)}
+        if not stated_names:
+            return super().leakage_mw()
+        total = 0.0
+        for acc in filter(None, (self.main, self.attn)):
+            for name, mem in acc["memories"].items():
+                shared = acc is not self.main and name in self.main["memories"]
+                if mem["mem_type"] == "sram" and name not in stated_names and not shared:
+                    total += self.t.memory.sram(int(mem["size"]) // 8, widest_port(mem)).leakage_mw
+        return total
+
+
 def _map_job(args) -> None:
     map_stage(*args)
 
@@ -74,14 +95,14 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
     requests: dict[tuple, tuple] = {}
 
     def collect(stage: GemmStage, acc: dict, mapping: str, pes: int) -> MappedStage:
-        acc_text = dump_accelerator(acc)
+        acc_text = dump_accelerator(fit_words(stage, acc))
         if not cache_path(stage, acc_text, mapping).exists():
             requests[(stage.shape_key(), acc_text, mapping)] = (stage, acc, mapping, pes)
         return MappedStage(1.0, 1.0, {}, {}, 1.0)
 
     mapped = [s for s in scenarios if s.kind == "mapped"]
     for s in mapped:
-        collector = MappedCost(s, tables, collect)
+        collector = ScenarioCost(s, tables, collect)
         for (label, n), st in sites.items():
             collector.cost(st, label, variants[label], n)
     todo = list(requests.values())
@@ -102,7 +123,7 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
                 say(f"  mapped {i}/{len(todo)} stages ({time.perf_counter() - t0:.0f} s)")
     out = []
     for s in scenarios:
-        coster = MappedCost(s, tables) if s.kind == "mapped" else None
+        coster = ScenarioCost(s, tables) if s.kind == "mapped" else None
         for (label, n), st in sites.items():
             out.append(coster.cost(st, label, variants[label], n) if coster
                        else counts_cost(st, s, tables, label, variants[label], n))
