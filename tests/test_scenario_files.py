@@ -185,7 +185,7 @@ def test_cost_needed_without_mem_type_names_the_memory(tmp_path):
     scen.update(accelerator="acc.yaml", mapping=str(PACKAGED / "mappings" / "ws32.yaml"))
     _write(tmp_path / "acc.yaml", acc)
     with pytest.raises(UserError, match="memory 'gb' leaves r_cost, w_cost, area out and has no mem_type.*"
-                                        "add `mem_type: sram`"):
+                                        "add mem_type: sram"):
         load_scenario(_write(tmp_path / "my.yaml", scen))
     acc["memories"]["gb"]["mem_type"] = "sram"
     _write(tmp_path / "acc.yaml", acc)

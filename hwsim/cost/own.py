@@ -70,7 +70,7 @@ def typed_accelerator(acc: Mapping, where: str) -> dict:
         else:
             missing = [k for k in COSTS if mem.get(k) is None]
             raise UserError(f"{where}: memory {name!r} leaves {', '.join(missing)} out and has no mem_type, so hwsim "
-                            f"cannot price it; add `mem_type: sram` (or reg, link, dram) to memories.{name}, or "
+                            f"cannot price it; add mem_type: sram (or reg, link, dram) to memories.{name}, or "
                             f"state its r_cost, w_cost (pJ per access) and area (mm2)")
     return out
 
