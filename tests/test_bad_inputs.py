@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = [a + b for a in "bcdfghjk" for b in "aeiouxyz"][:80]  # the tokenizer knows 85 tokens, the model 50
+ZIGZAG_MAPPINGS = Path(find_spec("zigzag").origin).parent / "inputs" / "mapping"
 SYNTH = dict(vocab=50, max_position=64, hidden=8, heads=2, ffn=16, layers=1, attention="inhibitor")
 
 
@@ -167,6 +169,33 @@ def energy_missing(k: Path):
             "--csv", k / "case" / "out.csv", "--plot", k / "case" / "out.png"], "out.csv"
 
 
+def scenario(edit_acc=None, mapping=None, **fields):
+    """`hwsim cost` on a copy of the packaged `edge` scenario, its accelerator edited by `edit_acc`."""
+    import yaml
+
+    packaged = ROOT / "hwsim" / "scenarios"
+
+    def case(k: Path):
+        acc = yaml.safe_load((packaged / "accelerators" / "edge32.yaml").read_text(encoding="utf-8"))
+        if edit_acc:
+            edit_acc(acc)
+        (k / "case" / "acc.yaml").write_text(yaml.safe_dump(acc), encoding="utf-8")
+        data = yaml.safe_load((packaged / "edge.yaml").read_text(encoding="utf-8"))
+        data.update(accelerator="acc.yaml", mapping=mapping or str(packaged / "mappings" / "ws32.yaml"), **fields)
+        (k / "case" / "my.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+        return ["cost", k / "good.onnx", "--scenario", k / "case" / "my.yaml", "--lengths", "8", "--jobs", "1",
+                "--csv", k / "case" / "out.csv"], "out.csv"
+    return case
+
+
+def _gb(key, value):
+    return lambda acc: acc["memories"]["gb"].__setitem__(key, value)
+
+
+def _no_mem_type(acc):
+    del acc["memories"]["gb"]["mem_type"]
+
+
 # id -> (builder of (args, output file name), message prefix after "hwsim CMD: error: ")
 CATALOGUE = {
     "truncated-onnx": (truncated, "model {case}/model.onnx is not a readable ONNX file"),
@@ -188,6 +217,18 @@ CATALOGUE = {
     "unknown-attention": (train("--attention", "softmax2"), "unknown attention 'softmax2': use one of "),
     "malformed-glue-row": (glue_row, "{case}/glue/SST-2/train.tsv line 3: 1 tab-separated fields, expected 2"),
     "energy-table-missing-entry": (energy_missing, "{case}/table.csv has no entry for "),
+    "scenario-memory-size": (scenario(_gb("size", "4MB")), "scenario {case}/my.yaml: accelerator {case}/acc.yaml: "
+                             "memories.gb.size must be a positive integer (bits), got '4MB'"),
+    "scenario-clock": (scenario(clock_mhz="500MHz"), "scenario {case}/my.yaml: clock_mhz must be a positive number "
+                       "(MHz), got '500MHz'"),
+    "scenario-port-bandwidth": (scenario(lambda acc: acc["memories"]["gb"]["ports"][0].__setitem__("bandwidth_max", "512")),
+                                "scenario {case}/my.yaml: accelerator {case}/acc.yaml: memories.gb.ports[0].bandwidth_max "
+                                "must be a positive integer (bits per cycle), got '512'"),
+    "scenario-mem-type-needed": (scenario(_no_mem_type), "scenario {case}/my.yaml: accelerator {case}/acc.yaml: memory "
+                                 "'gb' leaves r_cost, w_cost, area out and has no mem_type"),
+    "scenario-mapping-dims": (scenario(mapping=str(ZIGZAG_MAPPINGS / "gemm_l1_l3.yaml")),
+                              "scenario {case}/my.yaml: mapping " + str(ZIGZAG_MAPPINGS / "gemm_l1_l3.yaml")
+                              + " unrolls loop dim 'D0', which the GEMM stages do not have"),
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hwsim.cli import main
-from hwsim.cost.model import MappedCost, stage_homes
+from hwsim.cost.model import MappedCost, tile_counts, tile_homes, workload_at
 from hwsim.cost.scenario import homes_accelerator, load_scenario, packaged_names
 from hwsim.cost.stages import GemmStage, gemm_stages
 from hwsim.cost.table import load_tables, ratios, scenario_costs
@@ -33,7 +33,7 @@ def edge():
 
 
 def _resolved(mc, scenario, stage, folder: Path) -> tuple[dict, Path]:
-    acc = homes_accelerator(mc.main, stage_homes(stage, scenario, mc.main))
+    acc = homes_accelerator(mc.main, tile_homes(stage, scenario, mc.main, lambda t: scenario.activations_home))
     path = folder / "acc.yaml"
     path.write_text(yaml.safe_dump(acc, sort_keys=False), encoding="utf-8")
     return acc, path
@@ -146,8 +146,13 @@ def test_scenario_with_a_missing_level(tmp_path):
     path = _copy_edge(tmp_path, activations_home="l2")
     with pytest.raises(UserError, match="activations_home 'l2' is not a memory"):
         load_scenario(path)
-    path = _copy_edge(tmp_path, edit_acc=lambda acc: acc["memories"].pop("w_reg") and
-                      [m["operands"].remove("I2") for m in acc["memories"].values() if "I2" in m["operands"]])
+    def drop_i2(acc):
+        acc["memories"].pop("w_reg")
+        for mem in acc["memories"].values():
+            mem["operands"] = [o for o in mem["operands"] if o != "I2"]
+            for port in mem["ports"]:
+                port["allocation"] = [a for a in port["allocation"] if not a.startswith("I2")]
+    path = _copy_edge(tmp_path, edit_acc=drop_i2)
     with pytest.raises(UserError, match="no memory level holds operand I2"):
         load_scenario(path)
 
@@ -194,3 +199,80 @@ def test_run_and_report_show_scenarios(tmp_path, capsys):
     assert main(["report", str(report), "--scenario", "today", "--scenario", "edge"]) == 0
     out = capsys.readouterr().out
     assert "| today | dot |" in out and "| edge | dot |" in out
+
+
+# --- the schedule's acceptance (issue 18): MiniLM dimensions, one layer, up to 512 tokens ---------------------
+
+@pytest.fixture(scope="module")
+def minilm_layer(tmp_path_factory):
+    from export import save_model, to_onnx
+    from hwsim.graph import load_plan
+    from quant.intops.synth import SynthConfig, synth_program
+
+    path = tmp_path_factory.mktemp("minilm") / "dot.onnx"
+    save_model(to_onnx(synth_program(SynthConfig(hidden=384, heads=12, ffn=1536, layers=1, max_position=512))), path)
+    return str(path), load_plan(str(path))
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("zzcache"))
+
+
+def _tile_maps(mc, work, site_name):
+    """(tile, times per inference, mapped tile) of every stage of one node under its schedule."""
+    sched = mc.schedule(work)
+    site = next(s for s in work.sites if s.name == site_name)
+    fn = next(f for f in work.flow.nodes if f.name == site_name)
+    from hwsim.cost.stages import gemm_stages as stages_of
+
+    out = []
+    for stage in stages_of(site, work.acc_bits[site_name]):
+        homes = tile_homes(stage, mc.s, mc.main, mc._level(sched), fn.reads, fn.writes)
+        out += [(tile, n, mc.map_tile(tile, mc.main, mc.s.mapping, homes)) for tile, n in tile_counts(stage, sched.group)]
+    return out
+
+
+def test_attention_at_512_tokens_keeps_its_score_tiles_on_chip(minilm_layer, shared_cache, monkeypatch):
+    monkeypatch.setenv("HWSIM_CACHE", shared_cache)
+    mc = MappedCost(load_scenario("edge"), load_tables())
+    work = workload_at(minilm_layer[1], 512)
+    maps = _tile_maps(mc, work, "l0.ctxh")
+    assert {t.kind for t, _, _ in maps} == {"scores", "mixing"}
+    for tile, per_inference, m in maps:
+        assert (tile.groups, tile.rows, per_inference) == (1, 128, 12 * 4)      # one head, one query tile
+        produced = m.by_operand["O"] if tile.kind == "scores" else m.by_operand["I"]
+        assert "dram" not in produced                                          # the score tile stays in the buffer
+
+
+def test_a_512_row_linear_costs_four_128_row_tiles(minilm_layer, shared_cache, monkeypatch):
+    from hwsim.cost.latency import stage_latency
+
+    monkeypatch.setenv("HWSIM_CACHE", shared_cache)
+    mc = MappedCost(load_scenario("edge"), load_tables())
+    costs = {}
+    for n in (128, 512):
+        maps = _tile_maps(mc, workload_at(minilm_layer[1], n), "l0.o")
+        costs[n] = (sum(sum(r["pJ"] for r in m.levels.values()) * k for _, k, m in maps),
+                    sum(stage_latency(m, t, mc.unroll[mc.s.mapping])[0] * k for t, k, m in maps))
+    assert costs[512][0] == pytest.approx(4 * costs[128][0], rel=0.02)
+    assert costs[512][1] == pytest.approx(4 * costs[128][1], rel=0.02)
+
+
+def test_batches_never_cost_more_per_inference_and_weights_are_read_once(minilm_layer, shared_cache, monkeypatch):
+    monkeypatch.setenv("HWSIM_CACHE", shared_cache)
+    path, plan = minilm_layer
+    scenarios = [load_scenario(n) for n in ("edge", "batch8", "batch32")]
+    results = scenario_costs({"dot": path}, scenarios, (16, 128, 512), load_tables(), jobs=1)
+    by = {(r.scenario, r.seq_len): r for r in results}
+    for n in (16, 128, 512):
+        one = by[("edge", n)]
+        for batched in ("batch8", "batch32"):
+            assert by[(batched, n)].total_pj <= one.total_pj * (1 + 1e-9), (batched, n)
+            assert by[(batched, n)].dram_bytes.get("weights", 0) <= one.dram_bytes["weights"]
+    assert by[("batch8", 16)].total_pj < 0.5 * by[("edge", 16)].total_pj          # weights shared by 8 samples
+    # closed forms at batch 1 and 128 tokens (one tile): every weight byte read from DRAM once, and
+    # nothing else goes there (every tile and kept tensor fits the 512 KiB buffer)
+    weight_bytes = sum(plan.params[n.inputs[1]].size for n in plan.nodes if n.op_type == "Linear")
+    assert by[("edge", 128)].dram_bytes["weights"] == weight_bytes
+    assert by[("edge", 128)].dram_bytes.get("activations", 0) == 0 and not by[("edge", 128)].spilled

@@ -80,8 +80,20 @@ def stage_latency(mapped: MappedStage, stage: GemmStage, unroll: Mapping[str, in
     """(cycles, ideal cycles) of `stage`: ZigZag's cycles (memory stalls included) plus the fill and
     drain of every fold, and ZigZag's ideal cycles (M per fold, stall-free).
 
+    On an array that also unrolls other loops (not weight-stationary in K and C, e.g. ZigZag's own
+    examples that unroll output pixels), the rule does not apply: ZigZag's cycles alone.
+
     >>> m = MappedStage(cycles=19000.0, ideal_cycles=18432.0, levels={}, by_operand={}, spatial_utilisation=1.0)
     >>> stage_latency(m, GemmStage("n", "linear", 1, 128, 384, 384, 8, 8, 32, 8, True), {"K": 32, "C": 32})
     (32536.0, 18432.0)
+    >>> stage_latency(m, GemmStage("n", "linear", 1, 128, 384, 384, 8, 8, 32, 8, True), {"K": 16, "C": 16, "B": 4})
+    (19000.0, 18432.0)
     """
+    if not weight_stationary(unroll):
+        return mapped.cycles, mapped.ideal_cycles
     return mapped.cycles + fill_drain_cycles(stage, unroll), mapped.ideal_cycles
+
+
+def weight_stationary(unroll: Mapping[str, int]) -> bool:
+    """Whether a mapping unrolls only K and C (the dataflow the fill/drain rule describes)."""
+    return set(unroll) <= set(STATIONARY_DIMS)

@@ -44,6 +44,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from hwsim.cost.latency import spatial_unrolling, stage_latency
+from hwsim.cost.own import stated
 from hwsim.cost.pricing import (REG_KINDS, pe_units, resolve_accelerator, units_area_mm2, vector_lane_units,
                                 widest_port)
 from hwsim.cost.scenario import OPERAND_OF, Scenario, dram_level, homes_accelerator
@@ -206,7 +207,7 @@ class MappedCost:
             return self.attn, self.s.attention_mapping
         return self.main, self.s.mapping
 
-    def _map(self, tile: GemmStage, acc: dict, mapping: str, homes: dict[str, str]) -> MappedStage:
+    def map_tile(self, tile: GemmStage, acc: dict, mapping: str, homes: dict[str, str]) -> MappedStage:
         key = (tile.shape_key(), tuple(sorted(homes.items())), acc["name"], mapping)
         if key not in self._mapped:    # the layers of an encoder repeat the same tiles
             homed = homes_accelerator(acc, homes)
@@ -264,7 +265,7 @@ class MappedCost:
             for stage in stages:
                 homes = tile_homes(stage, s, acc, level, fn.reads, fn.writes)
                 for tile, per_inf in tile_counts(stage, sched.group):
-                    m = self._map(tile, acc, mapping, homes)
+                    m = self.map_tile(tile, acc, mapping, homes)
                     for lvl, row in m.levels.items():
                         pj = row["pJ"] * per_inf
                         energy[CLASS_OF_MEM[acc["memories"][lvl]["mem_type"]]] += pj
@@ -307,10 +308,15 @@ class MappedCost:
         return passes * prod(site.out_shapes[0]) / max(site.out_shapes[0][0], 1) if site.out_shapes[0] else 0
 
     def leakage_mw(self) -> float:
+        """Standby leakage of the SRAMs priced from the memory table (a memory whose costs the
+        accelerator file states carries no leakage figure and is left out; shared levels count once)."""
+        stated_names = {name for acc in filter(None, (self.s.accelerator, self.s.attention_accelerator))
+                        for name, mem in acc["memories"].items() if stated(mem)}
         total = 0.0
         for acc in filter(None, (self.main, self.attn)):
             for name, mem in acc["memories"].items():
-                if mem["mem_type"] == "sram" and (acc is self.main or name not in self.main["memories"]):
+                shared = acc is not self.main and name in self.main["memories"]
+                if mem["mem_type"] == "sram" and name not in stated_names and not shared:
                     total += self.t.memory.sram(int(mem["size"]) // 8, widest_port(mem)).leakage_mw
         return total
 

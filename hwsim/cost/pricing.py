@@ -42,7 +42,10 @@ def register_write_pj_per_bit(energy_pj: Mapping[str, float]) -> float:
 
 def price_memory(mem: Mapping, scenario: Scenario, memtable, energy_pj: Mapping[str, float],
                  area_um2: Mapping[str, float]) -> tuple[float, float, float]:
-    """(r_cost pJ, w_cost pJ, area mm^2) of one accelerator memory."""
+    """(r_cost pJ, w_cost pJ, area mm^2) of one accelerator memory; as stated where the file states
+    all three (ZigZag's own example files do; `mem_type` is then not needed to price it)."""
+    if all(mem.get(k) is not None for k in ("r_cost", "w_cost", "area")):
+        return float(mem["r_cost"]), float(mem["w_cost"]), float(mem["area"])
     width = widest_port(mem)
     kind = mem["mem_type"]
     if kind == "dram":

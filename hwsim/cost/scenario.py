@@ -17,27 +17,34 @@ A scenario is a small YAML file (`hwsim/scenarios/*.yaml`, or any file a user pa
     vector_lanes: 32                # elements per cycle of the vector unit (row-wise ops)
     hw_config: null                 # kind counts: a hwsim HwConfig JSON (null = the packaged one)
 
-Accelerator files are ZigZag's format (memories innermost first, sizes in bits, one `mem_type` per
-memory: `reg`, `link` (a PE-to-PE operand register), `sram` or `dram`). Where a memory leaves `r_cost`/`w_cost`/`area` out, hwsim fills them
-from its tables (`hwsim.cost.pricing`): the resolved file is what ZigZag runs, and
-`resolved_accelerator` writes it out so ZigZag can be run on it standalone.
+Every field is checked for type and range when the file is read (`hwsim.cost.validate`: scenario,
+accelerator and mapping fields as tables); a wrong one is a `UserError` naming the file and field.
+`weights_home` and `activations_home` may be left out (then: the DRAM level, and the outermost on-chip
+memory holding I1 and O).
+
+Accelerator files are ZigZag's format (memories innermost first, sizes in bits). `mem_type` (`reg`,
+`link` (a PE-to-PE operand register), `sram` or `dram`) tells hwsim how to price a memory that leaves
+`r_cost`/`w_cost`/`area` out (`hwsim.cost.pricing`, from hwsim's tables); a memory that states all three
+is priced as stated and needs no `mem_type`, so ZigZag's own example files work as they are
+(`hwsim.cost.own`: what is inferred, and how ZigZag's convolution mappings are read). The resolved file
+is what ZigZag runs, and `resolved_accelerator` writes it out so ZigZag can be run on it standalone.
 Each operand's home is the top of its hierarchy for one stage: `homes_accelerator` removes the
 operand from every memory above its home, so ZigZag starts and ends the operand there.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from hwsim.cost.own import default_homes, gemm_mapping, stated_note, typed_accelerator
+from hwsim.cost.validate import SCENARIO, check_accelerator, check_fields, check_mapping
 from models.errors import UserError
 
 PACKAGED = Path(__file__).resolve().parents[1] / "scenarios"
-KINDS = ("mapped", "counts")
-MEM_TYPES = ("reg", "link", "sram", "dram")
 OPERAND_OF = {"I": "I1", "W": "I2", "O": "O"}
 """Workload operand -> the accelerator's memory operand (the mapping files link them the same way)."""
 
@@ -57,8 +64,8 @@ class Scenario:
     clock_mhz: float = 500.0
     batch: int = 1
     dram_kind: str = "DDR3"
-    weights_home: str = "dram"
-    activations_home: str = "gb"
+    weights_home: str = ""
+    activations_home: str = ""
     vector_lanes: int = 32
     hw_config: str | None = None
 
@@ -67,13 +74,14 @@ def packaged_names() -> list[str]:
     return sorted(p.stem for p in PACKAGED.glob("*.yaml"))
 
 
-def _read(path: str | Path) -> Any:
+def _read(path: str | Path, what: str = "") -> Any:
+    prefix = f"{what}: " if what else ""
     try:
         return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} not found") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"{path} is not valid YAML: {err}") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise UserError(f"{prefix}{path} not found; give the path relative to the scenario file") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserError(f"{prefix}{path} is not valid YAML: {err}") from None
 
 
 def _locate(name_or_path: str | Path) -> Path:
@@ -91,50 +99,52 @@ def _locate(name_or_path: str | Path) -> Path:
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """A packaged scenario by name, or a scenario file; `UserError` names what is wrong."""
+    """A packaged scenario by name, or a scenario file; `UserError` names what is wrong and where."""
+    from hwsim.cost.zigzag_map import cache_dir
+
     path = _locate(name_or_path)
-    data = _read(path)
     where = f"scenario {path}"
-    if not isinstance(data, dict):
-        raise UserError(f"{where} must hold a YAML mapping of the fields {[f.name for f in fields(Scenario)]}")
-    known = {f.name for f in fields(Scenario)} - {"path"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise UserError(f"{where}: unknown keys {unknown}; known keys are {sorted(known)}")
-    missing = [k for k in ("name", "source") if not data.get(k)]
-    if missing:
-        raise UserError(f"{where} lacks {missing}: every scenario names itself and the source of its figures")
-    if data.get("kind", "mapped") not in KINDS:
-        raise UserError(f"{where}: kind {data['kind']!r} is not one of {KINDS}")
+    data = _read(path)
+    check_fields(data, SCENARIO, where)
+    data = {k: v for k, v in data.items() if v is not None}
     base = path.parent
     resolved = dict(data, path=str(path))
-    for key in ("accelerator", "attention_accelerator"):
-        if data.get(key):
-            acc = _read(base / data[key])
-            _check_accelerator(acc, f"{where}: {key} {base / data[key]}")
-            resolved[key] = acc
-    for key in ("mapping", "attention_mapping"):
-        if data.get(key):
-            mapping = base / data[key]
-            if not mapping.exists():
-                raise UserError(f"{where}: {key} {mapping} not found")
-            resolved[key] = str(mapping)
+    notes = []
+    for key, map_key in (("accelerator", "mapping"), ("attention_accelerator", "attention_mapping")):
+        if key not in data:
+            continue
+        acc_path = base / data[key]
+        at = f"{where}: {key} {acc_path}"
+        acc = _read(acc_path, f"{where}: {key}")
+        check_accelerator(acc, at)
+        _check_accelerator(acc, at)
+        acc = typed_accelerator(acc, at)
+        resolved[key] = acc
+        notes.append(stated_note(acc, acc_path))
+        if key == "accelerator":
+            resolved = {**default_homes(acc, at), **resolved}
+        if map_key in data:
+            map_path = base / data[map_key]
+            mapping = _read(map_path, f"{where}: {map_key}")
+            check_mapping(mapping, f"{where}: {map_key} {map_path}")
+            target, note = gemm_mapping(mapping, map_path, acc, where, cache_dir().parent)
+            resolved[map_key] = str(target)
+            notes.append(note)
     if data.get("hw_config"):
         resolved["hw_config"] = str(base / data["hw_config"])
+    resolved["source"] = " ".join(data["source"].split()) + "".join(notes)
     scenario = Scenario(**resolved)
     _check(scenario, where)
     return scenario
 
 
-def _check_accelerator(acc: Any, where: str) -> None:
-    if not isinstance(acc, dict) or not isinstance(acc.get("memories"), dict) or "operational_array" not in acc:
-        raise UserError(f"{where} is not a ZigZag accelerator (needs `memories` and `operational_array`)")
-    for name, mem in acc["memories"].items():
-        if mem.get("mem_type") not in MEM_TYPES:
-            raise UserError(f"{where}: memory {name!r} needs mem_type one of {MEM_TYPES} "
-                            f"(hwsim prices it by kind), got {mem.get('mem_type')!r}")
+def _check_accelerator(acc: dict, where: str) -> None:
+    if acc["operational_array"].get("is_imc"):
+        raise UserError(f"{where}: {acc['name']!r} is an in-memory-computing array (operational_array.is_imc): "
+                        f"hwsim prices digital processing elements from its own counts and does not run ZigZag's "
+                        f"IMC cost model; use a digital array")
     for operand, mem_op in OPERAND_OF.items():
-        if not any(mem_op in m.get("operands", []) for m in acc["memories"].values()):
+        if not any(mem_op in m["operands"] for m in acc["memories"].values()):
             raise UserError(f"{where}: no memory level holds operand {mem_op} ({operand}); every operand needs "
                             f"at least one level, e.g. add {mem_op} to the global buffer's operands")
 
@@ -156,12 +166,6 @@ def _check(s: Scenario, where: str) -> None:
         if not any(m["mem_type"] == "dram" for m in mems.values()):
             raise UserError(f"{where}: accelerator {acc.get('name')!r} has no memory with mem_type dram; "
                             f"add the off-chip level (operands that do not fit on chip spill there)")
-    for key in ("batch", "vector_lanes"):
-        value = getattr(s, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"{where}: {key} must be a positive integer, got {value!r}")
-    if not isinstance(s.clock_mhz, (int, float)) or s.clock_mhz <= 0:
-        raise UserError(f"{where}: clock_mhz must be a positive number, got {s.clock_mhz!r}")
 
 
 def level_names(acc: Mapping, mem_op: str) -> list[str]:
@@ -175,11 +179,16 @@ def dram_level(acc: Mapping) -> str:
 
 def homes_accelerator(acc: Mapping, homes: Mapping[str, str]) -> dict:
     """`acc` with each memory operand removed from the levels above its home
-    (`homes`: memory operand -> level name); levels left with no operand are dropped."""
+    (`homes`: memory operand -> level name); levels left with no operand are dropped. Where the home
+    does not hold the operand (ZigZag's tpu_like keeps I2 only in per-PE registers and DRAM, so an
+    attention stage's K or V cannot live in its activation buffer), the operand lives in the nearest
+    level outside the home that holds it."""
     out = copy.deepcopy(dict(acc))
     order = list(out["memories"])
     for mem_op, home in homes.items():
         levels = level_names(out, mem_op)
+        if home not in levels and home in order:   # e.g. K/V of attention where the activation buffer holds no I2
+            home = next((n for n in order[order.index(home) + 1:] if n in levels), home)
         if home not in levels:
             raise UserError(f"accelerator {acc.get('name')!r}: level {home!r} does not hold operand {mem_op} "
                             f"(levels holding it: {levels}); fix the scenario's homes or the level's operands")

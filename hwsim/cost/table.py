@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from hwsim.cost.model import ARITH, CostResult, MappedCost, Tables, Workload, workload_at
 from hwsim.cost.scenario import Scenario
 from hwsim.cost.stages import GemmStage
-from hwsim.cost.zigzag_map import MappedStage, cache_path, dump_accelerator, map_stage
+from hwsim.cost.zigzag_map import MappedStage, cache_path, dump_accelerator, fit_words, map_stage
 from hwsim.report import is_memory
 
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
@@ -75,7 +75,7 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
     requests: dict[tuple, tuple] = {}
 
     def collect(stage: GemmStage, acc: dict, mapping: str, pes: int) -> MappedStage:
-        acc_text = dump_accelerator(acc)
+        acc_text = dump_accelerator(fit_words(stage, acc))
         if not cache_path(stage, acc_text, mapping).exists():
             requests[(stage.shape_key(), acc_text, mapping)] = (stage, acc, mapping, pes)
         return MappedStage(1.0, 1.0, {}, {}, 1.0)

@@ -152,8 +152,24 @@ def dump_accelerator(accelerator: Mapping) -> str:
     return yaml.dump(dict(accelerator), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
 
 
+def fit_words(stage: GemmStage, accelerator: Mapping) -> Mapping:
+    """`accelerator` with every memory holding partial sums (O) but smaller than one of the stage's
+    (`bits_o`) widened to one (ZigZag finds no mapping otherwise): ZigZag's example files size output
+    registers for 16-bit partial sums (`rf_2B`), hwsim's stages accumulate at the model's width (32
+    bits). Costs per access stay as stated, so a 32-bit partial sum through a 16-bit port is two
+    accesses. Input and weight levels are kept as given: one too small for an operand is an error."""
+    narrow = [name for name, mem in accelerator["memories"].items()
+              if "O" in mem["operands"] and int(mem["size"]) < stage.bits_o]
+    if not narrow:
+        return accelerator
+    return {**accelerator, "memories": {name: {**mem, "size": stage.bits_o} if name in narrow else mem
+                                        for name, mem in accelerator["memories"].items()}}
+
+
 def map_stage(stage: GemmStage, accelerator: Mapping, mapping_yaml: str, pes: int) -> MappedStage:
-    """`stage` mapped on the resolved `accelerator` (a dict in ZigZag's format), cached on disk."""
+    """`stage` mapped on the resolved `accelerator` (a dict in ZigZag's format, `fit_words` applied),
+    cached on disk."""
+    accelerator = fit_words(stage, accelerator)
     acc_text = dump_accelerator(accelerator)
     path = cache_path(stage, acc_text, mapping_yaml)
     if path.exists():
