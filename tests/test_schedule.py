@@ -28,12 +28,13 @@ def test_peak_by_hand(tiny):
     """n = 8, one tile. Bytes per row: emb and res1/res2 128 (int32), emb_ln/q/k/v/ctx/o/ln1 32, ffn1 64.
     Segments: [emb, emb_ln] [k, v] [q, attention ... logits]. emb_ln, k and v are kept whole for the third
     segment; the int32 sums stream into their LayerNorm one row at a time. At the attention node the buffer
-    holds emb_ln, k, v, its query tile and output tile (5 x 256 B) and one query tile's scores
-    (8 rows x 8 keys x 1 B at the model's 8-bit score width = 64 B): 1,344 B, the peak."""
+    holds emb_ln, k, v, its query tile and output tile (5 x 256 B), one query tile's scores
+    (8 rows x 8 keys x 1 B at the model's 8-bit score width = 64 B) and one head's staged keys and values
+    (2 x 8 keys x 16 dims x 1 B = 256 B): 1,600 B, the peak."""
     flow = workload_at(tiny, 8).flow
     peak, live = peak_bytes(flow, 1)
     assert tiny.nodes[[n.name for n in tiny.nodes].index("l0.ctxh")].attrs["bits"] == 8
-    assert peak == 5 * 256 + 64
+    assert peak == 5 * 256 + 64 + 256
     assert live == {"emb_ln": 256, "l0.k": 256, "l0.v": 256, "l0.q": 256, "l0.ctxh": 256}
 
 

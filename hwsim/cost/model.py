@@ -13,7 +13,9 @@ How a mapped scenario is costed (each rule applied to every node of the graph):
    an attention tile one head x up to 128 query rows against all keys. Each distinct tile is mapped
    once and multiplied by how often the schedule runs it. A tile's operands start and end at their
    tensors' homes (the activations home, or DRAM when spilled; the score tile between the two
-   attention stages stays in the buffer; weights at `weights_home`, fetched once per tile). Data
+   attention stages stays in the buffer; weights at `weights_home`, fetched once per tile; a key or value
+   tensor that the schedule spilled is staged one head at a time: read from DRAM once into the buffer,
+   where every query tile of the head reads it). Data
    movement is ZigZag's accesses per memory level x the level's cost, classed by `mem_type`: dram,
    buffer (sram), register (reg), link (PE-to-PE operand registers). Partial sums are held at the
    width the accumulator provably needs (`hwsim.cost.stages.proven_acc_bits`, with the real weights).
@@ -264,6 +266,17 @@ class MappedCost:
             stages = gemm_stages(site, work.acc_bits.get(site.name))
             for stage in stages:
                 homes = tile_homes(stage, s, acc, level, fn.reads, fn.writes)
+                if stage.kind != "linear" and homes[OPERAND_OF["W"]] == self.dram:
+                    # a spilled key or value tensor is staged one head at a time: read from DRAM once,
+                    # written to the buffer, and read from there by every query tile of the head
+                    homes[OPERAND_OF["W"]] = s.activations_home
+                    staged = stage.groups * stage.reduce * stage.cols * spec.word_bytes(stage.bits_w)
+                    moved: Counter = Counter()
+                    self._word_access(moved, self.dram, "r", staged)
+                    self._word_access(moved, s.activations_home, "w", staged)
+                    energy.update(moved)
+                    node_pj += sum(moved.values())
+                    dram_bytes["activations"] += staged
                 for tile, per_inf in tile_counts(stage, sched.group):
                     m = self.map_tile(tile, acc, mapping, homes)
                     for lvl, row in m.levels.items():

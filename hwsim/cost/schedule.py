@@ -20,7 +20,8 @@ Rules (what an accelerator's compiler would do; every figure of `hwsim.cost.mode
    vector ops of the same segment read (a residual sum on its way to LayerNorm) streams row by row:
    it holds one row, not a tile.
 4. **Attention per head.** An attention node runs head by head and query tile by query tile: one
-   tile's score matrix (tile rows x keys, at the score width) is its working set beside the tensors.
+   tile's score matrix (tile rows x keys, at the score width) and one head's keys and values (staged
+   from DRAM once per head when the schedule spilled them) are its working set beside the tensors.
 5. **Residency.** The buffer (the scenario's `activations_home`) holds every live tile and whole
    tensor at once (views and permutations alias their input: no copy). When the peak exceeds it,
    the tensor that frees the most bytes at the peak for the least DRAM traffic (bytes x (1 write +
@@ -53,6 +54,7 @@ class FlowNode:
     writes: tuple[str, ...]
     work_bytes_per_row: float        # per-tile working set beside the tensors, bytes per tile row
     gemm: bool = False               # runs on the array (Linear, attention), else on the vector unit
+    work_bytes: float = 0.0          # working set independent of the tile (one head's keys and values)
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,14 @@ def flow_of(plan, sites: list, names: list[tuple[tuple[str, ...], tuple[str, ...
         for t, shape, bits in [*acts, *zip(outs, site.out_shapes, site.out_bits)]:
             row_bytes.setdefault(root(t), prod(shape) * spec.word_bytes(bits) / n)
         whole = WHOLE_INPUTS.get(site.op_type, ())
-        work = 0.0
+        work = fixed = 0.0
         if site.op_type in BARRIERS:      # one query tile's score matrix: its rows x keys x score width
-            work = site.in_shapes[1][2] * spec.word_bytes(site.attrs[spec.OPS[site.op_type].score_bits_attr])
+            keys, head_dim = site.in_shapes[1][2], site.in_shapes[1][3]
+            work = keys * spec.word_bytes(site.attrs[spec.OPS[site.op_type].score_bits_attr])
+            fixed = keys * head_dim * (spec.word_bytes(site.in_bits[1]) + spec.word_bytes(site.in_bits[2]))
         nodes.append(FlowNode(site.op_type, site.name, tuple(root(t) for t, _, _ in acts),
                               tuple(i in whole for i, (_, _, _) in enumerate(acts)), tuple(outs), work,
-                              site.op_type in GEMM_OPS))
+                              site.op_type in GEMM_OPS, fixed))
     return Flow(n, tuple(nodes), row_bytes)
 
 
@@ -182,7 +186,7 @@ def peak_bytes(flow: Flow, group: int, spilled: frozenset = frozenset()) -> tupl
                         kept[t] = size(t, done + rows)
                     else:
                         live_tile[t] = size(t, 1 if t in streams else rows)
-                live = sum(kept.values()) + sum(live_tile.values()) + node.work_bytes_per_row * rows
+                live = sum(kept.values()) + sum(live_tile.values()) + node.work_bytes_per_row * rows + node.work_bytes
                 if live > best:
                     best, at_best = live, {**kept, **live_tile}
                 for t, w in zip(node.reads, node.whole):
@@ -198,10 +202,9 @@ def peak_bytes(flow: Flow, group: int, spilled: frozenset = frozenset()) -> tupl
 
 
 def _reads(flow: Flow, tensor: str) -> int:
-    """Times a tensor is read if it lives in DRAM: once per reading node, whole reads once per query tile
-    (attention re-reads a head's keys and values for each query tile)."""
-    q_tiles = len(tiles_of(flow.n))
-    return sum((q_tiles if w else 1) for node in flow.nodes for t, w in zip(node.reads, node.whole) if t == tensor)
+    """Times a tensor is read if it lives in DRAM: once per reading node (attention stages a spilled
+    head's keys and values in the buffer once, for all its query tiles)."""
+    return sum(1 for node in flow.nodes for t in node.reads if t == tensor)
 
 
 def plan_group(flow: Flow, group: int, budget: int) -> Schedule:
