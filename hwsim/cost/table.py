@@ -23,7 +23,9 @@ from hwsim.report import is_memory
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
 CSV_COLUMNS = ("scenario", "variant", "model", "seq_len", "batch", "energy_uJ", "dram_uJ", "buffer_uJ",
                "register_uJ", "link_uJ", "arith_uJ", "leakage_uJ", "attention_uJ", "attention_share",
-               "cycles", "latency_us", "utilisation", "area_mm2")
+               "cycles", "latency_us", "utilisation", "area_mm2", "ideal_latency_us", "dram_weight_bytes",
+               "dram_activation_bytes", "row_group", "spilled_tensors")
+"""energy_uJ is per inference, leakage included; latency per batch; dram_*_bytes per inference."""
 
 
 def load_tables(energy_table=None, technology=None) -> Tables:
@@ -146,19 +148,22 @@ def ratios(results: list[CostResult]) -> list[tuple[str, int, float, float]]:
 
 def markdown(results: list[CostResult], scenarios: list[Scenario]) -> str:
     """The scenario table and the ratios, as Markdown (every figure a model estimate)."""
-    lines = ["Energy per inference, latency per batch; **model estimates** from hwsim's exact op counts, "
-             "ZigZag mappings and the tables named by each scenario, not measurements.", "",
+    lines = ["Energy per inference (leakage included), latency per batch (ideal: ZigZag's bound without stalls, "
+             "fill or drain); **model estimates** from hwsim's exact op counts, ZigZag mappings of one tile at a "
+             "time and the tables named by each scenario, not measurements.", "",
              "| scenario | variant | tokens | energy uJ | DRAM | buffer | register | link | arithmetic | leakage | "
-             "attention uJ | attention share | latency us | utilisation | area mm2 |",
-             "|" + "---|" * 15]
+             "attention uJ | attention share | latency us | ideal us | utilisation | area mm2 | row group | spilled |",
+             "|" + "---|" * 18]
     for r in results:
         e = r.energy_pj
         cells = [r.scenario, r.variant, str(r.seq_len), _uj(r.total_pj), _uj(e.get("dram", 0)), _uj(e.get("buffer", 0)),
                  _uj(e.get("register", 0)), _uj(e.get("link", 0)), _uj(_arith(r)), _uj(e.get("leakage", 0)),
                  _uj(r.attention_pj), f"{r.attention_pj / r.total_pj:.1%}",
                  "-" if r.latency_us is None else f"{r.latency_us:,.1f}",
+                 "-" if r.ideal_latency_us is None else f"{r.ideal_latency_us:,.1f}",
                  "-" if r.utilisation is None else f"{r.utilisation:.0%}",
-                 "-" if r.area_total_mm2 is None else f"{r.area_total_mm2:.1f}"]
+                 "-" if r.area_total_mm2 is None else f"{r.area_total_mm2:.1f}",
+                 "-" if r.latency_us is None else str(r.group), "-" if r.latency_us is None else str(len(r.spilled))]
         lines.append("| " + " | ".join(cells) + " |")
     rat = ratios(results)
     if rat:
@@ -180,7 +185,10 @@ def csv_text(results: list[CostResult]) -> str:
                    [f"{r.attention_pj / r.total_pj:.6g}", "" if r.cycles is None else f"{r.cycles:.0f}",
                     "" if r.latency_us is None else f"{r.latency_us:.6g}",
                     "" if r.utilisation is None else f"{r.utilisation:.4f}",
-                    "" if r.area_total_mm2 is None else f"{r.area_total_mm2:.4f}"])
+                    "" if r.area_total_mm2 is None else f"{r.area_total_mm2:.4f}",
+                    "" if r.ideal_latency_us is None else f"{r.ideal_latency_us:.6g}",
+                    f"{r.dram_bytes.get('weights', 0):.0f}", f"{r.dram_bytes.get('activations', 0):.0f}",
+                    r.group, " ".join(r.spilled)])
     return buf.getvalue()
 
 
