@@ -5,7 +5,7 @@ import pytest
 
 from export import to_onnx
 from hwsim.cost.model import tile_counts, workload_at
-from hwsim.cost.schedule import peak_bytes, plan_group, plan_schedule, tiles_of
+from hwsim.cost.schedule import dram_bytes, peak_bytes, plan_group, plan_schedule, tiles_of
 from hwsim.cost.stages import GemmStage
 from hwsim.graph import load_plan
 from quant.intops.synth import SynthConfig, synth_program
@@ -44,17 +44,20 @@ def test_everything_fits_a_large_buffer(tiny):
     assert sched.group == 8 and not sched.spilled and sched.peak_bytes <= sched.budget_bytes
 
 
-def test_small_buffer_spills_the_cheapest_tensor_and_groups_shrink(tiny):
+def test_small_buffer_spills_and_the_row_group_minimises_dram_traffic(tiny):
     flow = workload_at(tiny, 8).flow
     full, _ = peak_bytes(flow, 1)
-    sched = plan_schedule(flow, 8, int(full) - 1)
-    assert sched.group == 1 and sched.spilled
-    assert sched.peak_bytes < full
-    # a batch that fits twice the sample but not eight runs in groups of two, nothing spilled
+    one = plan_schedule(flow, 1, int(full) - 1)
+    assert one.group == 1 and one.spilled and one.peak_bytes < full
+    batch = plan_schedule(flow, 8, int(full) - 1)
+    per_group = {g: dram_bytes(flow, plan_group(flow, g, int(full) - 1)) for g in (1, 2, 4, 8)}
+    assert dram_bytes(flow, batch) == min(per_group.values()) <= per_group[1] == dram_bytes(flow, one)
+    # a buffer that holds two samples but not four: groups of two share each tile's weight fetch, nothing spills
     two, _ = peak_bytes(flow, 2)
     four, _ = peak_bytes(flow, 4)
-    sched = plan_schedule(flow, 8, int(two) + (int(four) - int(two)) // 2)
+    sched = plan_schedule(flow, 2, int(two) + (int(four) - int(two)) // 2)
     assert sched.group == 2 and not sched.spilled
+    assert dram_bytes(flow, sched) == flow.weight_bytes / 2
 
 
 def test_spilled_tensors_free_the_buffer(tiny):

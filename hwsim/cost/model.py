@@ -243,7 +243,7 @@ class MappedCost:
         out[cls] += words * self.word_pj[(level, direction)]
 
     def schedule(self, work: Workload) -> Schedule:
-        return plan_schedule(work.flow, self.s.batch, self.budget)
+        return plan_schedule(work.flow, self.s.batch, self.budget, self.s.weights_home == self.dram)
 
     def cost(self, work: Workload, model: str, variant: str, seq_len: int) -> CostResult:
         b, s = self.s.batch, self.s

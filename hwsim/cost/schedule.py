@@ -6,10 +6,10 @@ Rules (what an accelerator's compiler would do; every figure of `hwsim.cost.mode
    height (a tile's partial sums x the array's columns fit the accumulator buffer). Each tile fetches
    the weights it needs from their home: a weight matrix is read once per tile.
 2. **Row groups.** A batch runs in row groups of `g` samples (g divides the batch); the rows of one
-   group are tiled together, so short samples share a tile and its weight fetch. `g` is the largest
-   divisor of the batch whose schedule keeps every tensor on chip (rule 5); when even one sample
-   does not fit, g = 1 and tensors spill. A batch therefore never costs more per inference than
-   the same samples run one at a time.
+   group are tiled together, so short samples share a tile and its weight fetch. `g` is the divisor
+   of the batch with the least DRAM traffic per inference: weight fetches (once per tile of the group)
+   plus the traffic of the tensors its schedule spills (rule 5). One sample at a time is a candidate,
+   so a batch never moves more per inference than the same samples run one at a time.
 3. **Segments.** Attention needs all keys and values of a sample before its first query tile: the
    graph is cut into segments before every attention node (whose query projection moves in front of
    it, into its segment) and before the key and value projections that feed it (so a layer's keys and
@@ -64,6 +64,7 @@ class Flow:
     n: int
     nodes: tuple[FlowNode, ...]
     row_bytes: Mapping[str, float]   # tensor -> bytes per row of the sample (n rows)
+    weight_bytes: float = 0.0        # the weight matrices every row tile fetches (the Linears' params)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,9 @@ def flow_of(plan, sites: list, names: list[tuple[tuple[str, ...], tuple[str, ...
         nodes.append(FlowNode(site.op_type, site.name, tuple(root(t) for t, _, _ in acts),
                               tuple(i in whole for i, (_, _, _) in enumerate(acts)), tuple(outs), work,
                               site.op_type in GEMM_OPS, fixed))
-    return Flow(n, tuple(nodes), row_bytes)
+    weights = sum(prod(site.in_shapes[1]) * spec.word_bytes(site.in_bits[1]) for site in sites
+                  if site.op_type == "Linear" and site.in_is_param[1])
+    return Flow(n, tuple(nodes), row_bytes, weights)
 
 
 def _segments(nodes: tuple[FlowNode, ...]) -> list[list[int]]:
@@ -220,10 +223,17 @@ def plan_group(flow: Flow, group: int, budget: int) -> Schedule:
         spilled = spilled | {min(sorted(candidates), key=cost)}
 
 
-def plan_schedule(flow: Flow, batch: int, budget: int) -> Schedule:
-    """Rule 2: the largest row group (a divisor of the batch) that keeps everything on chip, else one sample."""
-    for group in sorted((d for d in range(1, batch + 1) if batch % d == 0), reverse=True):
-        sched = plan_group(flow, group, budget)
-        if not sched.spilled:
-            return sched
-    return plan_group(flow, 1, budget)
+def dram_bytes(flow: Flow, sched: Schedule, weights_in_dram: bool = True) -> float:
+    """Bytes per inference the schedule moves to and from DRAM: the weights each row tile fetches (when
+    they live in DRAM) and the spilled tensors (one write and their reads)."""
+    tiles = len(tiles_of(sched.group * flow.n))
+    spills = sum((1 + _reads(flow, t)) * flow.row_bytes[t] * flow.n for t in sched.spilled)
+    return (flow.weight_bytes * tiles / sched.group if weights_in_dram else 0.0) + spills
+
+
+def plan_schedule(flow: Flow, batch: int, budget: int, weights_in_dram: bool = True) -> Schedule:
+    """Rule 2: the row group (a divisor of the batch) with the least DRAM traffic per inference
+    (`dram_bytes`); among equals the largest (fewer tiles). One sample is a candidate, so a batch
+    never moves more per inference than its samples run one at a time."""
+    groups = [plan_group(flow, g, budget) for g in range(1, batch + 1) if batch % g == 0]
+    return min(groups, key=lambda sc: (dram_bytes(flow, sc, weights_in_dram), -sc.group))
