@@ -29,8 +29,8 @@ weight-stationary int8 array, edge32.yaml), with random-init W8A8 MiniLM models.
    Keller et al. (VLSI 2022 / JSSC 2023: BERT-base, 4-bit, 5 nm, ~577 uJ per inference).
 5. Mapping search: LOMA lpf_limit 4 (hwsim's) vs 6 (ZigZag's default) on one-tile stages, the 128-row tiles
    of layer 0's six Linears and its attention score tile (MiniLM inhibitor, 128 tokens): data-movement
-   energy and cycle ratios and the time each took. Claim checked: at one tile per mapping, lpf 4 finds the
-   same mapping as 6 (energy and cycles within 1 %), and `map_tile` returns the lpf 4 one.
+   energy and cycle ratios and the time each took. Checked: at one tile per mapping lpf 4 finds the same
+   mapping as 6 (energy and cycles within 1 %); lpf 4's is never worse; `map_tile` returns the lpf 4 one.
 6. Speed: `scenario_costs` for three MiniLM models (dot, inhibitor, symmetric) x every packaged scenario
    x lengths 16..512 with jobs=2, on an empty mapping cache and again warm (target: < 60 s empty); the
    distinct tiles mapped and the ZigZag time per tile ((empty - warm) x jobs / tiles).
@@ -434,7 +434,7 @@ def part_lpf(e: Edge, models: dict[str, str]) -> None:
     head("5. LOMA lpf_limit 4 (hwsim) vs 6 (ZigZag default) on one-tile stages, MiniLM inhibitor layer 0 at "
          "128 tokens, edge (data movement = ZigZag's levels x costs; cycles + fill/drain)")
     tiles = layer_tiles(models["inhibitor"], 128)
-    same_all = True
+    same, not_worse, used = [], [], []
     for name in ("q", "k", "v", "o", "ffn1", "ffn2", "scores"):
         tile = tiles[name]
         with tempfile.TemporaryDirectory(prefix="mv-lpf-") as tmp:
@@ -443,15 +443,19 @@ def part_lpf(e: Edge, models: dict[str, str]) -> None:
             (m4, t4), (m6, t6) = (zigzag_at(tile, str(acc_path), e.s.mapping, lpf) for lpf in (4, 6))
         e4, e6 = e.movement_pj(m4), e.movement_pj(m6)
         c4, c6 = (stage_latency(m, tile, e.unroll)[0] for m in (m4, m6))
-        same = abs(e4 / e6 - 1) <= 0.01 and abs(c4 / c6 - 1) <= 0.01
         hw = e.map(tile)
-        is_lpf4 = hw.cycles == m4.cycles and abs(e.movement_pj(hw) - e4) <= 1e-9 * e4
-        same_all &= same and is_lpf4
-        print(f"{label_of(tile):32} energy lpf4/lpf6 {ratio(e4, e6)} ({e4 / 1e6:,.3f} vs {e6 / 1e6:,.3f} uJ)  "
-              f"cycles {ratio(c4, c6)} ({c4:,.0f} vs {c6:,.0f})  time {t4:.2f} s vs {t6:.2f} s ({t6 / t4:.0f}x)  "
-              f"within 1 %: {'yes' if same else 'no'}; map_tile = lpf4: {'yes' if is_lpf4 else 'no'}")
-    verdict("at one tile per mapping lpf 4 finds the same mapping as 6 (within 1 %), and map_tile uses it",
-            same_all, "all 7 tiles" if same_all else "see the rows marked no")
+        same.append(abs(e4 / e6 - 1) <= 0.01 and abs(c4 / c6 - 1) <= 0.01)
+        not_worse.append(e4 <= e6 * (1 + 1e-9) and c4 <= c6)
+        used.append(hw.cycles == m4.cycles and abs(e.movement_pj(hw) - e4) <= 1e-9 * e4)
+        print(f"{label_of(tile):32} energy lpf4/lpf6 {e4 / e6:.4f} ({e4 / 1e6:,.3f} vs {e6 / 1e6:,.3f} uJ)  "
+              f"cycles {c4 / c6:.4f} ({c4:,.0f} vs {c6:,.0f})  time {t4:.2f} s vs {t6:.2f} s ({t6 / t4:.0f}x)  "
+              f"within 1 %: {'yes' if same[-1] else 'no'}; map_tile = lpf4: {'yes' if used[-1] else 'no'}")
+    verdict("at one tile per mapping lpf 4 finds the same mapping as 6 (energy and cycles within 1 %)", all(same),
+            f"{sum(same)}/{len(same)} tiles")
+    verdict("lpf 4's mapping is never worse than 6's (energy and cycles)", all(not_worse),
+            f"{sum(not_worse)}/{len(not_worse)} tiles (ZigZag optimises energy; equal-energy mappings may differ "
+            f"in cycles)")
+    verdict("map_tile returns the lpf 4 mapping", all(used), f"{sum(used)}/{len(used)} tiles")
 
 
 # --- 6 -------------------------------------------------------------------------------------------
