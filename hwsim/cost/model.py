@@ -184,8 +184,10 @@ def tile_homes(stage: GemmStage, scenario: Scenario, acc: Mapping, home_of: Call
 class MappedCost:
     """Costs models on one mapped scenario; `map_fn` maps a tile (default: ZigZag with its disk cache)."""
 
-    def __init__(self, scenario: Scenario, tables: Tables, map_fn: MapFn = map_stage) -> None:
+    def __init__(self, scenario: Scenario, tables: Tables, map_fn: MapFn = map_stage,
+                 schedules: dict | None = None) -> None:
         self.s, self.t, self.map_fn = scenario, tables, map_fn
+        self._schedules = {} if schedules is None else schedules   # may be shared between scenarios
         self._mapped: dict[tuple, MappedStage] = {}
         self.main = resolve_accelerator(scenario.accelerator, scenario, tables.memory, tables.energy.pj, tables.area.um2)
         self.attn = (resolve_accelerator(scenario.attention_accelerator, scenario, tables.memory, tables.energy.pj,
@@ -243,7 +245,12 @@ class MappedCost:
         out[cls] += words * self.word_pj[(level, direction)]
 
     def schedule(self, work: Workload) -> Schedule:
-        return plan_schedule(work.flow, self.s.batch, self.budget, self.s.weights_home == self.dram)
+        """The schedule of `work` on this scenario (`hwsim.cost.schedule`), computed once per
+        (workload, batch, buffer, weights in DRAM)."""
+        key = (id(work.flow), self.s.batch, self.budget, self.s.weights_home == self.dram)
+        if key not in self._schedules:
+            self._schedules[key] = (work.flow, plan_schedule(work.flow, *key[1:]))
+        return self._schedules[key][1]
 
     def cost(self, work: Workload, model: str, variant: str, seq_len: int) -> CostResult:
         b, s = self.s.batch, self.s

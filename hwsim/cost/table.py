@@ -66,6 +66,7 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
     from hwsim.graph import load_plan
 
     t0 = time.perf_counter()
+    schedules: dict = {}      # one schedule per (workload, batch, buffer) for every scenario that shares them
     sites: dict[tuple[str, int], Workload] = {}
     variants: dict[str, str] = {}
     for label, path in models.items():
@@ -84,7 +85,7 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
 
     mapped = [s for s in scenarios if s.kind == "mapped"]
     for s in mapped:
-        collector = MappedCost(s, tables, collect)
+        collector = MappedCost(s, tables, collect, schedules)
         for (label, n), st in sites.items():
             collector.cost(st, label, variants[label], n)
     todo = list(requests.values())
@@ -105,7 +106,7 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
                 say(f"  mapped {i}/{len(todo)} stages ({time.perf_counter() - t0:.0f} s)")
     out = []
     for s in scenarios:
-        coster = MappedCost(s, tables) if s.kind == "mapped" else None
+        coster = MappedCost(s, tables, schedules=schedules) if s.kind == "mapped" else None
         for (label, n), st in sites.items():
             out.append(coster.cost(st, label, variants[label], n) if coster
                        else counts_cost(st, s, tables, label, variants[label], n))
