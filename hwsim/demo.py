@@ -10,9 +10,11 @@ Steps (each cached in DIR and skipped when its output exists, unless --force):
 4. export each to integer-only ONNX;
 5. simulate the whole RT test split in hwsim (onnxruntime cross-check on the first samples);
 6. count every variant at sequence lengths 16..512 on random token ids;
-7. price the counts (Horowitz 45 nm table) and write report.json, report.csv, summary.md and plots;
-8. cost every variant on every packaged accelerator scenario at the sweep lengths (ZigZag mappings,
-   `hwsim cost`): scenarios.csv, a scenario table in summary.md, energy_vs_seq_len_by_scenario.png.
+7. price the counts (Horowitz 45 nm table: the op-count-only view, `today`'s rules);
+8. cost every variant on every packaged accelerator scenario at the sweep lengths and the test split's
+   mean length (ZigZag mappings, `hwsim cost`);
+9. write report.json, report.csv, scenarios.csv, summary.md (the answer first: `hwsim.demo_answer`)
+   and its plots (`hwsim.demo_report`).
 
 The default is cut to finish within about 20 minutes on 2 CPU cores: training uses the first
 `train_limit` training snippets at `max_length` tokens (the test split is always whole); `--full`
@@ -192,15 +194,25 @@ def sweep(cfg: DemoConfig, models: dict[str, Path], table) -> dict[str, list[tup
     return series
 
 
-def scenario_table(cfg: DemoConfig, models: dict[str, Path]) -> tuple[list, list]:
-    """Every packaged accelerator scenario at the sweep lengths (`hwsim cost`), all cores."""
+def scenario_lengths(cfg: DemoConfig, mean_tokens: float) -> tuple[int, ...]:
+    """The sweep lengths plus the lengths the summary's answer is given at (the test split's mean length)."""
+    from hwsim.demo_answer import answer_lengths
+
+    return tuple(sorted({*cfg.sweep_lengths, *answer_lengths(mean_tokens, cfg.sweep_lengths)}))
+
+
+def scenario_table(cfg: DemoConfig, models: dict[str, Path], reports: dict[str, Path]) -> tuple[list, list]:
+    """Every packaged accelerator scenario at the sweep lengths and the test split's mean length
+    (`hwsim cost`), all cores."""
     import os
 
     from hwsim.cost.scenario import load_scenario, packaged_names
     from hwsim.cost.table import load_tables, scenario_costs
+    from hwsim.demo_report import split_mean_length
 
     scenarios = [load_scenario(n) for n in packaged_names()]
-    results = scenario_costs({v: str(p) for v, p in models.items()}, scenarios, cfg.sweep_lengths, load_tables(),
+    lengths = scenario_lengths(cfg, split_mean_length(reports))
+    results = scenario_costs({v: str(p) for v, p in models.items()}, scenarios, lengths, load_tables(),
                              jobs=os.cpu_count() or 1, say=_say)
     return results, scenarios
 
@@ -221,7 +233,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     reports = simulate_all(cfg, models)
     table = load_table()
     series = sweep(cfg, models, table)
-    costs = scenario_table(cfg, models)
+    costs = scenario_table(cfg, models, reports)
     result = write_outputs(cfg, metrics, models, reports, series, table,
                            timings={"train_s": round(t_train, 1), "total_s": round(time.perf_counter() - t0, 1)},
                            costs=costs)

@@ -75,3 +75,91 @@ def energy_vs_seq_len_panels(panels: Mapping[str, Mapping[str, Sequence[tuple[in
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def _save(fig, plt, path: str | Path, dpi: int = 110) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+
+
+def stacked_bar_panels(panels: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path,
+                       ylabel: str = "uJ per inference (model estimate)", ncols: int = 2) -> None:
+    """One panel per title, one stacked bar per variant: `panels[title][variant][part]` in pJ, drawn
+    in uJ; a part keeps its colour in every panel."""
+    plt = _pyplot()
+    parts: list[str] = []
+    for bars in panels.values():
+        for split in bars.values():
+            parts += [p for p in split if p not in parts]
+    palette = plt.get_cmap("tab20").colors
+    rows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(rows, ncols, figsize=(5.2 * ncols, 3.8 * rows), squeeze=False)
+    for ax, (title, bars) in zip(axes.flat, panels.items()):
+        variants = list(bars)
+        bottom = [0.0] * len(variants)
+        for part in parts:
+            heights = [bars[v].get(part, 0.0) / 1e6 for v in variants]
+            if any(heights):
+                ax.bar(variants, heights, bottom=bottom, label=part, color=palette[parts.index(part) % len(palette)])
+                bottom = [b + h for b, h in zip(bottom, heights)]
+        ax.set_title(title, fontsize="medium")
+        ax.set_ylabel(ylabel)
+        handles, labels = ax.get_legend_handles_labels()   # top of the stack first
+        ax.legend(handles[::-1], labels[::-1], fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    _save(fig, plt, path)
+
+
+def accuracy_vs_energy(points: Sequence[tuple[str, str, float, float]], path: str | Path, tokens: int) -> None:
+    """One point per (variant, scenario): `points = [(variant, scenario, pJ per inference, accuracy 0-1)]`;
+    colour by variant, marker by scenario, energy in uJ from zero."""
+    plt = _pyplot()
+    variants = list(dict.fromkeys(p[0] for p in points))
+    scenarios = list(dict.fromkeys(p[1] for p in points))
+    markers = "osD^vP*Xh<>"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for variant, scenario, pj, acc in points:   # later variants smaller, so equal points stay visible
+        i = variants.index(variant)
+        ax.scatter(pj / 1e6, 100 * acc, color=f"C{i % 10}", marker=markers[scenarios.index(scenario) % len(markers)],
+                   s=max(20, 110 - 35 * i), alpha=0.85)
+    for i, v in enumerate(variants):
+        ax.scatter([], [], color=f"C{i % 10}", marker="o", label=v)
+    for i, s in enumerate(scenarios):
+        ax.scatter([], [], color="grey", marker=markers[i % len(markers)], label=s)
+    ax.set_xlim(left=0)
+    ax.set_xlabel(f"energy per inference at {tokens} tokens, uJ (model estimate)")
+    ax.set_ylabel("int8 test accuracy, % (hwsim)")
+    ax.set_title("Accuracy against energy: one point per variant per scenario")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    _save(fig, plt, path)
+
+
+def share_vs_seq_len_panels(panels: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], path: str | Path,
+                            ylabel: str, mark: int | None = None, ncols: int = 3) -> None:
+    """One panel per scenario, one line per variant: `panels[scenario][variant] = [(seq_len, share 0-1)]`,
+    drawn in % on a log2 length axis; a dotted vertical line at `mark` tokens."""
+    plt = _pyplot()
+    rows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(rows, ncols, figsize=(3.8 * ncols, 3.3 * rows), squeeze=False)
+    for ax, (name, series) in zip(axes.flat, panels.items()):
+        ticks = sorted({p[0] for pts in series.values() for p in pts})
+        for variant, points in series.items():
+            pts = sorted(points)
+            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=variant)
+        if mark is not None:
+            ax.axvline(mark, color="grey", linestyle=":", linewidth=1, label=f"{mark} tokens")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize="small")
+        ax.minorticks_off()
+        ax.set_title(name, fontsize="medium")
+        ax.set_xlabel("sequence length (tokens)")
+        ax.set_ylabel(ylabel, fontsize="small")
+    axes[0][0].legend(fontsize="small")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    _save(fig, plt, path)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from hwsim.demo import VARIANTS, DemoConfig, run_demo
+from hwsim.demo import VARIANTS, DemoConfig, run_demo, scenario_lengths
 from hwsim.demo_report import check_consistency
 from hwsim.energy import load_table
 
@@ -30,7 +31,8 @@ def demo(tmp_path_factory):
 def test_demo_writes_every_output(demo):
     out, result = demo
     for name in ("report.json", "report.csv", "summary.md", "energy_breakdown.png", "energy_vs_seq_len.png",
-                 "attention_energy_vs_seq_len.png", "scenarios.csv", "energy_vs_seq_len_by_scenario.png"):
+                 "attention_energy_vs_seq_len.png", "scenarios.csv", "energy_vs_seq_len_by_scenario.png",
+                 "energy_split_edge.png", "accuracy_vs_energy.png", "attention_share_vs_seq_len.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert set(result["variants"]) == set(VARIANTS)
     for v in VARIANTS:
@@ -44,15 +46,20 @@ def test_demo_writes_every_output(demo):
     # every packaged scenario x variant x sweep length in the scenario table, and in the summary
     from hwsim.cost.scenario import packaged_names
     cells = {(r["scenario"], r["variant"], int(r["seq_len"])) for r in result["scenarios"]}
-    assert cells == {(s, v, n) for s in packaged_names() for v in VARIANTS for n in TINY["sweep_lengths"]}
+    lengths = scenario_lengths(DemoConfig(**TINY), result["variants"]["dot"]["mean_tokens"])
+    assert round(result["variants"]["dot"]["mean_tokens"]) in lengths and set(TINY["sweep_lengths"]) <= set(lengths)
+    assert cells == {(s, v, n) for s in packaged_names() for v in VARIANTS for n in lengths}
     assert "On accelerator scenarios" in (out / "summary.md").read_text()
     # the paired test counts the test snippets where exactly one of the two int8 models is right
     from quant.data.tasks import load_split
     gold = load_split("rt", "test", limit=TINY["limit"]).labels
-    pred = {v: json.loads((out / "reports" / f"{v}.json").read_text())["predictions"] for v in ("inhibitor", "dot")}
-    m = result["mcnemar_inhibitor_vs_dot"]
-    assert m["n"] == 12 and m["a_right_b_wrong"] == sum(
-        int(i == g != d) for i, d, g in zip(pred["inhibitor"], pred["dot"], gold))
+    pred = {v: json.loads((out / "reports" / f"{v}.json").read_text())["predictions"] for v in VARIANTS}
+    assert result["mcnemar_inhibitor_vs_dot"] == result["mcnemar_vs_dot"]["inhibitor"]
+    for v in ("inhibitor", "symmetric"):
+        m = result["mcnemar_vs_dot"][v]
+        assert m["n"] == 12 and m["a_right_b_wrong"] == sum(
+            int(i == g != d) for i, d, g in zip(pred[v], pred["dot"], gold))
+        assert m["a_wrong_b_right"] == sum(int(d == g != i) for i, d, g in zip(pred[v], pred["dot"], gold))
     assert "McNemar" in (out / "summary.md").read_text() and "Float teacher" in (out / "summary.md").read_text()
     assert (out / "runs" / "float-dot" / "metrics.json").is_file()  # the ReLU dot student
 
@@ -96,7 +103,8 @@ def test_summary_numbers_come_from_the_report(demo):
     # every Markdown table: delimiter row right under the header, all rows with the header's cell count
     lines = text.splitlines()
     heads = [i for i, ln in enumerate(lines) if ln.startswith("|---")]
-    assert len(heads) == 4   # variants, sweep, scenario table, inhibitor/dot ratios
+    # the answer, accuracy, scenario excerpt, inhibitor/dot ratios, op-count variants, sweep
+    assert len(heads) == 6
     for i in heads:
         width = lines[i - 1].count("|")
         assert lines[i].count("|") == width
@@ -104,6 +112,50 @@ def test_summary_numbers_come_from_the_report(demo):
         while j < len(lines) and lines[j].startswith("|"):
             assert lines[j].count("|") == width, lines[j]
             j += 1
+
+
+def test_summary_opens_with_the_answer(demo):
+    out, result = demo
+    lines = (out / "summary.md").read_text().splitlines()
+    heads = [i for i, ln in enumerate(lines) if ln.startswith("#")]
+    assert heads[0] < 3 and "answer" in lines[heads[0]].lower()
+    assert heads[1] - heads[0] - 1 < 15, lines[heads[0]:heads[1]]
+    answer = "\n".join(lines[heads[0]:heads[1]])
+    # one table row per mapped scenario, each cell at the test split's mean length and the longest length
+    mean, longest = result["answer"]["lengths"]
+    assert mean == round(result["variants"]["dot"]["mean_tokens"]) and longest == max(TINY["sweep_lengths"])
+    from hwsim.cost.scenario import load_scenario, packaged_names
+    mapped = [n for n in packaged_names() if load_scenario(n).kind == "mapped"]
+    assert sorted(r["scenario"] for r in result["answer"]["rows"]) == sorted(mapped * 2)
+    for name in mapped:
+        assert f"| {name} |" in answer
+    # the answer's figures are the scenario table's: dot's energy, the inhibitor's ratio
+    csv_rows = {(r["scenario"], r["variant"], int(r["seq_len"])): r for r in result["scenarios"]}
+    for row in result["answer"]["rows"]:
+        dot = float(csv_rows[(row["scenario"], "dot", row["seq_len"])]["energy_uJ"])
+        inh = float(csv_rows[(row["scenario"], "inhibitor", row["seq_len"])]["energy_uJ"])
+        assert row["base_energy_uJ"] == pytest.approx(dot, rel=1e-5)
+        assert row["energy"]["inhibitor"] == pytest.approx(inh / dot, rel=1e-4)
+    for v in ("inhibitor", "symmetric"):
+        assert f"McNemar p = {result['mcnemar_vs_dot'][v]['p_value']:.2g}" in answer
+    # the energy split adds up to the scenario table's energy, by where and by component alike
+    for title, bars in result["answer"]["energy_split_pj"].items():
+        scenario, n = title.split(",")[0], int(title.split(", ")[1].split()[0])
+        for v, parts in bars.items():
+            assert sum(parts.values()) / 1e6 == pytest.approx(float(csv_rows[(scenario, v, n)]["energy_uJ"]), rel=1e-5)
+
+
+def test_every_plot_the_summary_names_is_a_png(demo):
+    out, _ = demo
+    text = (out / "summary.md").read_text()
+    names = set(re.findall(r"[\w.-]+\.png", text))
+    assert {"energy_split_edge.png", "accuracy_vs_energy.png", "attention_share_vs_seq_len.png",
+            "energy_breakdown.png"} <= names
+    for name in names:
+        data = (out / name).read_bytes()
+        assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n", name
+    # the first picture is the mapped scenario's energy split, not the op-count view's
+    assert re.search(r"\(([\w.-]+\.png)\)", text).group(1) == "energy_split_edge.png"
 
 
 def test_second_run_reuses_cache(demo):
