@@ -2,13 +2,14 @@
 
 Each subcommand lives in the package of its stage as a module exposing
 `add_arguments(parser)` and `run(args) -> int`; this file only dispatches. Heavy imports
-(torch, onnxruntime, numba) happen inside `run`, so `hwsim --help` is fast.
+(torch, onnxruntime, numba) happen inside `run`, so `hwsim --help` is fast. Before dispatching,
+`models.hub.choose_mode` decides online or offline hub access (`--offline`, the user's
+HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, or a quick probe when the command needs the hub).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from models.errors import UserError
@@ -25,8 +26,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+OFFLINE_HELP = ("never contact the Hugging Face hub (sets HF_HUB_OFFLINE and HF_DATASETS_OFFLINE); "
+                "without it the hub is used when reachable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hwsim", description=__doc__.splitlines()[0])
+    parser.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
+    offline = argparse.ArgumentParser(add_help=False)  # also accepted after the subcommand
+    offline.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help=OFFLINE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         try:
@@ -35,16 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
             if err.name != module_name:
                 raise
             continue  # stage not built yet
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[offline])
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from models.hub import choose_mode
+    from quant.data.tasks import needs_hub
+
     args = build_parser().parse_args(argv)
+    choose_mode(args.offline, needs_hub(getattr(args, "task", None), getattr(args, "data_dir", None)))
     try:
         return int(args._run(args) or 0)
     except UserError as err:
