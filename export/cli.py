@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --init random: distilbert-base, minilm or an EncoderConfig JSON file")
     parser.add_argument("--attention", default="inhibitor", help="with --init random: dot, inhibitor, symmetric")
     parser.add_argument("--bits", type=int, default=8, help="with --init random: weight/activation bits")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="with --init random: seed of the weights")
     parser.add_argument("--format", choices=["onnx", "qonnx"], default="onnx",
                         help="qonnx additionally writes the Brevitas QONNX export next to --out")
 

@@ -26,12 +26,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` appends "(default: X)" to every option whose default is a value; a None or False
+    default (the option is off unless given) adds nothing, the help says what happens without it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 OFFLINE_HELP = ("never contact the Hugging Face hub (sets HF_HUB_OFFLINE and HF_DATASETS_OFFLINE); "
                 "without it the hub is used when reachable")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hwsim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hwsim", description=__doc__.splitlines()[0],
+                                     formatter_class=DefaultsFormatter)
     parser.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
     offline = argparse.ArgumentParser(add_help=False)  # also accepted after the subcommand
     offline.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help=OFFLINE_HELP)
@@ -43,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
             if err.name != module_name:
                 raise
             continue  # stage not built yet
-        p = sub.add_parser(name, help=help_text, description=help_text, parents=[offline])
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[offline],
+                           formatter_class=DefaultsFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser

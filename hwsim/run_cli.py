@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--task", help="task whose labelled split to run (e.g. rt)")
     src.add_argument("--text", action="append", help="a text to classify (repeatable)")
-    parser.add_argument("--split", default="test", help="split of --task (default: test)")
+    parser.add_argument("--split", default="test", help="split of --task")
     parser.add_argument("--limit", type=int, default=None, help="first N samples only")
     parser.add_argument("--data-dir", default=None, help="local data folder of the task")
     parser.add_argument("--tokenizer", default=None,
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hwsim.cost_cli import add_scenario_argument
     add_scenario_argument(parser, default_all=False)
     parser.add_argument("--overflow", choices=("error", "saturate", "wrap"), default="error",
-                        help="what a value outside its declared width does (default: error)")
+                        help="what a value outside its declared width does")
     parser.add_argument("--report", required=True, help="output JSON report")
     parser.add_argument("--jobs", type=int, default=None,
                         help="worker processes on this machine (default: all cores; 1 = this process only; "

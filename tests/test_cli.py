@@ -77,3 +77,29 @@ def test_export_records_the_run_task(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(
         {"format": QUANT_FORMAT, "extra": {"train_config": {"task": "sst2"}}}), encoding="utf-8")
     assert run_task(tmp_path) == "sst2"
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    yield "hwsim", parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield f"hwsim {name}", sub
+
+
+def test_every_help_shows_the_defaults():
+    """Every option whose default is a value (not None, not False) shows it in `--help`."""
+    from hwsim.cli import COMMANDS, build_parser
+
+    walked, missing = [], []
+    for prog, parser in _subparsers(build_parser()):
+        walked.append(prog)
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+                continue
+            shown = " ".join(parser._get_formatter()._expand_help(action).split())  # this option's help
+            if f"(default: {action.default})" not in shown or shown not in text:
+                missing.append(f"{prog} {action.option_strings[-1]} (default {action.default!r})")
+    assert walked == ["hwsim", *(f"hwsim {name}" for name in COMMANDS)]
+    assert not missing, missing
