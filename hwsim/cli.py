@@ -1,10 +1,11 @@
 """The `hwsim` command: one subcommand per pipeline stage.
 
 Each subcommand lives in the package of its stage as a module exposing
-`add_arguments(parser)` and `run(args) -> int`; this file only dispatches. Heavy imports
+`add_arguments(parser)`, `run(args) -> int` and, where it may read the Hugging Face hub,
+`needs_hub(args) -> bool`; this file only dispatches. Heavy imports
 (torch, onnxruntime, numba) happen inside `run`, so `hwsim --help` is fast. Before dispatching,
 `models.hub.choose_mode` decides online or offline hub access (`--offline`, the user's
-HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, or a quick probe when the command needs the hub).
+HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, or a quick probe when `needs_hub(args)` says so).
 """
 from __future__ import annotations
 
@@ -57,16 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, parents=[offline],
                            formatter_class=DefaultsFormatter)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _needs_hub=getattr(module, "needs_hub", None))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from models.hub import choose_mode
-    from quant.data.tasks import needs_hub
 
     args = build_parser().parse_args(argv)
-    choose_mode(args.offline, needs_hub(getattr(args, "task", None), getattr(args, "data_dir", None)))
+    choose_mode(args.offline, bool(args._needs_hub and args._needs_hub(args)))
     try:
         return int(args._run(args) or 0)
     except UserError as err:

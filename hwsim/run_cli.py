@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=int, default=None, help="with --workers/--scheduler: samples per shard (default 64)")
 
 
+def needs_hub(args: argparse.Namespace) -> bool:
+    """Whether this command would read its data from the Hugging Face hub."""
+    from quant.data.tasks import needs_hub as task_needs_hub
+    return task_needs_hub(args.task, args.data_dir)
+
+
 def _engine(args: argparse.Namespace) -> tuple[int, int | None, str | None]:
     """(jobs, Dask workers, Dask scheduler) of the command line, checked."""
     from hwsim.parallel import default_jobs

@@ -70,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder (best checkpoint, metrics.json, checkpoints/)")
 
 
+def needs_hub(args: argparse.Namespace) -> bool:
+    """Whether this command would read its data from the Hugging Face hub."""
+    from quant.data.tasks import needs_hub as task_needs_hub
+    return task_needs_hub(args.task, args.data_dir)
+
+
 def config_from_args(args: argparse.Namespace):
     from quant.train.distill import DistillConfig
     from quant.train.loop import TrainConfig
