@@ -17,11 +17,13 @@ from pathlib import Path
 from models.errors import UserError
 
 
-def export_quant_model(qmodel, out: str | os.PathLike, tokenizer: str | os.PathLike | None = None):
+def export_quant_model(qmodel, out: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
+                       task: str | None = None):
     """QuantClassifier -> validated integer ONNX written atomically to `out`; returns the ModelProto.
 
     `tokenizer`: a folder with `tokenizer.json` or `vocab.txt`; when it holds one, its resolved path
     is recorded in the model's metadata so that `hwsim run` finds the tokenizer without being told.
+    `task`: the task the model was trained on, recorded so that `hwsim run --text` names the labels.
     """
     from export.checks import validate
     from export.onnx_lower import to_onnx
@@ -31,6 +33,8 @@ def export_quant_model(qmodel, out: str | os.PathLike, tokenizer: str | os.PathL
     prog = lower(qmodel.eval())
     if tokenizer is not None and _holds_tokenizer(Path(tokenizer)):
         prog = replace(prog, meta={**prog.meta, "tokenizer": str(Path(tokenizer).resolve())})
+    if task is not None:
+        prog = replace(prog, meta={**prog.meta, "task": task})
     model = to_onnx(prog)
     validate(model)
     save_model(model, out)
@@ -47,8 +51,15 @@ def load_run(run_dir: str | os.PathLike):
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike):
-    """`export_quant_model` of the run's best checkpoint, with the run's tokenizer recorded."""
-    return export_quant_model(load_run(run_dir), out, tokenizer=run_dir)
+    """`export_quant_model` of the run's best checkpoint, with the run's tokenizer and task recorded."""
+    return export_quant_model(load_run(run_dir), out, tokenizer=run_dir, task=run_task(run_dir))
+
+
+def run_task(run_dir: str | os.PathLike) -> str | None:
+    """The task a `hwsim train` run was trained on (its config.json train_config), None if unrecorded."""
+    from quant.train.checkpoint import read_quant_meta
+    task = read_quant_meta(run_dir).get("extra", {}).get("train_config", {}).get("task")
+    return task if isinstance(task, str) else None
 
 
 def _holds_tokenizer(folder: Path) -> bool:

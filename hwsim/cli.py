@@ -1,14 +1,16 @@
 """The `hwsim` command: one subcommand per pipeline stage.
 
 Each subcommand lives in the package of its stage as a module exposing
-`add_arguments(parser)` and `run(args) -> int`; this file only dispatches. Heavy imports
-(torch, onnxruntime, numba) happen inside `run`, so `hwsim --help` is fast.
+`add_arguments(parser)`, `run(args) -> int` and, where it may read the Hugging Face hub,
+`needs_hub(args) -> bool`; this file only dispatches. Heavy imports
+(torch, onnxruntime, numba) happen inside `run`, so `hwsim --help` is fast. Before dispatching,
+`models.hub.choose_mode` decides online or offline hub access (`--offline`, the user's
+HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, or a quick probe when `needs_hub(args)` says so).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from models.errors import UserError
@@ -25,8 +27,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` appends "(default: X)" to every option whose default is a value; a None or False
+    default (the option is off unless given) adds nothing, the help says what happens without it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+OFFLINE_HELP = ("never contact the Hugging Face hub (sets HF_HUB_OFFLINE and HF_DATASETS_OFFLINE); "
+                "without it the hub is used when reachable")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hwsim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hwsim", description=__doc__.splitlines()[0],
+                                     formatter_class=DefaultsFormatter)
+    parser.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
+    offline = argparse.ArgumentParser(add_help=False)  # also accepted after the subcommand
+    offline.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help=OFFLINE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         try:
@@ -35,16 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
             if err.name != module_name:
                 raise
             continue  # stage not built yet
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[offline],
+                           formatter_class=DefaultsFormatter)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _needs_hub=getattr(module, "needs_hub", None))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from models.hub import choose_mode
+
     args = build_parser().parse_args(argv)
+    choose_mode(args.offline, bool(args._needs_hub and args._needs_hub(args)))
     try:
         return int(args._run(args) or 0)
     except UserError as err:

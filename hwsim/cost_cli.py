@@ -24,10 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL.onnx", help="integer ONNX models written by `hwsim export`")
     add_scenario_argument(parser, default_all=True)
     parser.add_argument("--lengths", default="16,32,64,128,256,512", help="sequence lengths (comma-separated)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for the mappings")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for the mappings (all cores)")
     parser.add_argument("--energy-table", default=None, metavar="FILE", help="energy table CSV (default: packaged)")
-    parser.add_argument("--csv", default=None, metavar="OUT.csv")
-    parser.add_argument("--markdown", default=None, metavar="OUT.md")
+    parser.add_argument("--csv", default=None, metavar="OUT.csv", help="write the scenario table as CSV")
+    parser.add_argument("--markdown", default=None, metavar="OUT.md", help="write the scenario table as Markdown")
     parser.add_argument("--plot", default=None, metavar="OUT.png", help="energy vs sequence length per scenario")
 
 

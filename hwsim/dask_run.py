@@ -46,12 +46,13 @@ def shard_path(shard_dir: Path, key: int) -> Path:
 
 
 def read_shard(path: Path, fp: str) -> dict | None:
-    """The partial in `path` if it is a complete shard of run `fp`, else None."""
+    """The partial in `path` if it is a complete shard of run `fp`, else None (also for a shard
+    written before partials carried logits: it is simulated again)."""
     try:
         part = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return part if part.get("fingerprint") == fp else None
+    return part if part.get("fingerprint") == fp and "logits" in part else None
 
 
 def claim_folder(shard_dir: Path, fp: str, spec: RunSpec, shards: int, samples: int) -> None:

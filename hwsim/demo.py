@@ -67,7 +67,7 @@ class DemoConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    parser.add_argument("--out", default="demo_out", help="output folder")
     parser.add_argument("--full", action="store_true", help="the complete recipe instead of the 20-minute cut")
     parser.add_argument("--force", action="store_true", help="redo every step even when cached")
 

@@ -3,9 +3,9 @@
 Every sample runs alone at its own length (batch 1, no padding), so a sample's logits, counts and
 widths do not depend on which process ran it or with which neighbours. Work is cut into shards of
 samples of similar length (`plan_shards`); each shard yields a *partial*: a JSON-able dict of its
-samples' lengths and predictions, its per-node action counts and its per-tensor peak magnitudes.
-`merge` sums the counts (integers), takes the maximum of the peaks and puts each prediction back at
-its sample's index: the merged report is the same, byte for byte, whatever the split.
+samples' lengths, predictions and integer logits (at `2**-meta['logits_exp']`), its per-node action counts and its per-tensor peak magnitudes.
+`merge` sums the counts (integers), takes the maximum of the peaks and puts each prediction and logit row back
+at its sample's index: the merged report is the same, byte for byte, whatever the split.
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def simulate_shard(plan, spec: RunSpec, shard: Shard, sess=None, on_sample=None)
 
     per_node: dict[str, Counter] = {}
     max_abs: dict[str, int] = {}
-    seq_lens, preds, checked = [], [], 0
+    seq_lens, preds, raw, checked = [], [], [], 0
     for i, row in zip(shard.indices, shard.ids):
         ids = np.asarray(row, dtype=np.int64)[None, :]
         mask = np.ones_like(ids)
@@ -93,10 +93,11 @@ def simulate_shard(plan, spec: RunSpec, shard: Shard, sess=None, on_sample=None)
             checked += 1
         seq_lens.append(int(ids.shape[1]))
         preds.append(int(np.argmax(logits[0])) if logits.shape[-1] > 1 else None)
+        raw.append([int(v) for v in logits[0]])
         if on_sample is not None:
             on_sample()
     return {"key": shard.key, "indices": list(shard.indices), "seq_lens": seq_lens, "predictions": preds,
-            "per_node": {k: dict(v) for k, v in per_node.items()}, "max_abs": max_abs, "ort_checked": checked}
+            "logits": raw, "per_node": {k: dict(v) for k, v in per_node.items()}, "max_abs": max_abs, "ort_checked": checked}
 
 
 def _layer(name: str) -> str:
@@ -115,14 +116,14 @@ def merge(plan, model_path, partials: list[dict], samples: int, labels) -> dict:
     """The run report of `samples` samples from the partials of shards that cover each exactly once."""
     per_node: dict[str, Counter] = {node.name: Counter() for node in plan.nodes}
     max_abs: dict[str, int] = {}
-    seq_lens, preds = [None] * samples, [None] * samples
+    seq_lens, preds, logits = [None] * samples, [None] * samples, [None] * samples
     for part in partials:
         for node, counts in part["per_node"].items():
             per_node[node].update(counts)
         for tensor, value in part["max_abs"].items():
             max_abs[tensor] = max(max_abs.get(tensor, 0), value)
-        for i, n, p in zip(part["indices"], part["seq_lens"], part["predictions"]):
-            seq_lens[i], preds[i] = n, p
+        for i, n, p, z in zip(part["indices"], part["seq_lens"], part["predictions"], part["logits"]):
+            seq_lens[i], preds[i], logits[i] = n, p, z
     missing = [i for i, n in enumerate(seq_lens) if n is None]
     if missing:
         raise UserError(f"{len(missing)} samples (first: {missing[:5]}) were not simulated; rerun to complete them")
@@ -136,7 +137,7 @@ def merge(plan, model_path, partials: list[dict], samples: int, labels) -> dict:
         widths[tensor] = {"declared": declared, "max_abs": value, "needed": _needed_bits(value, signed)}
     return {
         "model": str(model_path), "meta": plan.meta, "samples": samples, "seq_lens": seq_lens,
-        "accuracy": accuracy, "predictions": preds,
+        "accuracy": accuracy, "predictions": preds, "logits": logits,
         "counts": {"per_node": {k: dict(sorted(v.items())) for k, v in per_node.items()},
                    "node_op": {n.name: n.op_type for n in plan.nodes},
                    "node_layer": {n.name: _layer(n.name) for n in plan.nodes}},

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--task", help="task whose labelled split to run (e.g. rt)")
     src.add_argument("--text", action="append", help="a text to classify (repeatable)")
-    parser.add_argument("--split", default="test", help="split of --task (default: test)")
+    parser.add_argument("--split", default="test", help="split of --task")
     parser.add_argument("--limit", type=int, default=None, help="first N samples only")
     parser.add_argument("--data-dir", default=None, help="local data folder of the task")
     parser.add_argument("--tokenizer", default=None,
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hwsim.cost_cli import add_scenario_argument
     add_scenario_argument(parser, default_all=False)
     parser.add_argument("--overflow", choices=("error", "saturate", "wrap"), default="error",
-                        help="what a value outside its declared width does (default: error)")
+                        help="what a value outside its declared width does")
     parser.add_argument("--report", required=True, help="output JSON report")
     parser.add_argument("--jobs", type=int, default=None,
                         help="worker processes on this machine (default: all cores; 1 = this process only; "
@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --workers/--scheduler: folder of finished shards, reused by a rerun "
                              "(default: REPORT without .json + '.shards')")
     parser.add_argument("--shard-size", type=int, default=None, help="with --workers/--scheduler: samples per shard (default 64)")
+
+
+def needs_hub(args: argparse.Namespace) -> bool:
+    """Whether this command would read its data from the Hugging Face hub."""
+    from quant.data.tasks import needs_hub as task_needs_hub
+    return task_needs_hub(args.task, args.data_dir)
 
 
 def _engine(args: argparse.Namespace) -> tuple[int, int | None, str | None]:
@@ -79,6 +85,41 @@ def _simulate(args: argparse.Namespace, plan, ids, labels) -> tuple[dict, str]:
     with dask_client(workers, scheduler) as client:
         report = simulate_dask(plan, spec, ids, labels, client, shard_dir, args.shard_size or 64)
     return report, f"dask ({scheduler or f'{workers} local workers'}), shards in {shard_dir}"
+
+
+def label_names(meta: dict) -> tuple[tuple[str, ...] | None, str]:
+    """(class names, where they came from) of a model: its task's names when hwsim.meta records the
+    task, else None and a note that class indices are shown."""
+    from quant.data.tasks import get_task
+
+    task = meta.get("task")
+    if task is None:
+        return None, "class indices: the model records no task (export a `hwsim train` run to record it)"
+    try:
+        names = get_task(task).label_names
+    except UserError:
+        return None, f"class indices: the model's task {task!r} is not a known task"
+    if names is None or len(names) != meta.get("num_labels"):
+        return None, f"class indices: task {task!r} names no {meta.get('num_labels')} labels"
+    return names, f"labels of task {task}"
+
+
+def text_lines(texts: list[str], report: dict) -> list[str]:
+    """One line per text: the predicted label (name, else class index) and the logits, as reals."""
+    meta = report["meta"]
+    scale = 2.0 ** -int(meta.get("logits_exp", 0))
+    names, source = label_names(meta)
+    lines = [f"predictions ({source}):"]
+    for text, pred, logits in zip(texts, report["predictions"], report["logits"]):
+        values = [v * scale for v in logits]
+        if pred is None:  # one output: a regression score
+            lines.append(f"  {text!r}: score {values[0]:.4f}")
+            continue
+        label = names[pred] if names else str(pred)
+        keys = names or [str(i) for i in range(len(values))]
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in zip(keys, values))
+        lines.append(f"  {text!r}: {label} (logits {shown})")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
                                          float(np.mean(report["seq_lens"])))], scenarios, load_tables())
         report["scenarios"] = list(csv.DictReader(io.StringIO(csv_text(results))))
         cost_text = markdown(results, scenarios)
+    names, _ = label_names(plan.meta)
+    if names:
+        report["label_names"] = list(names)
     report["timing"] = {"engine": engine, "wall_s": round(wall, 3), "samples_per_s": round(len(ids) / wall, 3)}
     with atomic_path(args.report) as tmp:
         tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
@@ -126,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"hwsim run: {len(texts)} samples, mean length {np.mean(report['seq_lens']):.1f} tokens, accuracy {acc}, "
           f"onnxruntime checked {report['ort_checked']} (0 mismatches); {tight}/{len(widths)} tensors use fewer bits "
           f"than declared; report {args.report}")
+    if args.text:
+        print("\n".join(text_lines(texts, report)))
     if cost_text:
         print(f"on accelerator scenarios, at the mean length:\n{cost_text}", end="")
     return 0

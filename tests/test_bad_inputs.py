@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib.util import find_spec
@@ -149,7 +150,7 @@ def _no_checkpoint(k, run_dir):
 
 def train(*args):
     def case(k: Path):
-        return ["train", *args, "--out", k / "case" / "run"], "run"
+        return ["train", *(a.format(case=k / "case") for a in args), "--out", k / "case" / "run"], "run"
     return case
 
 
@@ -188,6 +189,13 @@ def scenario(edit_acc=None, mapping=None, **fields):
     return case
 
 
+def command(*args, output=None):
+    """Any command line; `{case}` in an argument is the case folder, `{kit}` the kit folder."""
+    def case(k: Path):
+        return [str(a).format(case=k / "case", kit=k) for a in args], output
+    return case
+
+
 def _gb(key, value):
     return lambda acc: acc["memories"]["gb"].__setitem__(key, value)
 
@@ -201,6 +209,9 @@ CATALOGUE = {
     "truncated-onnx": (truncated, "model {case}/model.onnx is not a readable ONNX file"),
     "float-initializer": (run_model(_float_initializer), "initializer 'scale' is FLOAT: hwsim runs integer-only models"),
     "unknown-op": (run_model(_unknown_op), "unsupported op Softmax in node 'l0.ctxh'"),
+    "model-not-found": (command("run", "{case}/missing.onnx", "--text", "ba", "--report", "{case}/out.json",
+                                output="out.json"), "model {case}/missing.onnx not found; pass the .onnx file"),
+    "float-in-function-body": (run_model(_float_in_function), "function "),
     "shape-mismatch": (run_model(_shape_mismatch), "node 'l0.v' (Linear): "),
     "declared-width-overflow": (run_model(_narrow("emb", 4)), "node 'emb': tensor 'emb' holds "),
     "token-id-outside-vocab": (run_model(None, "ba kz"), "node 'emb' (Embed): "),
@@ -213,7 +224,19 @@ CATALOGUE = {
     "missing-quant-checkpoint": (export_run(_missing_quant), "cannot read {case}/run/model.safetensors"),
     "float-run-not-quantized": (export_run(_float_run), "{case}/run holds a float checkpoint, not a quantized run"),
     "run-without-checkpoint": (export_run(_no_checkpoint), "{case}/run/config.json not found: {case}/run is not a quantized training run"),
+    "export-no-run-folder": (command("export", "{case}/nope", "--out", "{case}/model.onnx", output="model.onnx"),
+                             "run folder {case}/nope does not exist; train one with"),
     "unknown-task": (train("--task", "nope"), "unknown task 'nope'; known tasks: "),
+    "unknown-split": (command("run", "{kit}/good.onnx", "--task", "rt", "--split", "dev", "--tokenizer", "{kit}/tok",
+                              "--report", "{case}/out.json", output="out.json"), "task 'rt' has no split 'dev'"),
+    "bad-bits": (train("--bits", "1"), "--bits must be in 2..16, got 1"),
+    "missing-teacher": (train("--teacher", "{case}/nope"), "teacher '{case}/nope' is neither a known name (minilm) nor an existing folder"),
+    "hub-offline": (command("data", "sst2", "--offline"), "cannot load glue/sst2: offline mode is on"),
+    "engine-conflict": (command("run", "{kit}/good.onnx", "--text", "ba", "--jobs", "1", "--workers", "2",
+                                "--tokenizer", "{kit}/tok", "--report", "{case}/out.json", output="out.json"),
+                        "give at most one of --jobs, --workers and --scheduler"),
+    "unknown-scenario": (command("cost", "{kit}/good.onnx", "--scenario", "nope", "--csv", "{case}/out.csv",
+                                 output="out.csv"), "unknown scenario 'nope': use one of"),
     "unknown-attention": (train("--attention", "softmax2"), "unknown attention 'softmax2': use one of "),
     "malformed-glue-row": (glue_row, "{case}/glue/SST-2/train.tsv line 3: 1 tab-separated fields, expected 2"),
     "energy-table-missing-entry": (energy_missing, "{case}/table.csv has no entry for "),
@@ -232,6 +255,27 @@ CATALOGUE = {
 }
 
 
+def doc_rows() -> dict[str, str]:
+    """id -> message column of every table row of docs/BAD_INPUTS.md that has an exit column."""
+    rows = {}
+    for line in (ROOT / "docs" / "BAD_INPUTS.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 5 and cells[4] == "2":
+            rows[cells[0]] = cells[3].strip("`").strip().replace("\\|", "|")
+    return rows
+
+
+def doc_pattern(message: str) -> re.Pattern:
+    """The doc's message as a regex: `…` stands for any text, DIR for a folder."""
+    parts = re.split(r"(…|DIR)", message)
+    return re.compile("".join({"…": ".*?", "DIR": ".+?"}.get(p, re.escape(p)) for p in parts))
+
+
+def test_doc_lists_the_catalogue():
+    """docs/BAD_INPUTS.md has one row per catalogue entry and no other: each row is run below."""
+    assert sorted(doc_rows()) == sorted(CATALOGUE)
+
+
 @pytest.mark.parametrize("row", list(CATALOGUE))
 def test_rejected(row, kit):
     build, message = CATALOGUE[row]
@@ -245,6 +289,8 @@ def test_rejected(row, kit):
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     prefix = f"hwsim {args[0]}: error: " + message.format(case=case)
     assert prefix in done.stderr, done.stderr
+    documented = re.escape(f"hwsim {args[0]}: error: ") + doc_pattern(doc_rows()[row]).pattern
+    assert re.search(documented, done.stderr), (doc_rows()[row], done.stderr)  # the doc's row is what users see
     assert "Traceback" not in done.stderr
     if output:
         assert not (case / output).exists()

@@ -17,6 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="keep the first N examples per split")
 
 
+def needs_hub(args: argparse.Namespace) -> bool:
+    """Whether this command would read its data from the Hugging Face hub."""
+    from quant.data.tasks import needs_hub as task_needs_hub
+    return task_needs_hub(args.task, args.data_dir)
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 

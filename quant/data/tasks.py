@@ -40,6 +40,7 @@ class TaskSpec:
     metrics: tuple[str, ...]
     main_metric: str
     splits: tuple[str, ...]
+    label_names: tuple[str, ...] | None = None  # class index -> name (None: regression)
 
     @property
     def is_regression(self) -> bool:
@@ -72,16 +73,24 @@ class Split:
 
 
 Loader = Callable[[TaskSpec, str, "Path | None"], Split]
-_REGISTRY: dict[str, tuple[TaskSpec, Loader]] = {}
+_REGISTRY: dict[str, tuple[TaskSpec, Loader, bool]] = {}
 
 
-def register(spec: TaskSpec, loader: Loader) -> None:
-    """Add a task; a second task of the same name is a programming error."""
+def register(spec: TaskSpec, loader: Loader, hub: bool = False) -> None:
+    """Add a task; `hub`: its loader reads the Hugging Face hub when no data folder is given.
+    A second task of the same name is a programming error."""
     if spec.name in _REGISTRY:
         raise ValueError(f"task {spec.name!r} is already registered")
     if spec.main_metric not in spec.metrics:
         raise ValueError(f"task {spec.name!r}: main metric {spec.main_metric!r} not in {spec.metrics}")
-    _REGISTRY[spec.name] = (spec, loader)
+    if spec.label_names is not None and len(spec.label_names) != spec.num_labels:
+        raise ValueError(f"task {spec.name!r}: {len(spec.label_names)} label names for {spec.num_labels} labels")
+    _REGISTRY[spec.name] = (spec, loader, hub)
+
+
+def needs_hub(task: str | None, data_dir: str | Path | None) -> bool:
+    """Whether loading `task` without a data folder would read the Hugging Face hub."""
+    return task in _REGISTRY and _REGISTRY[task][2] and data_dir is None
 
 
 def task_names() -> list[str]:
@@ -172,9 +181,15 @@ def _load_rt(spec: TaskSpec, split: str, data_dir: Path | None) -> Split:
 
 def _load_hub(path: str, config: str | None, hf_split: str, spec: TaskSpec, hint: str) -> Split:
     import datasets
+
+    from models.hub import is_offline
     try:
         ds = datasets.load_dataset(path, config, split=hf_split)
     except OSError as err:  # ConnectionError when offline or the hub is unreachable
+        if is_offline():
+            raise UserError(f"cannot load {path}{'/' + config if config else ''}: offline mode is on (--offline, "
+                            f"HF_HUB_OFFLINE/HF_DATASETS_OFFLINE, or the hub unreachable) and the local Hugging "
+                            f"Face cache does not hold it; {hint}") from err
         raise UserError(f"cannot load {path}{'/' + config if config else ''} from the Hugging Face hub "
                         f"({str(err).splitlines()[0]}); {hint}") from err
     columns = [ds[k] for k in spec.text_keys]
@@ -282,20 +297,21 @@ GLUE_TSV: dict[str, TsvFormat] = {
 ACC, F1_ACC, CORR = ("accuracy",), ("f1", "accuracy"), ("pearson", "spearman")
 GLUE_SPLITS = ("train", "validation")
 for _spec in (
-    TaskSpec("cola", ("sentence",), 2, ("matthews", "accuracy"), "matthews", GLUE_SPLITS),
-    TaskSpec("sst2", ("sentence",), 2, ACC, "accuracy", GLUE_SPLITS),
-    TaskSpec("mrpc", PAIR, 2, F1_ACC, "f1", GLUE_SPLITS),
-    TaskSpec("qqp", ("question1", "question2"), 2, F1_ACC, "f1", GLUE_SPLITS),
+    TaskSpec("cola", ("sentence",), 2, ("matthews", "accuracy"), "matthews", GLUE_SPLITS,
+             ("unacceptable", "acceptable")),
+    TaskSpec("sst2", ("sentence",), 2, ACC, "accuracy", GLUE_SPLITS, ("negative", "positive")),
+    TaskSpec("mrpc", PAIR, 2, F1_ACC, "f1", GLUE_SPLITS, ("not_equivalent", "equivalent")),
+    TaskSpec("qqp", ("question1", "question2"), 2, F1_ACC, "f1", GLUE_SPLITS, ("not_duplicate", "duplicate")),
     TaskSpec("stsb", PAIR, 1, CORR, "spearman", GLUE_SPLITS),
-    TaskSpec("mnli", ("premise", "hypothesis"), 3, ACC, "accuracy", GLUE_SPLITS),
-    TaskSpec("mnli_mm", ("premise", "hypothesis"), 3, ACC, "accuracy", GLUE_SPLITS),
-    TaskSpec("qnli", ("question", "sentence"), 2, ACC, "accuracy", GLUE_SPLITS),
-    TaskSpec("rte", PAIR, 2, ACC, "accuracy", GLUE_SPLITS),
-    TaskSpec("wnli", PAIR, 2, ACC, "accuracy", GLUE_SPLITS),
+    TaskSpec("mnli", ("premise", "hypothesis"), 3, ACC, "accuracy", GLUE_SPLITS, MNLI),
+    TaskSpec("mnli_mm", ("premise", "hypothesis"), 3, ACC, "accuracy", GLUE_SPLITS, MNLI),
+    TaskSpec("qnli", ("question", "sentence"), 2, ACC, "accuracy", GLUE_SPLITS, NLI),
+    TaskSpec("rte", PAIR, 2, ACC, "accuracy", GLUE_SPLITS, NLI),
+    TaskSpec("wnli", PAIR, 2, ACC, "accuracy", GLUE_SPLITS, ("not_entailment", "entailment")),
 ):
-    register(_spec, _load_glue)
-register(TaskSpec("rt", ("text",), 2, ACC, "accuracy", ("train", "validation", "test")), _load_rt)
-register(TaskSpec("imdb", ("text",), 2, ACC, "accuracy", ("train", "test")), _load_imdb)
+    register(_spec, _load_glue, hub=True)
+register(TaskSpec("rt", ("text",), 2, ACC, "accuracy", ("train", "validation", "test"), ("rotten", "fresh")), _load_rt)
+register(TaskSpec("imdb", ("text",), 2, ACC, "accuracy", ("train", "test"), ("neg", "pos")), _load_imdb, hub=True)
 
 
 # ---------------------------------------------------------------- tokenisation

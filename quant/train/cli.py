@@ -13,8 +13,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", default="rt", help="task name (rt, sst2, mrpc, ...; default rt)")
-    parser.add_argument("--attention", default="dot", help="dot | inhibitor | symmetric (default dot)")
+    parser.add_argument("--task", default="rt", help="task name (rt, sst2, mrpc, ...; `hwsim data TASK` shows one)")
+    parser.add_argument("--attention", default="dot", help="dot | inhibitor | symmetric")
     parser.add_argument("--teacher", default="minilm",
                         help="'minilm' or a folder: a Hugging Face BERT/DistilBERT folder, or a run of "
                              "`hwsim train --float` (needed for distillation)")
@@ -24,17 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill", choices=("task", "agnostic", "none"), default=None,
                         help="loss: task (KL + CE + hidden + contexts), agnostic (hidden + contexts, no "
                              "labels), none (CE only); default task, and none with --float")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1, help="passes over the training split")
     parser.add_argument("--batch-size", type=int, default=32, help="per process")
-    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (AdamW)")
     parser.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of all steps")
-    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
     parser.add_argument("--max-length", type=int, default=64, help="tokens per example (truncation)")
     parser.add_argument("--limit", type=int, default=None, help="use the first N examples of each split")
     parser.add_argument("--train-limit", type=int, default=None,
                         help="use the first N training examples (validation and test stay whole)")
     parser.add_argument("--data-dir", default=None, help="local data folder (GLUE TSV root, or rt corpus)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and dropout")
     parser.add_argument("--save-every", type=int, default=0, help="training checkpoint every N steps (0: none)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest training checkpoint in --out")
     parser.add_argument("--init-student", default=None, help="float checkpoint folder to start the student from")
@@ -45,28 +45,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scalar-lr", type=float, default=1e-3,
                         help="learning rate of the inhibitor's scalars (gamma, beta, alpha) in init and training")
     parser.add_argument("--student-activation", choices=("relu", "gelu"), default="relu",
-                        help="FFN activation of a student built from the teacher (default relu, the one "
-                             "it is quantized with)")
+                        help="FFN activation of a student built from the teacher (relu: the one it is "
+                             "quantized with)")
     parser.add_argument("--transfer-copies", type=int, default=0,
                         help="rt: augmented copies per training snippet, labelled by the teacher (needs --distill)")
     parser.add_argument("--transfer-plots", action="store_true",
                         help="rt: add the plot summaries of training movies, labelled by the teacher")
     parser.add_argument("--inhibitor-center", action=argparse.BooleanOptionalAction, default=True,
-                        help="inhibitor student: subtract the mean score over keys (default on)")
+                        help="inhibitor student: subtract the mean score over keys")
     parser.add_argument("--inhibitor-signed", action=argparse.BooleanOptionalAction, default=True,
-                        help="inhibitor student: signed inhibition (default on; off drops negative values)")
+                        help="inhibitor student: signed inhibition (off drops negative values)")
     parser.add_argument("--inhibitor-alpha", type=float, default=0.5,
-                        help="inhibitor student: initial score shift alpha (<= 0 disables it; default 0.5)")
+                        help="inhibitor student: initial score shift alpha (<= 0 disables it)")
     parser.add_argument("--calibrate-inhibitor", action=argparse.BooleanOptionalAction, default=True,
                         help="fit the inhibitor student's gamma and beta per layer to the dot-product "
-                             "model's attention contexts before training (default on)")
+                             "model's attention contexts before training")
     parser.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
-    parser.add_argument("--alpha-kl", type=float, default=1.0)
-    parser.add_argument("--alpha-ce", type=float, default=1.0)
-    parser.add_argument("--alpha-hidden", type=float, default=1.0)
-    parser.add_argument("--alpha-context", type=float, default=1.0, help="agnostic only")
-    parser.add_argument("--hidden-loss", choices=("cosine", "mse"), default="cosine")
+    parser.add_argument("--alpha-kl", type=float, default=1.0, help="weight of the KL loss on the teacher's logits (MSE for regression)")
+    parser.add_argument("--alpha-ce", type=float, default=1.0, help="weight of the cross-entropy on the labels")
+    parser.add_argument("--alpha-hidden", type=float, default=1.0, help="weight of the hidden-state loss")
+    parser.add_argument("--alpha-context", type=float, default=1.0, help="weight of the attention-context loss (agnostic only)")
+    parser.add_argument("--hidden-loss", choices=("cosine", "mse"), default="cosine",
+                        help="distance of student and teacher hidden states")
     parser.add_argument("--out", required=True, help="run folder (best checkpoint, metrics.json, checkpoints/)")
+
+
+def needs_hub(args: argparse.Namespace) -> bool:
+    """Whether this command would read its data from the Hugging Face hub."""
+    from quant.data.tasks import needs_hub as task_needs_hub
+    return task_needs_hub(args.task, args.data_dir)
 
 
 def config_from_args(args: argparse.Namespace):

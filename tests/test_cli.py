@@ -1,0 +1,105 @@
+"""The command line as a user meets it: `hwsim run --text` names the predicted labels, local-only
+commands never contact the hub, and every `--help` shows the options' defaults."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from models.hub import OFFLINE_VARS
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = [a + b for a in "bcdfghjk" for b in "aeiou"]  # 40 tokens, all inside the synth model's 50
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    """A synthetic integer model without a task, the same model recording task rt, and a tokenizer."""
+    from transformers import BertTokenizerFast
+
+    from export import save_model, to_onnx
+    from quant.intops.synth import SynthConfig, synth_program
+
+    root = tmp_path_factory.mktemp("cli")
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}).save_pretrained(str(root / "tok"))
+    prog = synth_program(SynthConfig())
+    save_model(to_onnx(prog), root / "plain.onnx")
+    save_model(to_onnx(replace(prog, meta={**prog.meta, "task": "rt"})), root / "rt.onnx")
+    return root
+
+
+def hwsim(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in OFFLINE_VARS}  # as a user's shell
+    return subprocess.run([sys.executable, "-m", "hwsim.cli", *map(str, args)], cwd=cwd,
+                          env={**base, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_run_text_prints_label_names_and_logits(kit):
+    texts = ["ba be bi", "ko ku ka ke"]
+    done = hwsim("run", kit / "rt.onnx", "--text", texts[0], "--text", texts[1], "--tokenizer", kit / "tok",
+                 "--report", kit / "rt.json", cwd=kit, env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert done.returncode == 0, done.stderr
+    report = json.loads((kit / "rt.json").read_text(encoding="utf-8"))
+    assert report["label_names"] == ["rotten", "fresh"]
+    scale = 2.0 ** -report["meta"]["logits_exp"]
+    assert "predictions (labels of task rt):" in done.stdout
+    for text, pred, logits in zip(texts, report["predictions"], report["logits"]):
+        name = ["rotten", "fresh"][pred]
+        expected = f"  {text!r}: {name} (logits rotten {logits[0] * scale:.4f}, fresh {logits[1] * scale:.4f})"
+        assert expected in done.stdout.splitlines(), done.stdout
+    assert "unreachable" not in done.stderr  # a local-only command does not probe the hub
+
+
+def test_run_text_without_task_shows_class_indices(kit):
+    done = hwsim("run", kit / "plain.onnx", "--text", "ba be", "--tokenizer", kit / "tok",
+                 "--report", kit / "plain.json", cwd=kit)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((kit / "plain.json").read_text(encoding="utf-8"))
+    assert "label_names" not in report
+    assert "predictions (class indices: the model records no task" in done.stdout
+    assert re.search(rf"  'ba be': {report['predictions'][0]} \(logits 0 -?\d+\.\d{{4}}, 1 -?\d+\.\d{{4}}\)",
+                     done.stdout), done.stdout
+
+
+def test_export_records_the_run_task(tmp_path):
+    from export.pipeline import run_task
+    from quant.train.checkpoint import QUANT_FORMAT
+
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"format": QUANT_FORMAT, "extra": {"train_config": {"task": "sst2"}}}), encoding="utf-8")
+    assert run_task(tmp_path) == "sst2"
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    yield "hwsim", parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield f"hwsim {name}", sub
+
+
+def test_every_help_shows_the_defaults():
+    """Every option whose default is a value (not None, not False) shows it in `--help`."""
+    from hwsim.cli import COMMANDS, build_parser
+
+    walked, missing = [], []
+    for prog, parser in _subparsers(build_parser()):
+        walked.append(prog)
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+                continue
+            shown = " ".join(parser._get_formatter()._expand_help(action).split())  # this option's help
+            if f"(default: {action.default})" not in shown or shown not in text:
+                missing.append(f"{prog} {action.option_strings[-1]} (default {action.default!r})")
+    assert walked == ["hwsim", *(f"hwsim {name}" for name in COMMANDS)]
+    assert not missing, missing
