@@ -89,8 +89,9 @@ def stated_note(acc: Mapping, path: Path) -> str:
         return ""
     narrow = [f"{n} ({m['size']} bits)" for n, m in acc["memories"].items() if "O" in m["operands"] and m["size"] < 32]
     return (f" Memory costs as stated in {path.name} ({', '.join(names)}; no leakage stated, none counted)."
-            + (f" Partial-sum registers narrower than a 32-bit partial sum ({', '.join(narrow)}) are widened to "
-               f"one (costs per access as stated)." if narrow else ""))
+            + (f" Partial-sum registers narrower than 32 bits ({', '.join(narrow)}) are widened to one partial "
+               f"sum where a stage's proven accumulator width exceeds them (costs per access as stated)."
+               if narrow else ""))
 
 
 def _dim(name: str, where: str) -> str:

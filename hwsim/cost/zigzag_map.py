@@ -155,9 +155,9 @@ def dump_accelerator(accelerator: Mapping) -> str:
 def fit_words(stage: GemmStage, accelerator: Mapping) -> Mapping:
     """`accelerator` with every memory holding partial sums (O) but smaller than one of the stage's
     (`bits_o`) widened to one (ZigZag finds no mapping otherwise): ZigZag's example files size output
-    registers for 16-bit partial sums (`rf_2B`), hwsim's stages accumulate at the model's width (32
-    bits). Costs per access stay as stated, so a 32-bit partial sum through a 16-bit port is two
-    accesses. Input and weight levels are kept as given: one too small for an operand is an error."""
+    registers for 16-bit partial sums (`rf_2B`), hwsim's stages accumulate at the width the accumulator
+    provably needs (13-27 bits for MiniLM-size W8A8 models). Costs per access stay as stated, so a
+    24-bit partial sum through a 16-bit port is two accesses. Input and weight levels are kept as given: one too small for an operand is an error."""
     narrow = [name for name, mem in accelerator["memories"].items()
               if "O" in mem["operands"] and int(mem["size"]) < stage.bits_o]
     if not narrow:
