@@ -156,7 +156,7 @@ def findings(rows: list[dict], acc: dict, bits: int, samples: int, params: Mappi
         _accuracy_sentence(acc, bits, samples),
         f"**Whole model**: energy per inference relative to {BASE} on the {n_scen} mapped scenarios at "
         f"{' and '.join(map(str, lengths))} tokens: {energy} (parameters: "
-        + "; ".join(f"{v} {100 * (params[v] / params[BASE] - 1):+.1f} %" for v in others) + ").",
+        + "; ".join(f"{v} {100 * (params[v] / params[BASE] - 1):+.1f} %" for v in others) + "). "
         f"**Attention** (its arithmetic and operand delivery) relative to {BASE}'s: {attention}; attention's "
         f"share of {BASE}'s energy: {share}.",
         f"**Where it goes and what it costs**: on `{first['scenario']}` at {short} tokens DRAM is "
