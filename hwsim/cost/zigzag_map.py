@@ -36,7 +36,7 @@ from models.errors import UserError
 
 ZIGZAG_OPTIONS = {"opt": "energy", "lpf_limit": 4, "nb_spatial_mappings_generated": 1,
                   "temporal_mapping_type": "uneven"}
-"""LOMA with 4 loop prime factors per ordering (ZigZag's default is 6), 22-34x faster. hwsim maps one tile
+"""LOMA with 4 loop prime factors per ordering (ZigZag's default is 6), 11-27x faster on Linear tiles. hwsim maps one tile
 (<= 128 rows, one head) at a time, where it finds mappings of the same energy as 6 on every tile of a
 MiniLM layer, with equal cycles on five of seven and 1-3 % fewer on the FFN tiles
 (`bench/mapping_validate.py`, part 5)."""
