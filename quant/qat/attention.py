@@ -253,15 +253,19 @@ class QInhibitorAttention(QProjectedAttention):
     @classmethod
     def quant_state(cls, attn: str, state: dict[str, torch.Tensor], cfg: EncoderConfig) -> dict[str, torch.Tensor]:
         """gamma, beta -> core.log2_gamma = log2(gamma/sqrt(d)), core.log2_beta = log2(beta), made exact
-        powers of two without changing the float function: gamma/sqrt(d) = 2**g * r_g with
-        g = round_half_up(log2(.)) and r_g in [2**-0.5, 2**0.5) goes into q_lin and k_lin (weights and
-        biases times r_g: the L1 distance is homogeneous, |r q - r k| = r |q - k|), and beta = 2**b * r_b
-        into out_lin's weight (out_lin(beta H) is linear in beta H). Otherwise the quantized model would
-        round them, scaling Z or the attention output by up to 2**0.5 (measured on the RT inhibitor
-        student: log2 beta -4.54 rounds to -5, 27 % smaller). alpha -> core.alpha."""
+        powers of two without changing the float function or the attention context:
+        gamma/sqrt(d) = 2**g * r_g with g = round_half_up(log2(.)) and r_g in [2**-0.5, 2**0.5) goes into
+        q_lin and k_lin (weights and biases times r_g: the L1 distance is homogeneous,
+        |r q - r k| = r |q - k|); beta = 2**b * r_b goes into q_lin, k_lin, v_lin and alpha, all times
+        r_b (H is homogeneous of degree one in them together: Z, its centring and ReLU scale by r_b,
+        padded keys stay fully inhibited), so the context 2**b H' equals the float beta H that the
+        context-alignment loss compares with the teacher's. Otherwise the quantized model would round
+        them, scaling Z or the context by up to 2**0.5 (measured on the RT inhibitor student: log2 beta
+        -4.54 rounds to -5, 27 % smaller). alpha -> core.alpha."""
         state = dict(state)
-        folds = (("gamma", math.sqrt(cfg.head_dim), ("q_lin.weight", "q_lin.bias", "k_lin.weight", "k_lin.bias")),
-                 ("beta", 1.0, ("out_lin.weight",)))
+        qk = ("q_lin.weight", "q_lin.bias", "k_lin.weight", "k_lin.bias")
+        folds = (("gamma", math.sqrt(cfg.head_dim), qk),
+                 ("beta", 1.0, qk + ("v_lin.weight", "v_lin.bias") + (("alpha",) if "alpha" in state else ())))
         for leaf, scale, targets in folds:
             value = state.pop(leaf)
             if float(value) <= 0:
