@@ -55,7 +55,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------- packing
 
 def pack_labels(labels) -> str:
-    """Class ids 0..15 -> one hex digit each, in order. >>> pack_labels([0, 1, 1, 10]) == '011a'"""
+    """Class ids 0..15 -> one hex digit each, in order (a ValueError outside 0..15).
+
+    >>> pack_labels([0, 1, 1, 10])
+    '011a'
+    """
     out = []
     for x in labels:
         x = int(x)

@@ -136,7 +136,8 @@ def markdown(summaries: list[dict]) -> str:
             ci = "n/a (one seed)" if c["low"] is None else f"[{_pts(c['low'])}, {_pts(c['high'])}]"
             m = c.get("mcnemar")
             mc = (f"{m['a_right_b_wrong']} / {m['a_wrong_b_right']} | {m['p_value']:.3g}") if m else "| "
-            lines.append(f"| int8 {c['a']} - {b} | {c['n']} {c['unit']} | {_pts(c['diff'])} | {ci} | {c['method']} "
+            unit = "seed" if c["unit"] == "seeds" and c["n"] == 1 else c["unit"]
+            lines.append(f"| int8 {c['a']} - {b} | {c['n']} {unit} | {_pts(c['diff'])} | {ci} | {c['method']} "
                          f"| {mc} |")
         lines.append("")
     return "\n".join(lines)
