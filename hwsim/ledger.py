@@ -168,9 +168,13 @@ def write_record(record: dict, results: Path) -> Path:
     results.mkdir(parents=True, exist_ok=True)
     path = results / record_name(record)
     tmp = path.with_suffix(".part")
-    tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    os.link(tmp, path)  # fails if the name exists
-    tmp.unlink()
+    try:
+        tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        os.link(tmp, path)  # complete or absent; never replaces an existing record
+    except FileExistsError:
+        raise UserError(f"{path} exists already; records are never overwritten") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

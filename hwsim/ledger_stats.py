@@ -121,7 +121,8 @@ def markdown(summaries: list[dict]) -> str:
         lines += [f"### Recipe `{s['fingerprint']}` ({s['settings']['task']}, max length {demo.get('max_length')}, "
                   f"teacher/student/QAT on {'/'.join(str(x) for x in s['settings']['data']['train_used'].values())} "
                   f"training snippets)", "",
-                  f"{len(s['seeds'])} seed(s) ({', '.join(map(str, s['seeds']))}), commit(s) {', '.join(s['commits'])}, "
+                  f"{len(s['seeds'])} seed(s) ({', '.join(map(str, s['seeds']))}), "
+                  f"commit(s) {', '.join(s['commits'])}, "
                   f"{s['test_n']} test snippets per seed; float teacher {_pct(s['teacher_mean'])} %"
                   + (f"; {s['superseded']} older record(s) of the same seeds left out." if s["superseded"] else "."),
                   "", "| variant | int8 test % (hwsim), mean | sd over seeds | min-max | float test %, mean | "

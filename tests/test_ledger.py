@@ -17,8 +17,8 @@ def make_record(seed: int, labels: list[int], preds: dict[str, list[int]], creat
     settings = {"max_length": 12}
     data = {"train": 10, "validation": 5, "test": len(labels), "train_used": {"teacher": 10, "student": 10, "qat": 10}}
     acc = {v: float(np.mean(np.array(p) == np.array(labels))) for v, p in preds.items()}
-    return {"schema": SCHEMA, "kind": "demo", "created": created, "commit": "0" * 40, "recipe": recipe(settings, "rt", data),
-            "seed": seed, "task": "rt", "data": data, "stage_s": {"total": 1.0}, "machine": {"cpu_count": 1},
+    return {"schema": SCHEMA, "kind": "demo", "created": created, "commit": "0" * 40,
+            "recipe": recipe(settings, "rt", data), "seed": seed, "task": "rt", "data": data, "stage_s": {"total": 1.0}, "machine": {"cpu_count": 1},
             "teacher": {"validation_accuracy": 0.8, "test_accuracy": 0.8, "test_predictions": None},
             "variants": {v: {"float": {"validation_accuracy": a, "test_accuracy": a},
                              "int8": {"validation_accuracy": a, "test_accuracy_qat": a, "test_accuracy_hwsim": a,
@@ -84,6 +84,9 @@ def test_latest_record_of_a_seed_wins(tmp_path):
     write_record(again, tmp_path)
     (s,) = summarise(load_records(tmp_path))
     assert s["seeds"] == [0, 1] and s["superseded"] == 1
+    with pytest.raises(UserError, match="exists already"):
+        write_record(again, tmp_path)
+    assert not list(tmp_path.glob("*.part"))
 
 
 def test_cli_prints_and_writes_markdown(tmp_path, capsys):
