@@ -1,6 +1,6 @@
 """`hwsim demo`: the end-to-end energy study on real weights and real text.
 
-    hwsim demo [--out DIR] [--full] [--force]
+    hwsim demo [--out DIR] [--full] [--force] [--results DIR | --no-record]
 
 Steps (each cached in DIR and skipped when its output exists, unless --force):
 1. fine-tune the float MiniLM teacher on the RT snippets (dot attention);
@@ -14,7 +14,9 @@ Steps (each cached in DIR and skipped when its output exists, unless --force):
 8. cost every variant on every packaged accelerator scenario at the sweep lengths and the test split's
    mean length (ZigZag mappings, `hwsim cost`);
 9. write report.json, report.csv, scenarios.csv, summary.md (the answer first: `hwsim.demo_answer`)
-   and its plots (`hwsim.demo_report`).
+   and its plots (`hwsim.demo_report`);
+10. append a record of the run to the results ledger (`results/` or --results DIR, `hwsim.ledger`;
+    --no-record skips it); `hwsim results` aggregates the records over seeds.
 
 The default is cut to finish within about 20 minutes on 2 CPU cores: training uses the first
 `train_limit` training snippets at `max_length` tokens (the test split is always whole); `--full`
@@ -70,11 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder")
     parser.add_argument("--full", action="store_true", help="the complete recipe instead of the 20-minute cut")
     parser.add_argument("--force", action="store_true", help="redo every step even when cached")
+    parser.add_argument("--results", default="results", help="folder the run's ledger record is written to")
+    parser.add_argument("--no-record", action="store_true", help="write no ledger record")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig.full(out=args.out, force=args.force) if args.full else DemoConfig(out=args.out, force=args.force)
-    run_demo(cfg)
+    run_demo(cfg, None if args.no_record else args.results)
     return 0
 
 
@@ -219,25 +223,42 @@ def scenario_table(cfg: DemoConfig, models: dict[str, Path], reports: dict[str, 
 
 # ---------------------------------------------------------------- the study
 
-def run_demo(cfg: DemoConfig) -> dict:
+def run_demo(cfg: DemoConfig, results: str | Path | None = None) -> dict:
+    """The whole study; with `results`, a ledger record of the finished run is written there
+    (`hwsim.ledger`)."""
     from hwsim.demo_report import write_outputs
     from hwsim.energy import load_table
 
     t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    def lap(stage: str) -> None:  # the seconds since the previous stage ended
+        stages[stage] = round(time.perf_counter() - t0 - sum(stages.values()), 1)
+
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     _say(f"writing to {out.resolve()} ({'full recipe' if cfg.max_length == 64 and cfg.teacher_train_limit is None else 'default 20-minute cut'})")
     metrics = train_all(cfg)
-    t_train = time.perf_counter() - t0
+    lap("train")
     models = export_all(cfg)
+    lap("export")
     reports = simulate_all(cfg, models)
+    lap("simulate")
     table = load_table()
     series = sweep(cfg, models, table)
+    lap("sweep")
     costs = scenario_table(cfg, models, reports)
+    lap("scenarios")
     result = write_outputs(cfg, metrics, models, reports, series, table,
-                           timings={"train_s": round(t_train, 1), "total_s": round(time.perf_counter() - t0, 1)},
+                           timings={"train_s": stages["train"], "total_s": round(time.perf_counter() - t0, 1)},
                            costs=costs)
-    _say(f"done in {time.perf_counter() - t0:.0f} s: {out / 'summary.md'}")
+    lap("report")
+    total = round(time.perf_counter() - t0, 1)
+    _say(f"done in {total:.0f} s: {out / 'summary.md'}")
+    if results is not None:
+        from hwsim.ledger import demo_record, write_record
+        path = write_record(demo_record(cfg, out, {**stages, "total": total}), Path(results))
+        _say(f"result record: {path}")
     return result
 
 

@@ -24,7 +24,7 @@ TINY = dict(limit=12, teacher_train_limit=12, student_train_limit=12, qat_train_
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    result = run_demo(DemoConfig(out=str(out), **TINY))
+    result = run_demo(DemoConfig(out=str(out), **TINY), results=out / "results")
     return out, result
 
 
@@ -165,3 +165,26 @@ def test_second_run_reuses_cache(demo):
     run_demo(DemoConfig(out=str(out), **TINY))
     assert stamp == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("metrics.json")}
     assert models == {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.onnx")}
+
+
+def test_demo_writes_a_ledger_record(demo):
+    """The finished run appends one record: provenance, sizes, times, accuracies and hwsim's predictions."""
+    from hwsim.ledger import REQUIRED, SCHEMA, load_records, unpack_labels
+    from quant.data.tasks import load_split
+
+    out, result = demo
+    (path, record), = load_records(out / "results")
+    assert set(REQUIRED) <= set(record) and record["schema"] == SCHEMA and record["seed"] == 0
+    assert path.name.endswith(f"-{record['recipe']['fingerprint']}-seed0-{path.stem.rsplit('-', 1)[1]}.json")
+    assert record["commit"] != "unknown" and len(record["recipe"]["fingerprint"]) == 12
+    assert {k: record["data"][k] for k in ("validation", "test")} == {"validation": 12, "test": 12}
+    assert set(record["stage_s"]) >= {"train", "export", "simulate", "sweep", "scenarios", "report", "total"}
+    assert record["machine"]["cpu_count"] and record["machine"]["torch"]
+    assert unpack_labels(record["test_labels"]) == list(load_split("rt", "test", limit=12).labels)
+    assert record["teacher"]["test_accuracy"] == result["teacher_accuracy"]
+    for v in VARIANTS:
+        row, hw = record["variants"][v], json.loads((out / "reports" / f"{v}.json").read_text())
+        assert unpack_labels(row["test_predictions"]) == hw["predictions"]
+        assert row["int8"]["test_accuracy_hwsim"] == result["variants"][v]["int8_accuracy_hwsim"]
+        assert row["int8"]["hwsim_equals_qat"] is True
+        assert 0 <= row["float"]["validation_accuracy"] <= 1 and 0 <= row["int8"]["validation_accuracy"] <= 1

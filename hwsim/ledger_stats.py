@@ -1,0 +1,144 @@
+"""Aggregates of the results ledger (`hwsim.ledger`): per recipe and variant, over seeds.
+
+Per recipe fingerprint, one record per seed (the latest; older records of the same seed are counted
+and left out). Per variant: mean, sample standard deviation and range over seeds of the int8 test
+accuracy (hwsim's, bit-exact). Comparisons against the int8 dot pool every seed's test predictions
+into one paired sample:
+
+- difference of accuracies with a paired bootstrap 95 % percentile interval (`bootstrap_diff`:
+  10,000 resamples, numpy generator seeded 0);
+- McNemar's exact test on the pooled pairs (`quant.data.metrics.mcnemar`, as the demo's).
+
+int8 inhibitor vs the float teacher uses the same bootstrap when every record holds the teacher's
+predictions; otherwise (the demo keeps none) the mean over seeds of the per-seed difference of
+accuracies with a Student t 95 % interval over seeds (none with one seed).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import scipy.stats
+
+from hwsim.ledger import unpack_labels
+from quant.data.metrics import mcnemar
+
+BASE = "dot"
+REPS = 10_000
+
+
+def bootstrap_diff(right_a: np.ndarray, right_b: np.ndarray, reps: int = REPS, seed: int = 0) -> tuple:
+    """(mean(right_a) - mean(right_b), 2.5 %, 97.5 % percentiles) over `reps` paired resamples.
+
+    Resampling n pairs with replacement only changes how many pairs of each kind (a right only, b right
+    only, both or neither) are drawn, so the resample counts are drawn from the multinomial of those
+    kinds: the same distribution as resampling indices, in O(reps)."""
+    a, b = np.asarray(right_a, bool), np.asarray(right_b, bool)
+    n = len(a)
+    kinds = np.array([np.sum(a & ~b), np.sum(~a & b)])
+    draws = np.random.default_rng(seed).multinomial(n, [*(kinds / n), 1 - kinds.sum() / n], size=reps)
+    diffs = (draws[:, 0] - draws[:, 1]) / n
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return float((kinds[0] - kinds[1]) / n), float(lo), float(hi)
+
+
+def t_interval(diffs: list[float]) -> tuple:
+    """(mean, low, high): Student t 95 % interval of the mean over seeds; no interval with one seed."""
+    d = np.asarray(diffs, float)
+    if len(d) < 2:
+        return float(d.mean()), None, None
+    half = scipy.stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def by_recipe(records: list[tuple]) -> dict[str, dict]:
+    """{fingerprint: {"seeds": {seed: record}, "superseded": k}}, the latest record of each seed."""
+    groups: dict[str, dict] = defaultdict(lambda: {"seeds": {}, "superseded": 0})
+    for _, r in sorted(records, key=lambda pr: pr[1]["created"]):
+        g = groups[r["recipe"]["fingerprint"]]
+        g["superseded"] += r["seed"] in g["seeds"]
+        g["seeds"][r["seed"]] = r
+    return dict(groups)
+
+
+def _right(record: dict, predictions: str) -> np.ndarray:
+    return np.array(unpack_labels(predictions)) == np.array(unpack_labels(record["test_labels"]))
+
+
+def compare(runs: list[dict], a: str, b: str) -> dict:
+    """Pooled paired comparison of int8 `a` with int8 `b` (or the float teacher, b = "teacher")."""
+    if b == "teacher" and not all(r["teacher"].get("test_predictions") for r in runs):
+        mean, lo, hi = t_interval([r["variants"][a]["int8"]["test_accuracy_hwsim"] - r["teacher"]["test_accuracy"]
+                                   for r in runs])
+        return {"a": a, "b": b, "n": len(runs), "unit": "seeds", "diff": mean, "low": lo, "high": hi,
+                "method": "difference of means, t interval over seeds (no teacher predictions recorded)"}
+    pa = "".join(r["variants"][a]["test_predictions"] for r in runs)
+    pb = "".join((r["teacher"] if b == "teacher" else r["variants"][b])["test_predictions"] for r in runs)
+    gold = "".join(r["test_labels"] for r in runs)
+    ra, rb = (np.array(unpack_labels(p)) == np.array(unpack_labels(gold)) for p in (pa, pb))
+    diff, lo, hi = bootstrap_diff(ra, rb)
+    return {"a": a, "b": b, "n": len(gold), "unit": "pooled test pairs", "diff": diff, "low": lo, "high": hi,
+            "method": f"paired bootstrap ({REPS} resamples, seed 0)",
+            "mcnemar": mcnemar(unpack_labels(pa), unpack_labels(pb), unpack_labels(gold))}
+
+
+def summarise(records: list[tuple]) -> list[dict]:
+    """One entry per recipe: its settings, seeds, commits, per-variant spread and the comparisons."""
+    out = []
+    for fp, g in by_recipe(records).items():
+        runs = [g["seeds"][s] for s in sorted(g["seeds"])]
+        names = list(runs[0]["variants"])
+        variants = {}
+        for v in names:
+            acc = np.array([r["variants"][v]["int8"]["test_accuracy_hwsim"] for r in runs])
+            variants[v] = {"mean": float(acc.mean()), "sd": float(acc.std(ddof=1)) if len(acc) > 1 else None,
+                           "min": float(acc.min()), "max": float(acc.max()),
+                           "float_mean": float(np.mean([r["variants"][v]["float"]["test_accuracy"] for r in runs])),
+                           "hwsim_equals_qat": all(r["variants"][v]["int8"]["hwsim_equals_qat"] for r in runs)}
+        pairs = [(v, BASE) for v in names if v != BASE and BASE in names]
+        pairs += [("inhibitor", "teacher")] if "inhibitor" in names else []
+        out.append({"fingerprint": fp, "settings": runs[0]["recipe"]["settings"], "seeds": sorted(g["seeds"]),
+                    "superseded": g["superseded"], "commits": sorted({r["commit"][:7] for r in runs}),
+                    "test_n": len(runs[0]["test_labels"]),
+                    "teacher_mean": float(np.mean([r["teacher"]["test_accuracy"] for r in runs])),
+                    "variants": variants, "comparisons": [compare(runs, a, b) for a, b in pairs]})
+    return out
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}"
+
+
+def _pts(x) -> str:
+    return "n/a" if x is None else f"{100 * x:+.2f}"
+
+
+def markdown(summaries: list[dict]) -> str:
+    """The aggregate tables, one section per recipe."""
+    lines = []
+    for s in summaries:
+        demo = s["settings"]["demo"]
+        lines += [f"### Recipe `{s['fingerprint']}` ({s['settings']['task']}, max length {demo.get('max_length')}, "
+                  f"teacher/student/QAT on {'/'.join(str(x) for x in s['settings']['data']['train_used'].values())} "
+                  f"training snippets)", "",
+                  f"{len(s['seeds'])} seed(s) ({', '.join(map(str, s['seeds']))}), "
+                  f"commit(s) {', '.join(s['commits'])}, "
+                  f"{s['test_n']} test snippets per seed; float teacher {_pct(s['teacher_mean'])} %"
+                  + (f"; {s['superseded']} older record(s) of the same seeds left out." if s["superseded"] else "."),
+                  "", "| variant | int8 test % (hwsim), mean | sd over seeds | min-max | float test %, mean | "
+                  "hwsim == QAT |", "|---|---|---|---|---|---|"]
+        for v, r in s["variants"].items():
+            lines.append(f"| {v} | {_pct(r['mean'])} | {_pct(r['sd'])} | {_pct(r['min'])}-{_pct(r['max'])} | "
+                         f"{_pct(r['float_mean'])} | {'yes' if r['hwsim_equals_qat'] else 'NO'} |")
+        lines += ["", "| comparison | n | difference (points) | 95 % interval | method | McNemar (a only / b only) "
+                  "| p |", "|---|---|---|---|---|---|---|"]
+        for c in s["comparisons"]:
+            b = "float teacher" if c["b"] == "teacher" else f"int8 {c['b']}"
+            ci = "n/a (one seed)" if c["low"] is None else f"[{_pts(c['low'])}, {_pts(c['high'])}]"
+            m = c.get("mcnemar")
+            mc = (f"{m['a_right_b_wrong']} / {m['a_wrong_b_right']} | {m['p_value']:.3g}") if m else "| "
+            unit = "seed" if c["unit"] == "seeds" and c["n"] == 1 else c["unit"]
+            lines.append(f"| int8 {c['a']} - {b} | {c['n']} {unit} | {_pts(c['diff'])} | {ci} | {c['method']} "
+                         f"| {mc} |")
+        lines.append("")
+    return "\n".join(lines)

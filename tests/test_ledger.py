@@ -1,0 +1,128 @@
+"""The results ledger on synthetic records with known predictions: hand-counted McNemar pairs, a
+bootstrap interval around the known difference, and refusal of malformed or foreign records."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hwsim.cli import main
+from hwsim.ledger import SCHEMA, load_records, pack_labels, recipe, stage_times_from_log, unpack_labels, write_record
+from hwsim.ledger_stats import bootstrap_diff, markdown, summarise
+from models.errors import UserError
+
+
+def make_record(seed: int, labels: list[int], preds: dict[str, list[int]], created: str) -> dict:
+    settings = {"max_length": 12}
+    data = {"train": 10, "validation": 5, "test": len(labels), "train_used": {"teacher": 10, "student": 10, "qat": 10}}
+    acc = {v: float(np.mean(np.array(p) == np.array(labels))) for v, p in preds.items()}
+    return {"schema": SCHEMA, "kind": "demo", "created": created, "commit": "0" * 40,
+            "recipe": recipe(settings, "rt", data), "seed": seed, "task": "rt", "data": data, "stage_s": {"total": 1.0}, "machine": {"cpu_count": 1},
+            "teacher": {"validation_accuracy": 0.8, "test_accuracy": 0.8, "test_predictions": None},
+            "variants": {v: {"float": {"validation_accuracy": a, "test_accuracy": a},
+                             "int8": {"validation_accuracy": a, "test_accuracy_qat": a, "test_accuracy_hwsim": a,
+                                      "hwsim_equals_qat": True},
+                             "test_predictions": pack_labels(preds[v])} for v, a in acc.items()},
+            "test_labels": pack_labels(labels)}
+
+
+def two_seeds(tmp_path):
+    """Seed 0: 100 labels; dot right on the first 50, inhibitor on the first 40 and on 60..79 (so
+    inhibitor only: 20, dot only: 10). Seed 1: dot right on 50..99, inhibitor on 30..99 (inhibitor
+    only: 20, dot only: 0). Pooled: 40 vs 10, difference (60 + 70 - 50 - 50) / 200 = +0.15."""
+    labels = [i % 2 for i in range(100)]
+
+    def right_on(idx):
+        return [y if i in idx else 1 - y for i, y in enumerate(labels)]
+
+    r0 = make_record(0, labels, {"dot": right_on(range(50)), "inhibitor": right_on([*range(40), *range(60, 80)]),
+                                 "symmetric": right_on(range(50))}, "2026-01-01T00:00:00Z")
+    r1 = make_record(1, labels, {"dot": right_on(range(50, 100)), "inhibitor": right_on(range(30, 100)),
+                                 "symmetric": right_on(range(50, 100))}, "2026-01-02T00:00:00Z")
+    return [write_record(r, tmp_path) for r in (r0, r1)]
+
+
+def test_pack_round_trip():
+    assert pack_labels([0, 1, 1, 10]) == "011a" and unpack_labels("011a") == [0, 1, 1, 10]
+    with pytest.raises(ValueError, match="hex digit"):
+        pack_labels([16])
+
+
+def test_results_pool_seeds(tmp_path):
+    two_seeds(tmp_path)
+    (s,) = summarise(load_records(tmp_path))
+    assert s["seeds"] == [0, 1] and s["variants"]["dot"]["mean"] == 0.5
+    assert s["variants"]["inhibitor"]["mean"] == pytest.approx(0.65)
+    assert s["variants"]["inhibitor"]["sd"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+    inh, sym, teacher = s["comparisons"]
+    assert (inh["a"], inh["b"], inh["n"]) == ("inhibitor", "dot", 200)
+    assert inh["mcnemar"]["a_right_b_wrong"] == 40 and inh["mcnemar"]["a_wrong_b_right"] == 10
+    assert inh["diff"] == pytest.approx(0.15) and inh["low"] < 0.15 < inh["high"] and inh["low"] > 0
+    assert sym["mcnemar"]["a_right_b_wrong"] == sym["mcnemar"]["a_wrong_b_right"] == 0 and sym["diff"] == 0
+    # no teacher predictions: difference of means over the two seeds with a t interval
+    assert teacher["b"] == "teacher" and teacher["unit"] == "seeds" and teacher["diff"] == pytest.approx(-0.15)
+    assert teacher["low"] < -0.15 < teacher["high"]
+    assert "| int8 inhibitor - int8 dot | 200 pooled test pairs | +15.00 |" in markdown([s])
+
+
+def test_bootstrap_matches_index_resampling():
+    """The multinomial shortcut has the percentiles of resampling indices, and is seeded."""
+    rng = np.random.default_rng(1)
+    a, b = rng.random(300) < 0.7, rng.random(300) < 0.6
+    diff, lo, hi = bootstrap_diff(a, b)
+    assert bootstrap_diff(a, b) == (diff, lo, hi) and diff == pytest.approx(a.mean() - b.mean())
+    idx = rng.integers(0, 300, size=(4000, 300))
+    naive = np.percentile(a[idx].mean(1) - b[idx].mean(1), [2.5, 97.5])
+    assert lo == pytest.approx(naive[0], abs=0.01) and hi == pytest.approx(naive[1], abs=0.01)
+
+
+def test_latest_record_of_a_seed_wins(tmp_path):
+    first, _ = two_seeds(tmp_path)
+    again = json.loads(first.read_text())
+    again["created"] = "2026-03-01T00:00:00Z"
+    write_record(again, tmp_path)
+    (s,) = summarise(load_records(tmp_path))
+    assert s["seeds"] == [0, 1] and s["superseded"] == 1
+    with pytest.raises(UserError, match="exists already"):
+        write_record(again, tmp_path)
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_cli_prints_and_writes_markdown(tmp_path, capsys):
+    two_seeds(tmp_path / "results")
+    assert main(["results", str(tmp_path / "results"), "--markdown", str(tmp_path / "acc.md")]) == 0
+    printed = capsys.readouterr().out
+    assert "int8 inhibitor - int8 dot" in printed and (tmp_path / "acc.md").read_text() in printed
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"variants": {}}), "not a results record"),
+    (json.dumps([1, 2]), "not a results record"),
+])
+def test_foreign_or_malformed_file_is_refused_by_name(tmp_path, capsys, content, message):
+    two_seeds(tmp_path)
+    (tmp_path / "zz-foreign.json").write_text(content)
+    with pytest.raises(UserError, match=f"zz-foreign.json: {message}"):
+        load_records(tmp_path)
+    assert main(["results", str(tmp_path)]) == 2
+    assert "zz-foreign.json" in capsys.readouterr().err
+
+
+def test_truncated_predictions_are_refused(tmp_path):
+    path = two_seeds(tmp_path)[0]
+    record = json.loads(path.read_text())
+    record["variants"]["dot"]["test_predictions"] = record["variants"]["dot"]["test_predictions"][:-1]
+    path.write_text(json.dumps(record))
+    with pytest.raises(UserError, match=f"{path.name}: variant 'dot' needs test_predictions as 100 hex digits"):
+        load_records(tmp_path)
+
+
+def test_stage_times_from_demo_log():
+    log = ["[demo 09:16:39] writing to x", "noise", "[demo 09:16:40] training teacher ...",
+           "[demo 09:27:47] exporting a -> b", "[demo 09:27:52] simulating 3 RT", "[demo 09:28:51] sweep dot: 1",
+           "[demo 09:29:00] scenario table: 21 cells", "[demo 09:29:11] scenario table done in 18.8 s",
+           "[demo 09:29:14] done in 755 s: demo_out/summary.md"]
+    assert stage_times_from_log(log) == {"train": 668.0, "export": 5.0, "simulate": 59.0, "sweep": 9.0,
+                                         "scenarios": 11.0, "report": 3.0, "total": 755.0}
