@@ -100,3 +100,21 @@ def test_bad_arguments_are_refused():
         LengthGroupedSampler(snippet_lengths(10), 0)
     with pytest.raises(ValueError):
         LengthGroupedSampler(snippet_lengths(10), 4, world=2, rank=2)
+
+
+def test_init_and_calibration_batches_come_trimmed_from_the_sampler():
+    from quant.train.loop import TrainConfig
+    from quant.train.runtime import length_sampler, shuffled_batches
+    lengths = snippet_lengths(200)
+    mask = (torch.arange(64)[None, :] < lengths[:, None]).long()  # right padding, (N, 64)
+    data = {"input_ids": mask * 7, "attention_mask": mask, "labels": torch.zeros(200, dtype=torch.long)}
+    cfg = TrainConfig(out="unused", batch_size=16, group_window=50)
+    sampler = length_sampler(cfg, data, seed=5)
+    per_pass = len(sampler)
+    got = list(shuffled_batches(data, sampler, 2 * per_pass + 1))
+    expect = sampler.batches(0) + sampler.batches(1) + sampler.batches(2)[:1]  # pass p = epoch p
+    assert [b["attention_mask"].sum().item() for b in got] == [int(lengths[i].sum()) for i in expect]
+    assert all(b["attention_mask"].shape[1] == int(lengths[i].max()) for b, i in zip(got, expect))
+    assert padding_ratio(lengths, sampler.batches(0)) < 1.1
+    assert LengthGroupedSampler(lengths, 16, window=0).batches(0) == length_sampler(
+        TrainConfig(out="unused", batch_size=16, group_window=0), data, seed=0).batches(0)
