@@ -3,9 +3,9 @@
 Training state: one file `OUT/checkpoints/step-NNNNNNN.pt` per save, written with `torch.save` via
 `atomic_path` and read back with `torch.load(weights_only=True)`. It holds the model, optimizer and
 scheduler state dicts, every rank's RNG states (torch CPU, CUDA when present, Python `random`), the
-position in the data (`epoch`, `step_in_epoch`: the order itself is a function of seed and epoch),
-the global `step`, and a JSON string with the rest (config, best metric so far, history). The newest
-`KEEP` files are kept. A run killed while writing (SIGKILL: no cleanup runs) leaves the temporary
+global `step` (the position in the data: epoch and step within it; the batches themselves are a
+function of seed, epoch and the examples' lengths, `quant.train.sampler`), and a JSON string with
+the rest (config, best metric so far, history). The newest `KEEP` files are kept. A run killed while writing (SIGKILL: no cleanup runs) leaves the temporary
 `.NAME.*.part` of `atomic_path` beside the previous complete file; `remove_partial_files` deletes
 those when the next run on the same `OUT` starts.
 

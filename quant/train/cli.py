@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the latest training checkpoint in --out")
     parser.add_argument("--init-student", default=None, help="float checkpoint folder to start the student from")
     parser.add_argument("--layer-init-steps", type=int, default=0,
-                        help="layer-by-layer init: batches of the shuffled training split fitting every "
+                        help="layer-by-layer init: training batches fitting every "
                              "layer's q/k/v and scalars to the teacher's contexts (-1: one pass; 0: none)")
     parser.add_argument("--layer-init-lr", type=float, default=1e-4, help="q/k/v rate of the layer-by-layer init")
     parser.add_argument("--scalar-lr", type=float, default=1e-3,
@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibrate-inhibitor", action=argparse.BooleanOptionalAction, default=True,
                         help="fit the inhibitor student's gamma and beta per layer to the dot-product "
                              "model's attention contexts before training")
+    parser.add_argument("--group-window", type=int, default=50,
+                        help="batches per window sorted by length before batching, for little padding "
+                             "(training, layer-by-layer init, inhibitor calibration; 0: random batches)")
     parser.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
     parser.add_argument("--alpha-kl", type=float, default=1.0, help="weight of the KL loss on the teacher's logits (MSE for regression)")
     parser.add_argument("--alpha-ce", type=float, default=1.0, help="weight of the cross-entropy on the labels")
@@ -94,7 +97,8 @@ def config_from_args(args: argparse.Namespace):
                        scalar_lr=args.scalar_lr, student_activation=args.student_activation,
                        transfer_copies=args.transfer_copies, transfer_plots=args.transfer_plots,
                        inhibitor_center=args.inhibitor_center, inhibitor_signed=args.inhibitor_signed,
-                       alpha_init=args.inhibitor_alpha, calibrate_inhibitor=args.calibrate_inhibitor)
+                       alpha_init=args.inhibitor_alpha, calibrate_inhibitor=args.calibrate_inhibitor,
+                       group_window=args.group_window)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,9 +11,11 @@ One frozen `TrainConfig` drives `train(cfg)`:
 AdamW (no decay on biases and LayerNorm), linear warm-up then linear decay to 0, gradient clipping,
 evaluation on validation after each epoch, best checkpoint by the task's main metric in `out`.
 
-Determinism and resume: the data order of epoch e is that of a `DistributedSampler` seeded with
-(seed, e); dropout draws from the torch RNG, seeded per rank before the first step and saved in
-every training checkpoint, so a resumed run repeats the uninterrupted one step for step.
+Determinism and resume: the batches of epoch e are those of `quant.train.sampler` seeded with
+(seed, e) (length-grouped inside windows of `group_window` batches; 0: random batches), so the
+position in the data is the step within the epoch; dropout draws from the torch RNG, seeded per
+rank before the first step and saved in every training checkpoint, so a resumed run repeats the
+uninterrupted one step for step.
 Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel (gloo on CPU,
 nccl on CUDA); only rank 0 evaluates, writes files and shows the progress bar.
 
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,14 +36,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from models.errors import UserError
 from quant.train import checkpoint as ckpt
 from quant.train.distill import DISTILL_MODES, HIDDEN_LOSSES, DistillConfig, HiddenProjection, distill_loss
-from quant.train.runtime import (Dist, add_transfer_set, epoch_batches, evaluate, final_metrics, initialise_student,
+from quant.train.runtime import (Dist, add_transfer_set, evaluate, final_metrics, initialise_student, length_sampler,
                                  load_data, quantize, setup_distributed, take, wrap_model)
+from quant.train.sampler import LengthGroupedSampler
 from quant.train.state import make_optimizer, restore, resume_state, save_training_state
 
 
@@ -71,13 +72,14 @@ class TrainConfig:
     save_every: int = 0              # 0 = no training checkpoints
     resume: bool = False
     init_student: str | None = None
-    layer_init_steps: int = 0        # batches of the shuffled training split (-1: one pass; 0: none)
+    layer_init_steps: int = 0        # training batches, as the sampler orders them (-1: one pass; 0: none)
     layer_init_lr: float = 1e-4      # q/k/v in the layer-by-layer initialisation
     scalar_lr: float = 1e-3          # the inhibitor's scalars, in the initialisation and in training
     student_activation: str = "relu"  # FFN activation of a student (the one it is quantized with)
     transfer_copies: int = 0         # augmented copies per training snippet (teacher-labelled; rt only)
     transfer_plots: bool = False     # add the plot summaries of training movies (teacher-labelled; rt only)
     calib_batches: int = 4
+    group_window: int = 50           # batches per length-sorted window (`quant.train.sampler`; 0: random batches)
     # an inhibitor student built from a dot-product model's weights (REFERENCE.md section 1)
     inhibitor_center: bool = True    # subtract the mean score over keys
     inhibitor_signed: bool = True    # signed inhibition keeps negative values (unsigned drops them)
@@ -91,8 +93,8 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 <= self.warmup < 1:
             raise UserError(f"need lr > 0 and 0 <= warmup < 1, got lr={self.lr}, warmup={self.warmup}")
-        if self.save_every < 0 or self.layer_init_steps < -1 or self.transfer_copies < 0:
-            raise UserError("--save-every and --transfer-copies must be >= 0, --layer-init-steps >= -1")
+        if self.save_every < 0 or self.layer_init_steps < -1 or self.transfer_copies < 0 or self.group_window < 0:
+            raise UserError("--save-every, --transfer-copies and --group-window must be >= 0, --layer-init-steps >= -1")
         if self.layer_init_lr <= 0 or self.scalar_lr <= 0:
             raise UserError(f"need --layer-init-lr > 0 and --scalar-lr > 0, got {self.layer_init_lr}, {self.scalar_lr}")
         from models.config import ACTIVATIONS
@@ -210,7 +212,7 @@ class Run:
     proj: HiddenProjection | None
     wrapped: nn.Module
     runner: nn.Module
-    sampler: DistributedSampler
+    sampler: LengthGroupedSampler
     per_epoch: int
 
 
@@ -234,11 +236,10 @@ def _prepare(cfg: TrainConfig, world: Dist, spec, state) -> Run:
     if not cfg.float_model:
         model, qcfg = quantize(cfg, model, data["train"], world.device)
     teacher, proj, wrapped, runner = wrap_model(world, model, parts["teacher"], parts["enc_cfg"], state)
-    sampler = DistributedSampler(range(len(data["train"]["labels"])), num_replicas=world.world, rank=world.rank,
-                                 shuffle=True, seed=cfg.seed, drop_last=False)
+    sampler = length_sampler(cfg, data["train"], cfg.seed, world.world, world.rank)
     return Run(cfg, world, spec, tokenizer, data, "validation" if "validation" in data else "test",
                parts["enc_cfg"], qcfg, model, teacher, proj, wrapped, runner, sampler,
-               math.ceil(len(sampler) / cfg.batch_size))
+               len(sampler))
 
 
 # ---------------------------------------------------------------- the loop
@@ -271,7 +272,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 def _train_epoch(run: Run, epoch: int, step: int, meta: dict[str, Any], optim, bar) -> int:
     """The rest of epoch `epoch` from global step `step`; returns the step reached."""
     cfg = run.cfg
-    for idx in epoch_batches(run.sampler, epoch, cfg.batch_size)[step - epoch * run.per_epoch:]:
+    for idx in run.sampler.batches(epoch)[step - epoch * run.per_epoch:]:
         named = _train_step(run, take(run.data["train"], idx, run.world.device), *optim)
         step += 1
         running = meta["running"]  # moving averages of the loss parts, saved with the state

@@ -13,11 +13,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
-from torch.utils.data import DistributedSampler
 
 from models.files import write_text_atomic
 from quant.train import checkpoint as ckpt
 from quant.train.distill import HiddenProjection
+from quant.train.sampler import LengthGroupedSampler
 
 if TYPE_CHECKING:
     from quant.train.loop import TrainConfig
@@ -93,36 +93,35 @@ def take(data: dict[str, torch.Tensor], idx, device: torch.device) -> dict[str, 
             "labels": data["labels"][idx].to(device)}
 
 
-def epoch_batches(sampler: DistributedSampler, epoch: int, batch_size: int) -> list[list[int]]:
-    sampler.set_epoch(epoch)
-    order = list(sampler)
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+def length_sampler(cfg: TrainConfig, data: dict[str, torch.Tensor], seed: int, world: int = 1, rank: int = 0
+                   ) -> LengthGroupedSampler:
+    """The sampler of `data` (batches of `cfg.batch_size` per process, windows of `cfg.group_window`
+    batches; 0: random batches), lengths read off the attention mask."""
+    return LengthGroupedSampler(data["attention_mask"].sum(1), cfg.batch_size, seed=seed,
+                                window=cfg.group_window, world=world, rank=rank)
 
 
 # ---------------------------------------------------------------- the student before training
 
-def shuffled_batches(data: dict[str, torch.Tensor], batch_size: int, seed: int, steps: int):
-    """`steps` batches (-1: one pass) of `data` in a seeded random order, cycling through fresh
-    permutations when `steps` exceeds one pass; each trimmed like `take` (on the CPU)."""
-    n = len(data["labels"])
-    gen = torch.Generator().manual_seed(seed)
-    per_pass = max(1, -(-n // batch_size))
+def shuffled_batches(data: dict[str, torch.Tensor], sampler: LengthGroupedSampler, steps: int):
+    """`steps` batches (-1: one pass) of `data` in the order of `sampler` (pass p is its epoch p),
+    each trimmed like `take` (on the CPU)."""
+    per_pass = len(sampler)
     steps = per_pass if steps < 0 else steps
-    order: list[int] = []
+    order: list[list[int]] = []
     for step in range(steps):
         if step % per_pass == 0:
-            order = torch.randperm(n, generator=gen).tolist()
-        i = (step % per_pass) * batch_size
-        yield take(data, order[i:i + batch_size], torch.device("cpu"))
+            order = sampler.batches(step // per_pass)
+        yield take(data, order[step % per_pass], torch.device("cpu"))
 
 
 def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say, show: bool = True) -> None:
-    """Inhibitor calibration (on `calib_batches` shuffled training batches) and the layer-by-layer
-    init of the float student over the shuffled training split (a fresh run only)."""
+    """Inhibitor calibration (on the first `calib_batches` training batches of `length_sampler`) and
+    the layer-by-layer init of the float student over the training split in that order (a fresh run only)."""
     from quant.train.distill import calibrate_inhibitor, layerwise_init
     model = parts["model"]
     if parts["calib_teacher"] is not None:
-        batches = list(shuffled_batches(train_data, cfg.batch_size, cfg.seed + 1, cfg.calib_batches))
+        batches = list(shuffled_batches(train_data, length_sampler(cfg, train_data, cfg.seed + 1), cfg.calib_batches))
         fits = calibrate_inhibitor(model, parts["calib_teacher"], batches)
         say("inhibitor calibration (gamma/sqrt(d) = 2**e, alpha, beta, context residual) per layer: " + "; ".join(
             f"2**{f['exponent']:.0f} {f['alpha']:g} {f['beta']:.4f} {f['residual']:.3f}" for f in fits))
@@ -131,7 +130,7 @@ def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say,
         total = -(-len(train_data["labels"]) // cfg.batch_size) if steps < 0 else steps
         bar = tqdm(total=total, desc="layer-by-layer init", dynamic_ncols=True, disable=not show)
         finals = layerwise_init(model, parts["init_teacher"],
-                                shuffled_batches(train_data, cfg.batch_size, cfg.seed + 2, steps),
+                                shuffled_batches(train_data, length_sampler(cfg, train_data, cfg.seed + 2), steps),
                                 cfg.layer_init_lr, cfg.scalar_lr, progress=lambda step, losses: bar.update(1))
         bar.close()
         say(f"layer-by-layer init ({total} batches): context MSE per layer over the last quarter "
