@@ -33,6 +33,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "hwsim.texts": ("models", "quant.ir", "quant.data", "export", "hwsim"),
     "hwsim.demo": ("models", "quant", "export", "hwsim"),
     "hwsim.demo_report": ("models", "quant.ir", "quant.data", "export", "hwsim"),
+    # the results ledger packs the labelled test split with each record and tests pairs (quant.data, torch-free)
+    "hwsim.ledger": ("models", "quant.ir", "quant.data", "export", "hwsim"),
+    "hwsim.ledger_stats": ("models", "quant.ir", "quant.data", "export", "hwsim"),
+    "hwsim.results_cli": ("models", "quant.ir", "quant.data", "export", "hwsim"),
 }
 
 
