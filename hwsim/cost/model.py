@@ -147,12 +147,7 @@ def workload_at(plan, seq_len: int) -> Workload:
                          for t, b in zip(ins, site.in_bits))
             acc[site.name] = proven_acc_bits(site, mags, _linear_weight_bound(plan, site, ins, mags)
                                              if site.op_type == "Linear" else None)
-    return Workload(seq_len, tuple(sites), flow_of(plan, sites, names, seq_len), acc)
-
-
-def sites_at(plan, seq_len: int) -> list:
-    """The op sites of `plan` at one sequence length (batch 1)."""
-    return list(workload_at(plan, seq_len).sites)
+    return Workload(seq_len, tuple(sites), flow_of(sites, names, seq_len), acc)
 
 
 def tile_counts(stage: GemmStage, group: int) -> list[tuple[GemmStage, float]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Mapping
 
+from hwsim.cost.own import stated
 from hwsim.cost.scenario import Scenario
 from models.errors import UserError
 
@@ -44,7 +45,7 @@ def price_memory(mem: Mapping, scenario: Scenario, memtable, energy_pj: Mapping[
                  area_um2: Mapping[str, float]) -> tuple[float, float, float]:
     """(r_cost pJ, w_cost pJ, area mm^2) of one accelerator memory; as stated where the file states
     all three (ZigZag's own example files do; `mem_type` is then not needed to price it)."""
-    if all(mem.get(k) is not None for k in ("r_cost", "w_cost", "area")):
+    if stated(mem):
         return float(mem["r_cost"]), float(mem["w_cost"]), float(mem["area"])
     width = widest_port(mem)
     kind = mem["mem_type"]

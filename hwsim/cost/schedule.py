@@ -58,13 +58,27 @@ class FlowNode:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """What the schedule's structure fixes, whatever the row group and the spills (rule 3): segments
+    of node indices in schedule order, and per tensor its last reader, the last segment that reads it,
+    whether something reads it whole, and whether it streams row by row."""
+
+    segments: tuple[tuple[int, ...], ...]
+    last_node: Mapping[str, int]
+    last_segment: Mapping[str, int]
+    whole_read: frozenset
+    streams: frozenset
+
+
+@dataclass(frozen=True)
 class Flow:
     """A model at one sequence length, per sample: nodes in order and each tensor's bytes per row."""
 
     n: int
     nodes: tuple[FlowNode, ...]
     row_bytes: Mapping[str, float]   # tensor -> bytes per row of the sample (n rows)
-    weight_bytes: float = 0.0        # the weight matrices every row tile fetches (the Linears' params)
+    weight_bytes: float              # the weight matrices every row tile fetches (the Linears' params)
+    layout: Layout
 
 
 @dataclass(frozen=True)
@@ -80,8 +94,8 @@ class Schedule:
         return "dram" if tensor in self.spilled else "chip"
 
 
-def flow_of(plan, sites: list, names: list[tuple[tuple[str, ...], tuple[str, ...]]], n: int) -> Flow:
-    """The `Flow` of `plan` at length n from its batch-1 op sites and their (inputs, outputs) names."""
+def flow_of(sites: list, names: list[tuple[tuple[str, ...], tuple[str, ...]]], n: int) -> Flow:
+    """The `Flow` of a model at length n from its batch-1 op sites and their (inputs, outputs) names."""
     alias: dict[str, str] = {}
     row_bytes: dict[str, float] = {}
     nodes = []
@@ -105,7 +119,7 @@ def flow_of(plan, sites: list, names: list[tuple[tuple[str, ...], tuple[str, ...
                               site.op_type in GEMM_OPS, fixed))
     weights = sum(prod(site.in_shapes[1]) * spec.word_bytes(site.in_bits[1]) for site in sites
                   if site.op_type == "Linear" and site.in_is_param[1])
-    return Flow(n, tuple(nodes), row_bytes, weights)
+    return Flow(n, tuple(nodes), row_bytes, weights, layout_of(tuple(nodes)))
 
 
 def _segments(nodes: tuple[FlowNode, ...]) -> list[list[int]]:
@@ -152,32 +166,36 @@ def tiles_of(rows: int, tile: int = ROW_TILE) -> list[int]:
     return [tile] * (rows // tile) + ([rows % tile] if rows % tile else [])
 
 
-def peak_bytes(flow: Flow, group: int, spilled: frozenset = frozenset()) -> tuple[float, dict[str, float]]:
-    """(peak buffer bytes, tensor -> bytes it holds at the peak) of the schedule of rules 1-4 for a row group."""
-    tiles = tiles_of(group * flow.n)
-    segs = _segments(flow.nodes)
+def layout_of(nodes: tuple[FlowNode, ...]) -> Layout:
+    """The `Layout` of `nodes` (computed once per flow; every replay of the schedule reads it)."""
+    segs = _segments(nodes)
     seg_of = {i: s for s, idx in enumerate(segs) for i in idx}
     last_seg: dict[str, int] = {}
     whole_read: set[str] = set()
-    for i, node in enumerate(flow.nodes):
+    readers: dict[str, list[int]] = {}
+    for i, node in enumerate(nodes):
         for t, w in zip(node.reads, node.whole):
             last_seg[t] = max(last_seg.get(t, -1), seg_of[i])
+            readers.setdefault(t, []).append(i)
             if w:
                 whole_read.add(t)
     last_node: dict[str, int] = {}
     for i in (i for idx in segs for i in idx):          # the last reader in schedule order
-        for t in flow.nodes[i].reads:
+        for t in nodes[i].reads:
             last_node[t] = i
-    readers: dict[str, list[int]] = {}
-    for i, node in enumerate(flow.nodes):
-        for t in node.reads:
-            readers.setdefault(t, []).append(i)
-    streams = {t for i, node in enumerate(flow.nodes) if not node.gemm for t in node.writes
-               if readers.get(t) and all(not flow.nodes[j].gemm and seg_of[j] == seg_of[i] for j in readers[t])}
+    streams = {t for i, node in enumerate(nodes) if not node.gemm for t in node.writes
+               if readers.get(t) and all(not nodes[j].gemm and seg_of[j] == seg_of[i] for j in readers[t])}
+    return Layout(tuple(tuple(idx) for idx in segs), last_node, last_seg, frozenset(whole_read), frozenset(streams))
+
+
+def peak_bytes(flow: Flow, group: int, spilled: frozenset = frozenset()) -> tuple[float, dict[str, float]]:
+    """(peak buffer bytes, tensor -> bytes it holds at the peak) of the schedule of rules 1-4 for a row group."""
+    lay = flow.layout
+    tiles = tiles_of(group * flow.n)
     size = lambda t, rows: 0.0 if t in spilled else flow.row_bytes[t] * rows  # noqa: E731
     kept: dict[str, float] = {}          # tensors kept whole (used in a later segment or read whole)
     best, at_best = 0.0, {}
-    for s, idx in enumerate(segs):
+    for s, idx in enumerate(lay.segments):
         done = 0
         for k, rows in enumerate(tiles):
             last_tile = k == len(tiles) - 1
@@ -185,21 +203,21 @@ def peak_bytes(flow: Flow, group: int, spilled: frozenset = frozenset()) -> tupl
             for i in idx:
                 node = flow.nodes[i]
                 for t in node.writes:
-                    if last_seg.get(t, s) > s or t in whole_read:
+                    if lay.last_segment.get(t, s) > s or t in lay.whole_read:
                         kept[t] = size(t, done + rows)
                     else:
-                        live_tile[t] = size(t, 1 if t in streams else rows)
+                        live_tile[t] = size(t, 1 if t in lay.streams else rows)
                 live = sum(kept.values()) + sum(live_tile.values()) + node.work_bytes_per_row * rows + node.work_bytes
                 if live > best:
                     best, at_best = live, {**kept, **live_tile}
                 for t, w in zip(node.reads, node.whole):
-                    if last_node.get(t) != i:
+                    if lay.last_node.get(t) != i:
                         continue
                     live_tile.pop(t, None)
-                    if t in kept and (last_tile or not w):   # a row-wise last read frees its tile
-                        kept[t] = 0.0 if last_tile else max(0.0, kept[t] - size(t, rows))
-                        if last_tile:
-                            del kept[t]
+                    if t in kept and last_tile:
+                        del kept[t]
+                    elif t in kept and not w:                # a row-wise last read frees its tile
+                        kept[t] = max(0.0, kept[t] - size(t, rows))
             done += rows
     return best, at_best
 
