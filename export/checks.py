@@ -12,8 +12,8 @@ import onnx
 import onnx.inliner
 from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto
 
-from export.functions import DOMAIN
 from models.errors import UserError
+from quant.ir.contract import DOMAIN
 
 INTEGER_TYPES = frozenset({
     TensorProto.INT8, TensorProto.INT16, TensorProto.INT32, TensorProto.INT64,

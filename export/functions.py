@@ -33,7 +33,8 @@ from typing import Callable, Sequence
 
 from onnx import AttributeProto, FunctionProto, TensorProto, helper
 
-DOMAIN = "hwsim.int"
+from quant.ir.contract import DOMAIN
+
 OPSETS = (helper.make_opsetid("", 18),)
 I64, U64, BOOL = TensorProto.INT64, TensorProto.UINT64, TensorProto.BOOL
 # MatMulInteger type pairs that onnxruntime computes exactly. uint8 x int8 is left out: on AVX2 without

@@ -17,7 +17,6 @@ this module cannot lift was not written by the exporter, and the reference must 
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,9 +24,9 @@ import numpy as np
 import onnx
 from onnx import ModelProto, NodeProto, helper, numpy_helper
 
-from export.functions import DOMAIN
 from models.errors import UserError
-from quant.ir import spec
+from quant.ir import contract, spec
+from quant.ir.contract import DOMAIN
 from quant.ir.program import IntProgram, Node, TensorInfo
 
 HEADS_PERM = (0, 2, 1, 3)
@@ -42,25 +41,13 @@ def _load(model: ModelProto | str | os.PathLike) -> ModelProto:
     return onnx.load(str(path))  # external data, if any, resolves beside the file
 
 
-def read_metadata(model: ModelProto, source: str = "the model") -> tuple[dict[str, TensorInfo], dict]:
-    """Declared tensor formats and `hwsim.meta` of an exported model (the inverse of
-    `export.onnx_lower`'s metadata); UserError when absent or malformed."""
-    props = {p.key: p.value for p in model.metadata_props}
-    if "hwsim.tensor_bits" not in props:
-        raise UserError(f"{source} has no hwsim.tensor_bits metadata: declared widths are needed; "
-                        "export the model with `hwsim export` (export.onnx_lower.to_onnx)")
+def read_metadata(model: ModelProto, source: str = "the model") -> tuple[dict[str, TensorInfo], contract.ModelMeta]:
+    """Declared tensor formats and `hwsim.meta` of an exported model (`quant.ir.contract.read_metadata`);
+    UserError when absent or malformed."""
     try:
-        bits = json.loads(props["hwsim.tensor_bits"])
-        signed = json.loads(props.get("hwsim.tensor_signed", "{}"))
-        exps = json.loads(props.get("hwsim.tensor_exp", "{}"))
-        meta = json.loads(props.get("hwsim.meta", "{}"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{source}: malformed hwsim metadata ({err}); re-export the model") from None
-    tensors = {}
-    for name, b in bits.items():
-        exp = exps.get(name)
-        tensors[name] = TensorInfo(int(b), bool(signed.get(name, True)), None if exp is None else int(exp))
-    return tensors, meta
+        return contract.read_metadata({p.key: p.value for p in model.metadata_props}, source)
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def int_attrs(node: NodeProto) -> dict[str, object]:

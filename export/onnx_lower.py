@@ -9,20 +9,20 @@ The handlers live in one explicit table, `HANDLERS`; a node whose op has no entr
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 from onnx import FunctionProto, ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
-from export.functions import BUILDERS, DOMAIN, OPSETS, overload_name
+from export.functions import BUILDERS, OPSETS, overload_name
 from models.errors import UserError
-from quant.ir import spec
+from quant.ir import contract, spec
+from quant.ir.contract import DOMAIN, DOMAIN_VERSION
 from quant.ir.program import IntProgram, Node, storage_dtype
 
 IR_VERSION = 10
-OPSET_IMPORTS = (*OPSETS, helper.make_opsetid(DOMAIN, 1))
+OPSET_IMPORTS = (*OPSETS, helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
 GRAPH_INPUT_DIMS = ("batch", "seq")
 
 
@@ -126,13 +126,10 @@ def _initializer(prog: IntProgram, name: str) -> TensorProto:
 
 
 def _metadata(prog: IntProgram) -> dict[str, str]:
-    names = sorted(prog.tensors)
-    return {
-        "hwsim.tensor_bits": json.dumps({n: prog.tensors[n].bits for n in names}),
-        "hwsim.tensor_signed": json.dumps({n: prog.tensors[n].signed for n in names}),
-        "hwsim.tensor_exp": json.dumps({n: prog.tensors[n].exp for n in names}),
-        "hwsim.meta": json.dumps(dict(prog.meta), sort_keys=True),
-    }
+    try:
+        return contract.metadata_props(prog.tensors, prog.meta)
+    except ValueError as err:
+        raise UserError(f"{err}; fix IntProgram.meta") from None
 
 
 def to_onnx(prog: IntProgram) -> ModelProto:

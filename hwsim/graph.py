@@ -25,9 +25,9 @@ from onnx import TensorProto, helper, numpy_helper
 from hwsim.kernels.registry import BUILDERS, Kernel, KernelSpec
 from models.errors import UserError
 from quant.ir import spec
+from quant.ir.contract import DOMAIN
 from quant.ir.program import TensorInfo, storage_dtype
 
-DOMAIN = "hwsim.int"
 INT_TYPES = frozenset({TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16,
                        TensorProto.INT32, TensorProto.UINT32, TensorProto.INT64, TensorProto.UINT64})
 

@@ -1,1 +1,1 @@
-"""The integer IR (torch-free): `IntProgram` and the op specification that the reference, the ONNX export and hwsim derive their tables from."""
+"""The integer IR (torch-free): `IntProgram`, the op specification that the reference, the ONNX export and hwsim derive their tables from, and the ONNX contract (domain, metadata) between export and hwsim."""
