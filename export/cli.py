@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from export.pipeline import export_quant_model, load_run, run_task
+from export.pipeline import export_quant_model, load_run, run_max_length, run_task
 from models.errors import UserError
 
 
@@ -30,15 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _quant_model(args: argparse.Namespace):
-    """(QuantClassifier, tokenizer folder or None, task or None) named by the arguments."""
+    """(QuantClassifier, tokenizer folder or None, task or None, max_length or None) named by the arguments."""
     if args.init == "random":
         if args.run_dir:
             raise UserError("give either RUN_DIR or --init random, not both")
         from quant.qat.model import random_quant_model
-        return random_quant_model(_arch(args.arch), args.attention, args.bits, args.seed), None, None
+        return random_quant_model(_arch(args.arch), args.attention, args.bits, args.seed), None, None, None
     if not args.run_dir:
         raise UserError("no model: give a RUN_DIR from `hwsim train`, or --init random --arch ...")
-    return load_run(args.run_dir), Path(args.run_dir), run_task(args.run_dir)
+    return load_run(args.run_dir), Path(args.run_dir), run_task(args.run_dir), run_max_length(args.run_dir)
 
 
 def _arch(arch: str):
@@ -58,9 +58,9 @@ def _arch(arch: str):
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    qmodel, tokenizer, task = _quant_model(args)
+    qmodel, tokenizer, task, max_length = _quant_model(args)
     out = Path(args.out)
-    model = export_quant_model(qmodel, out, tokenizer=tokenizer, task=task)
+    model = export_quant_model(qmodel, out, tokenizer=tokenizer, task=task, max_length=max_length)
     if args.format == "qonnx":
         from export.qonnx import export_qonnx_model
         qpath = out.with_name(out.stem + ".qonnx.onnx")

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="local data folder of the task")
     parser.add_argument("--tokenizer", default=None,
                         help="tokenizer folder or teacher name (default: the model's hwsim.meta 'tokenizer', else minilm)")
+    parser.add_argument("--max-length", type=int, default=None, metavar="N",
+                        help="truncate texts to N tokens (default: the model's hwsim.meta 'max_length', the "
+                             "truncation it was trained and evaluated with; else its position table)")
     parser.add_argument("--check-ort", nargs="?", type=int, const=-1, default=0, metavar="N",
                         help="also run onnxruntime and require equal logits: on every sample, or on the first N")
     parser.add_argument("--hw", default=None, help="hardware config JSON for counting (default: packaged)")
@@ -147,7 +150,10 @@ def run(args: argparse.Namespace) -> int:
         texts, labels = list(args.text), None
     if not texts:
         raise UserError("no samples to run; check --task/--split/--limit")
-    ids = encode_texts(texts, resolve_tokenizer(args.tokenizer, plan.meta), max_tokens(plan.meta))
+    positions = int(plan.meta.get("max_position", 512))
+    if args.max_length is not None and not 1 <= args.max_length <= positions:
+        raise UserError(f"--max-length {args.max_length} is outside 1..{positions} (the model's position table)")
+    ids = encode_texts(texts, resolve_tokenizer(args.tokenizer, plan.meta), max_tokens(plan.meta, args.max_length))
     t0 = time.perf_counter()
     report, engine = _simulate(args, plan, ids, labels)
     wall = time.perf_counter() - t0

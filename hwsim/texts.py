@@ -22,8 +22,16 @@ def resolve_tokenizer(name_or_dir: str | None, meta: dict):
 
 
 def max_tokens(meta: dict, max_length: int | None = None) -> int:
-    """Truncation length: `max_length`, else the model's position table."""
-    return max_length or int(meta.get("max_position", 512))
+    """Truncation length: `max_length`, else the model's `max_length` (the truncation it was trained
+    and evaluated with, `quant.ir.contract.ModelMeta`), else (a model exported before it was
+    recorded) its position table.
+
+    >>> max_tokens({"max_position": 512, "max_length": 64}), max_tokens({"max_position": 512}, 100)
+    (64, 100)
+    >>> max_tokens({"max_position": 512})
+    512
+    """
+    return max_length or meta.get("max_length") or int(meta.get("max_position", 512))
 
 
 def encode_texts(texts, tok, max_length: int) -> list[np.ndarray]:
@@ -39,7 +47,8 @@ def simulate_texts(plan, model_path, texts, labels, tok, check_ort: int = 0, ove
                    progress: bool = True, max_length: int | None = None, hw: str | None = None) -> dict:
     """Simulate `texts` one at a time at their own length (batch 1, no padding), in this process;
     returns the run report as a dict. `check_ort`: 0 = no onnxruntime check, -1 = every sample,
-    N = the first N. Texts are truncated to `max_length` tokens (default: the model's position table).
+    N = the first N. Texts are truncated to `max_length` tokens (default: `max_tokens`, what the model
+    was trained and evaluated with).
     For worker processes or a Dask cluster see `hwsim.parallel.simulate_pool` and
     `hwsim.dask_run.simulate_dask`, which take the `encode_texts` ids and give the same report."""
     ids = encode_texts(texts, tok, max_tokens(plan.meta, max_length))

@@ -79,6 +79,51 @@ def test_export_records_the_run_task(tmp_path):
     assert run_task(tmp_path) == "sst2"
 
 
+def test_export_records_the_run_max_length(tmp_path):
+    from export.pipeline import run_max_length
+    from quant.train.checkpoint import QUANT_FORMAT
+
+    for config, want in (({"task": "rt", "max_length": 48}, 48), ({"task": "rt"}, None)):
+        (tmp_path / "config.json").write_text(json.dumps(
+            {"format": QUANT_FORMAT, "extra": {"train_config": config}}), encoding="utf-8")
+        assert run_max_length(tmp_path) == want
+
+
+LONG = " ".join(WORDS * 2)   # 82 tokens with [CLS] and [SEP], more than the synth model's 64 positions
+
+
+def _seq_lens(report: Path) -> list[int]:
+    return json.loads(report.read_text(encoding="utf-8"))["seq_lens"]
+
+
+def test_run_truncates_at_the_max_length_the_model_was_trained_with(kit, tmp_path):
+    """`hwsim export RUN_DIR` records the run's max_length; `hwsim run` truncates there unless
+    --max-length says otherwise; a model without it (exported before) truncates at its positions."""
+    from transformers import BertTokenizerFast
+
+    from export.pipeline import export_run
+    from models.config import EncoderConfig
+    from quant.qat.model import random_quant_model
+    from quant.train.checkpoint import save_quant_run
+
+    cfg = EncoderConfig(vocab_size=50, hidden=8, layers=1, heads=2, ffn=16, max_position=20, num_labels=2)
+    qmodel = random_quant_model(cfg, "inhibitor", 8, 0, calib_batches=1, calib_len=8)
+    run = save_quant_run(qmodel, qmodel.cfg, qmodel.qcfg, tmp_path / "run",
+                         tokenizer=BertTokenizerFast.from_pretrained(str(kit / "tok")),
+                         extra={"train_config": {"task": "rt", "max_length": 6}})
+    export_run(run, tmp_path / "m.onnx")
+    for model, extra, want in (("m.onnx", (), 6), ("m.onnx", ("--max-length", 9), 9),
+                               (kit / "plain.onnx", (), 64), (kit / "plain.onnx", ("--max-length", 7), 7)):
+        done = hwsim("run", tmp_path / model, "--text", LONG, "--tokenizer", kit / "tok", *extra,
+                     "--report", tmp_path / "r.json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert _seq_lens(tmp_path / "r.json") == [want], (model, extra)
+    done = hwsim("run", tmp_path / "m.onnx", "--text", LONG, "--max-length", 21, "--report", tmp_path / "x.json",
+                 cwd=tmp_path)
+    assert done.returncode == 2 and "--max-length 21 is outside 1..20" in done.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
 def _subparsers(parser: argparse.ArgumentParser):
     yield "hwsim", parser
     for action in parser._actions:
