@@ -93,9 +93,10 @@ class _Reader:
             if node.op_type not in spec.COMPUTE_OPS:
                 raise self.fail(node, f"unknown {DOMAIN} op; known: {sorted(spec.COMPUTE_OPS)}")
             attrs = int_attrs(node)
-            unknown = set(attrs) - set(spec.OPS[node.op_type].attrs)
-            if unknown:
-                raise self.fail(node, f"attributes {sorted(unknown)} are not the op's {list(spec.OPS[node.op_type].attrs)}")
+            try:
+                spec.check_attr_names(node.op_type, attrs)
+            except ValueError as err:
+                raise self.fail(node, str(err)) from None
             self.out.append(Node(node.op_type, node.name, tuple(node.input), tuple(node.output), attrs))
             self.i += 1
         elif node.domain in ("", "ai.onnx") and node.op_type == "Reshape":

@@ -216,7 +216,7 @@ def _linear(s: OpSite, t: Tally) -> None:
         acc = _sum(acc, int_range(s.in_bits[2]))
         t.op("add", acc, rows * n)
     y = t.requant(acc, s.attrs["shift"], s.attrs["bits"], rows * n)
-    if s.attrs.get("relu", 0):
+    if s.attrs["relu"]:
         t.relu(y, rows * n)
 
 
@@ -224,7 +224,7 @@ def _add(s: OpSite, t: Tally) -> None:
     """(a << la) + (b << lb)."""
     n = prod(s.out_shapes[0])
     terms = []
-    for bits, left in ((s.in_bits[0], s.attrs.get("la", 0)), (s.in_bits[1], s.attrs.get("lb", 0))):
+    for bits, left in ((s.in_bits[0], s.attrs["la"]), (s.in_bits[1], s.attrs["lb"])):
         r = int_range(bits)
         if left:
             r = r[0] << left, r[1] << left
@@ -241,7 +241,7 @@ def _embed(s: OpSite, t: Tally) -> None:
     shifts = [("lw", tokens), ("lp", tokens), ("lt", batch * dim)]
     acc = None
     for bits, (attr, count) in zip(s.in_bits[1:], shifts):
-        r, left = int_range(bits), s.attrs.get(attr, 0)
+        r, left = int_range(bits), s.attrs[attr]
         if left:
             r = r[0] << left, r[1] << left
             t.op("shiftc", r, count)
@@ -256,7 +256,7 @@ def _layernorm(s: OpSite, t: Tally) -> None:
     """DESIGN.md LayerNorm, row by row over the last axis D."""
     x = s.in_shapes[0]
     rows, dim = prod(x[:-1]), x[-1]
-    a, eps = s.attrs, s.attrs.get("eps", 0)
+    a, eps = s.attrs, s.attrs["eps"]
     xr = int_range(s.in_bits[0])
     mean = t.div_const(t.sum_terms(xr, dim, rows), dim, rows)   # m = floor(sum x / D)
     c = _diff(xr, mean)
@@ -327,13 +327,13 @@ def _inhibitor_attention(s: OpSite, t: Tally) -> None:
     t.op("abs", diff, scores * d)                                #    |.|
     l1 = t.sum_terms((0, max(-diff[0], diff[1])), d, scores)     #    sum over d
     z = t.requant(l1, a["z_shift"], 32, scores)                  # 2.
-    if a.get("center", 0):                                       # 3.
+    if a["center"]:                                              # 3.
         t.sum_terms((0, 1), m, batch)                            #    n_valid = sum(mask), per sample
         total = t.sum_terms(z, m, g * n)
         t.op("div", total, g * n)
         z = _diff(z, z)
         t.op("add", z, scores)
-    if a.get("alpha", 0):                                        # 4.
+    if a["alpha"]:                                               # 4.
         z = _sum(z, (a["alpha"], a["alpha"]))
         t.op("add", z, scores)
     top = 1 << (a["bits"] - 1)                                   # 5. clamp(Z, 0, 2**(bits-1))
@@ -341,7 +341,7 @@ def _inhibitor_attention(s: OpSite, t: Tally) -> None:
     t.op("cmp", z, scores * (z[1] > top))                        #    upper side
     z = (0, top)
     v = int_range(s.in_bits[2])
-    if a.get("signed", 0):                                       # 7. signed
+    if a["signed"]:                                              # 7. signed
         mag = (0, -v[0])
         t.op("abs", v, g * m * d)                                #    |v_jk| once per key
         r = _diff(mag, z)

@@ -3,7 +3,9 @@
 Validation, each failure a `SimError` that names the problem and the way out:
 - every initializer, graph input/output and value_info is integer-typed;
 - every node's op is in the supported set (`quant.ir.spec`: its `hwsim.int` ops that compute, and
-  the standard data-movement ops of `STANDARD_OPS`), and its shifts are within the spec's ranges;
+  the standard data-movement ops of `STANDARD_OPS`); a semantic node's attributes are the op's (none
+  unknown, none without a default missing; the spec's defaults fill the rest, so kernels and counters
+  read every attribute from the plan) and its shifts are within the spec's ranges;
 - every tensor has a declared width in `hwsim.tensor_bits` (outputs of data movement inherit the
   width of the data they move; shape/index operands are exempt), and every param fits it;
 - external data files resolve inside the model's folder.
@@ -174,9 +176,11 @@ def load_plan(path_or_model, hw=None) -> Plan:
         attrs = _node_attrs(node)
         if not data_moving:
             try:
+                spec.check_attr_names(node.op_type, attrs)
                 spec.check_shifts(node.op_type, attrs)
             except ValueError as err:
                 raise SimError(f"node {name!r} ({node.op_type}): {err}; re-export the model") from None
+            attrs = spec.with_defaults(node.op_type, attrs)
         kspec = KernelSpec(node.op_type, attrs, tuple(params.get(t) for t in node.input),
                           tuple(formats[t].bits if t in formats else None for t in node.input),
                           tuple(formats[t].signed if t in formats else True for t in node.input),

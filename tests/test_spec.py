@@ -3,20 +3,23 @@ fails here instead of in a user's run; shift ranges are enforced at export and a
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy as np
+import onnx
 import pytest
 
 from export.functions import BUILDERS as ONNX_FUNCTIONS
 from export.onnx_lower import HANDLERS, to_onnx
 from hwsim.counting import COUNTERS, ZERO_COST
+from hwsim.executor import execute
 from hwsim.graph import SimError, load_plan
 from hwsim.kernels.registry import BUILDERS as KERNELS
 from hwsim.report import COMPONENT_OF_OP
 from models.errors import UserError
 from quant import intops
 from quant.intops.synth import SynthConfig, synth_program
-from quant.ir import spec
+from quant.ir import contract, spec
 from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
 
 COMPUTE = set(spec.COMPUTE_OPS)
@@ -94,3 +97,53 @@ def test_plan_loading_rejects_a_shift_outside_its_range():
     next(a for a in node.attribute if a.name == "shift").i = 63
     with pytest.raises(SimError, match=rf"node '{node.name}' \(Linear\): Linear shift=63 is outside -62..62"):
         load_plan(model)
+
+
+def test_spec_defaults_are_the_reference_keyword_defaults():
+    """What a node may leave out means what the torch reference does without it."""
+    for op, fn in intops.OPS.items():
+        params = inspect.signature(fn).parameters
+        keyword = {a: params[a].default for a in spec.OPS[op].attrs if params[a].default is not inspect.Parameter.empty}
+        assert dict(spec.OPS[op].defaults) == keyword, op
+
+
+def _linear_node(model):
+    return next(n for n in model.graph.node if n.op_type == "Linear")
+
+
+def test_plan_loading_rejects_an_unknown_attribute():
+    model = to_onnx(synth_program(SynthConfig()))
+    node = _linear_node(model)
+    node.attribute.append(onnx.helper.make_attribute("rlu", 1))
+    with pytest.raises(SimError, match=rf"node '{node.name}' \(Linear\): attribute \['rlu'\] is not one of "
+                                       r"Linear's \['shift', 'bits', 'relu', 'acc_bits'\]"):
+        load_plan(model)
+
+
+def test_plan_loading_rejects_a_missing_attribute_without_default():
+    model = to_onnx(synth_program(SynthConfig()))
+    node = _linear_node(model)
+    keep = [a for a in node.attribute if a.name != "shift"]
+    del node.attribute[:]
+    node.attribute.extend(keep)
+    with pytest.raises(SimError, match=rf"node '{node.name}' \(Linear\): attribute \['shift'\] is missing"):
+        load_plan(model)
+
+
+def test_plan_loading_applies_the_spec_defaults():
+    prog = synth_program(SynthConfig(layers=1))
+    model = to_onnx(prog)
+    for node in model.graph.node:   # leave out every attribute that holds its default
+        if node.domain == contract.DOMAIN:
+            defaults = spec.OPS[node.op_type].defaults
+            keep = [a for a in node.attribute if not (a.name in defaults and a.i == defaults[a.name])]
+            del node.attribute[:]
+            node.attribute.extend(keep)
+    full = load_plan(to_onnx(prog))
+    bare = load_plan(model)
+    assert sum(len(n.attribute) for n in model.graph.node) < sum(len(n.attrs) for n in bare.nodes)
+    assert [n.attrs for n in bare.nodes] == [n.attrs for n in full.nodes]
+    ids = np.arange(2 * 7).reshape(2, 7) % prog.meta["vocab_size"]
+    a = execute(full, ids, np.ones_like(ids))
+    b = execute(bare, ids, np.ones_like(ids))
+    assert np.array_equal(a.outputs["logits"], b.outputs["logits"]) and a.counts == b.counts

@@ -64,7 +64,7 @@ def _linear(spec: KernelSpec) -> Kernel:
     a = spec.attrs
     acc_width("Linear", a)  # raises for a width other than 32 or 64
     x_absmax = spec.absmax(0) if spec.absmax(0) is not None else 1 << 62
-    kern = matmul.LinearKernel(w, b, a["shift"], a["bits"], a.get("relu", 0), x_absmax, spec.saturated_dtype())
+    kern = matmul.LinearKernel(w, b, a["shift"], a["bits"], a["relu"], x_absmax, spec.saturated_dtype())
 
     def run(x, w_, b_):
         y, peak = kern(x)
@@ -90,7 +90,7 @@ def _add(spec: KernelSpec) -> Kernel:
     def run(x, y):
         if x.shape != y.shape:
             raise ValueError(f"operands of shapes {x.shape} and {y.shape} differ")
-        return (elementwise.add(x, y, a.get("la", 0), a.get("lb", 0)),), {}
+        return (elementwise.add(x, y, a["la"], a["lb"]),), {}
     return run
 
 
@@ -99,7 +99,7 @@ def _embed(spec: KernelSpec) -> Kernel:
     a = spec.attrs
 
     def run(ids, word, pos, type_=None):
-        return (elementwise.embed(ids, word, pos, type_, a.get("lw", 0), a.get("lp", 0), a.get("lt", 0)),), {}
+        return (elementwise.embed(ids, word, pos, type_, a["lw"], a["lp"], a["lt"]),), {}
     return run
 
 

@@ -75,10 +75,10 @@ def register(spec: OpSpec) -> OpSpec:
     return spec
 
 
-register(OpSpec("Embed", ("lw", "lp", "lt"), left_shifts=("lw", "lp", "lt")))
-register(OpSpec("Linear", ("shift", "bits", "relu", "acc_bits"), defaults={"acc_bits": 32}, shifts=("shift",),
-                accumulators=("acc",), acc_attr="acc_bits"))
-register(OpSpec("Add", ("la", "lb"), left_shifts=("la", "lb")))
+register(OpSpec("Embed", ("lw", "lp", "lt"), defaults={"lw": 0, "lp": 0, "lt": 0}, left_shifts=("lw", "lp", "lt")))
+register(OpSpec("Linear", ("shift", "bits", "relu", "acc_bits"), defaults={"relu": 0, "acc_bits": 32},
+                shifts=("shift",), accumulators=("acc",), acc_attr="acc_bits"))
+register(OpSpec("Add", ("la", "lb"), defaults={"la": 0, "lb": 0}, left_shifts=("la", "lb")))
 register(OpSpec("LayerNorm", ("eps", "norm_frac", "shift", "bits"), shifts=("shift",)))
 register(OpSpec("ScaleChannels", ("shift", "bits"), shifts=("shift",)))
 register(OpSpec("SplitHeads", ("heads",), moves="permute"))
@@ -192,6 +192,24 @@ def acc_width(op: str, attrs: Mapping[str, int]) -> int:
 def with_defaults(op: str, attrs: Mapping[str, int]) -> dict[str, int]:
     """`attrs` completed by the op's defaults (what a node that leaves them out means)."""
     return {**OPS[op].defaults, **attrs}
+
+
+def check_attr_names(op: str, names) -> None:
+    """ValueError naming the attributes when `names` holds one that `op` does not have, or lacks one
+    without a default.
+
+    >>> check_attr_names("Add", ["la", "lb", "lc"])
+    Traceback (most recent call last):
+    ...
+    ValueError: attribute ['lc'] is not one of Add's ['la', 'lb']
+    """
+    spec = OPS[op]
+    unknown = sorted(set(names) - set(spec.attrs))
+    if unknown:
+        raise ValueError(f"attribute {unknown} is not one of {op}'s {list(spec.attrs)}")
+    missing = [a for a in spec.attrs if a not in names and a not in spec.defaults]
+    if missing:
+        raise ValueError(f"attribute {missing} is missing; {op} needs {[a for a in spec.attrs if a not in spec.defaults]}")
 
 
 def check_shifts(op: str, attrs: Mapping[str, int]) -> None:
