@@ -2,7 +2,6 @@
 that the exporter writes are what hwsim reads, with their types checked on both sides."""
 from __future__ import annotations
 
-import ast
 import dataclasses
 from pathlib import Path
 
@@ -14,26 +13,17 @@ from hwsim.graph import SimError, load_plan
 from models.errors import UserError
 from quant.intops.synth import SynthConfig, synth_program
 from quant.ir import contract
+from tests.test_spec import string_literals
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = ROOT / "quant" / "ir" / "contract.py"
-
-
-def _string_constants(path: Path) -> set[str]:
-    """The string literals of a module, docstrings left out."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    docs = {id(n.body[0].value) for n in ast.walk(tree)
-            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body
-            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
-    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-            and id(n) not in docs}
 
 
 @pytest.mark.parametrize("literal", [contract.DOMAIN, contract.TENSOR_BITS, contract.TENSOR_SIGNED,
                                      contract.TENSOR_EXP, contract.META])
 def test_the_domain_and_metadata_keys_are_spelled_once(literal):
     spelled = [str(p.relative_to(ROOT)) for pkg in ("models", "quant", "export", "hwsim")
-               for p in sorted((ROOT / pkg).rglob("*.py")) if literal in _string_constants(p)]
+               for p in sorted((ROOT / pkg).rglob("*.py")) if literal in string_literals(p)]
     assert spelled == [str(CONTRACT.relative_to(ROOT))]
 
 

@@ -1,15 +1,17 @@
 """The cost of one inference of an exported model on one scenario: energy by where it is spent,
 cycles, latency, PE utilisation and area. Every figure is a model estimate, not a measurement.
 
-How a mapped scenario is costed (each rule applied to every node of the graph):
+How a mapped scenario is costed (each rule applied to every node of the graph; what a node's op
+runs where is the op spec's, `quant.ir.spec.OpSpec`: its GEMM stages and their arithmetic, its vector
+passes, the inputs it reads whole, whether its params are tables):
 1. Schedule and residency: `hwsim.cost.schedule` (row tiles of 128 rows, row groups of the batch,
    segments cut at attention, attention per head and query tile, spills decided per tensor by the
    buffer's peak occupancy under that schedule).
 2. Arithmetic: hwsim's exact per-width action counts of every node (`hwsim.counting`), priced with
    the energy table; the component of a node is `hwsim.report.COMPONENT_OF_OP`.
 3. GEMM-shaped stages (`hwsim.cost.stages`: Linear, attention scores and mixing) are mapped by
-   ZigZag one tile at a time on the scenario's array (the inhibitor's on the attention unit when the
-   scenario has one): a Linear tile is up to 128 rows of its row group with the whole weight matrix,
+   ZigZag one tile at a time on the scenario's array (a node whose stages need no multiplier, the
+   inhibitor's, on the attention unit when the scenario has one): a Linear tile is up to 128 rows of its row group with the whole weight matrix,
    an attention tile one head x up to 128 query rows against all keys. Each distinct tile is mapped
    once and multiplied by how often the schedule runs it. A tile's operands start and end at their
    tensors' homes (the activations home, or DRAM when spilled; the score tile between the two
@@ -21,10 +23,11 @@ How a mapped scenario is costed (each rule applied to every node of the graph):
    width the accumulator provably needs (`hwsim.cost.stages.proven_acc_bits`, with the real weights).
 4. Everything else runs on the vector unit (LayerNorm, residual Add, embedding, ScaleChannels, and
    inside attention the softmax or centring/clamp between the two stages): it reads each input and
-   writes each output once at the tensor's home (params at `weights_home`, embedding tables in DRAM:
-   n rows gathered per inference); the row-wise steps inside attention work on the score stream and
+   writes each output once at the tensor's home (params at `weights_home`, lookup tables, the
+   embedding's, in DRAM: n rows gathered per inference); the row-wise steps inside attention work on the score stream and
    add no traffic. Head split/merge permutations and views are address patterns: no traffic, no cycles.
-   Vector cycles: elements / `vector_lanes` per pass (`VECTOR_PASSES`).
+   Vector cycles: elements / `vector_lanes` per pass (`quant.ir.spec.vector_passes`: over the score
+   matrix for attention, else over the output; a Linear makes none).
 5. Latency: per tile, ZigZag's cycles (computation and memory stalls) plus each weight fold's fill and
    drain as SCALE-Sim charges them (`hwsim.cost.latency`), plus vector cycles, in sequence (no overlap
    between the array and the vector unit), at `clock_mhz`; ZigZag's ideal cycles (no stalls, no
@@ -32,7 +35,9 @@ How a mapped scenario is costed (each rule applied to every node of the graph):
    (array cycles x PEs).
 6. Batch B: energy is reported per inference (the batch's energy / B), latency per batch.
 7. Area: memories (sram from the table; per-PE registers x PEs), PE arithmetic units
-   (`hwsim.cost.pricing.pe_units`) x PEs, the attention unit's, and the vector unit's lanes.
+   (`hwsim.cost.pricing.pe_units` of the arithmetic the array runs: every arithmetic of the model's
+   stages on a shared array; those that multiply when an attention unit takes the others) x PEs, the
+   attention unit's (every arithmetic without a multiplier), and the vector unit's lanes.
 8. Leakage: the memory table's SRAM standby leakage (low-standby-power cells) x latency per
    inference, **included** in the total and shown apart.
 """
@@ -47,11 +52,11 @@ import numpy as np
 
 from hwsim.cost.latency import spatial_unrolling, stage_latency
 from hwsim.cost.own import stated
-from hwsim.cost.pricing import (REG_KINDS, pe_units, resolve_accelerator, units_area_mm2, vector_lane_units,
-                                widest_port)
+from hwsim.cost.pricing import (REG_KINDS, multiplies, pe_units, resolve_accelerator, units_area_mm2,
+                                vector_lane_units, widest_port)
 from hwsim.cost.scenario import OPERAND_OF, Scenario, dram_level, homes_accelerator
 from hwsim.cost.schedule import Flow, Schedule, flow_of, plan_schedule, tiles_of
-from hwsim.cost.stages import STAGES_OF, GemmStage, gemm_stages, magnitude, proven_acc_bits
+from hwsim.cost.stages import GemmStage, gemm_stages, magnitude, proven_acc_bits, stage_kinds
 from hwsim.cost.zigzag_map import MappedStage, map_stage
 from hwsim.counting import count_op
 from hwsim.energy import price
@@ -62,9 +67,6 @@ from quant.ir import spec
 
 ENERGY_CLASSES = ("dram", "buffer", "register", "link", "leakage")
 ARITH = "arith."
-VECTOR_PASSES = {"LayerNorm": 2, "DotAttention": 2, "InhibitorAttention": 1}
-"""Passes over the elements: LayerNorm statistics then normalisation; softmax max/exp-sum then
-normalise; the inhibitor's centring/clamp in one pass (two when it centres)."""
 CLASS_OF_MEM = {"dram": "dram", "sram": "buffer", "reg": "register", "link": "link"}
 MapFn = Callable[[GemmStage, dict, str, int], MappedStage]
 
@@ -142,11 +144,12 @@ def workload_at(plan, seq_len: int) -> Workload:
         ins = tuple(t for t in node.inputs if t)
         sites.append(site)
         names.append((ins, tuple(node.outputs)))
-        if site.op_type in STAGES_OF:
+        kinds = stage_kinds(site.op_type)
+        if kinds:
             mags = tuple(magnitude(b, plan.formats[t].signed if t in plan.formats else True)
                          for t, b in zip(ins, site.in_bits))
             acc[site.name] = proven_acc_bits(site, mags, _linear_weight_bound(plan, site, ins, mags)
-                                             if site.op_type == "Linear" else None)
+                                             if "linear" in kinds else None)
     return Workload(seq_len, tuple(sites), flow_of(sites, names, seq_len), acc)
 
 
@@ -201,8 +204,14 @@ class MappedCost:
                         ((scenario.activations_home, gb), (self.dram, dram), (scenario.weights_home, home))
                         for d in ("r", "w")}
 
+    def _on_attention_unit(self, op: str) -> bool:
+        """Whether `op`'s stages run on the scenario's attention unit: it has one, and none of the
+        stages needs a multiplier."""
+        stages = spec.op_spec(op).stages
+        return self.attn is not None and bool(stages) and not any(multiplies(st.arith) for st in stages)
+
     def _array(self, site) -> tuple[dict, str]:
-        if self.attn is not None and site.op_type == "InhibitorAttention":
+        if self._on_attention_unit(site.op_type):
             return self.attn, self.s.attention_mapping
         return self.main, self.s.mapping
 
@@ -225,8 +234,9 @@ class MappedCost:
             if elems is None:
                 continue
             if is_param:
-                where = self.dram if site.op_type == "Embed" else self.s.weights_home
-                per = 1 if site.op_type == "Embed" else sched.group   # small params: once per row group
+                tables = spec.op_spec(site.op_type).table_params
+                where = self.dram if tables else self.s.weights_home
+                per = 1 if tables else sched.group   # small params: once per row group
                 self._word_access(out, where, "r", elems * spec.word_bytes(bits) / per)
             else:
                 self._word_access(out, level(next(acts)), "r", elems * spec.word_bytes(bits))
@@ -301,7 +311,7 @@ class MappedCost:
                 for t in (*fn.reads, *fn.writes):
                     if sched.home(t) == "dram":
                         dram_bytes["activations"] += work.flow.row_bytes.get(t, 0.0) * seq_len
-            if site.op_type in VECTOR_PASSES or not stages:
+            if spec.vector_passes(site.op_type, site.attrs):
                 vector_cycles += self._vector_elems(site) * b / s.vector_lanes
             if component == "attention":
                 attention += node_pj
@@ -309,17 +319,18 @@ class MappedCost:
         latency_us = total_cycles / s.clock_mhz
         energy["leakage"] += self.leakage_mw() * latency_us * 1e3 / b   # mW x us = nJ -> pJ x 1e3
         return CostResult(s.name, model, variant, seq_len, b, dict(energy), attention, total_cycles, latency_us,
-                          macs / (array_cycles * pes_main) if array_cycles else None, self.area(variant),
+                          macs / (array_cycles * pes_main) if array_cycles else None, self.area(work),
                           (ideal + vector_cycles) / s.clock_mhz, dict(dram_bytes), sched.group,
                           tuple(sorted(sched.spilled)))
 
     @staticmethod
     def _vector_elems(site) -> float:
-        if site.op_type in ("DotAttention", "InhibitorAttention"):
+        """Elements the vector unit walks for one node (`quant.ir.spec.vector_passes` passes): over
+        the score matrix of an op that has one, else over its output, per sample."""
+        passes = spec.vector_passes(site.op_type, site.attrs)
+        if spec.op_spec(site.op_type).score_bits_attr:
             batch, heads, n, _ = site.in_shapes[0]
-            passes = VECTOR_PASSES[site.op_type] + (1 if site.attrs.get("center", 0) else 0)
             return passes * heads * n * site.in_shapes[1][2] / batch
-        passes = VECTOR_PASSES.get(site.op_type, 1)
         return passes * prod(site.out_shapes[0]) / max(site.out_shapes[0][0], 1) if site.out_shapes[0] else 0
 
     def leakage_mw(self) -> float:
@@ -335,8 +346,14 @@ class MappedCost:
                     total += self.t.memory.sram(int(mem["size"]) // 8, widest_port(mem)).leakage_mw
         return total
 
-    def area(self, variant: str) -> dict[str, float]:
+    def area(self, work: Workload) -> dict[str, float]:
+        """Area by part (rule 7): the main array's PEs carry the arithmetic of `work`'s stages that
+        runs on it; the attention unit's every arithmetic that needs no multiplier."""
         um2 = self.t.area.um2
+        used = {st.arith for site in work.sites for st in spec.op_spec(site.op_type).stages
+                if not self._on_attention_unit(site.op_type)}
+        main_arith = [a for a in spec.ARITHMETIC if a in used]
+        adder_arith = [a for a in spec.ARITHMETIC if not multiplies(a)]
         out: Counter = Counter()
         for label, acc in (("array", self.main), ("attention unit", self.attn)):
             if acc is None:
@@ -348,8 +365,8 @@ class MappedCost:
                 per_pe = mem["mem_type"] in REG_KINDS and not mem["served_dimensions"]
                 kind = "registers" if mem["mem_type"] in REG_KINDS else "memories"
                 out[kind] += float(mem["area"]) * (pes if per_pe else 1)
-            role = "adder" if acc is self.attn else ("mac" if self.attn is not None else "dual")
-            out[f"{label} arithmetic"] += pes * units_area_mm2(pe_units(variant, role), um2)
+            arith = adder_arith if acc is self.attn else main_arith
+            out[f"{label} arithmetic"] += pes * units_area_mm2(pe_units(arith), um2)
         out["vector unit"] += self.s.vector_lanes * units_area_mm2(vector_lane_units(), um2)
         return dict(out)
 

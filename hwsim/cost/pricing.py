@@ -11,13 +11,14 @@ the width of their widest port (ZigZag counts accesses in units of that width):
   files), so partial sums are charged at the width the accumulator provably needs; area = bits x the
   area table's register bit (`reg@1`).
 A processing element's arithmetic area is the area table's units of what it must compute
-(`pe_units`), so the inhibitor's PEs carry subtract/absolute/ReLU units next to (dual-mode) or
-instead of (separate attention unit) the multiplier.
+(`pe_units`): the units of every arithmetic (`quant.ir.spec.ARITHMETIC`, `UNITS_OF`) of the stages
+it runs, so the inhibitor's PEs carry subtract/absolute/ReLU units next to (dual-mode) or instead of
+(separate attention unit) the multiplier.
 """
 from __future__ import annotations
 
 import copy
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 from hwsim.cost.own import stated
 from hwsim.cost.scenario import Scenario
@@ -72,20 +73,32 @@ def resolve_accelerator(acc: Mapping, scenario: Scenario, memtable, energy_pj, a
     return out
 
 
-def pe_units(variant_attention: str, role: str, bits: int = 8, acc: int = 32) -> list[str]:
-    """Area-table keys of one processing element.
+UNITS_OF: Mapping[str, Callable[[int, int], list[str]]] = {
+    "mac": lambda bits, acc: [f"mul@{bits}x{bits}", f"add@{acc}"],
+    "l1": lambda bits, acc: [f"add@{bits + 1}", f"abs@{bits + 1}", f"add@{acc}"],       # |q - k|, accumulate
+    "inhibit": lambda bits, acc: [f"add@{bits + 1}", f"add@{acc}", f"cmp@{acc}"],        # v - z, accumulate, ReLU
+}
+"""Arithmetic of a stage (`quant.ir.spec.ARITHMETIC`) -> the area-table units a processing element
+needs for it, at `bits`-bit operands and an `acc`-bit accumulator."""
 
-    role `mac`: a multiply-accumulate PE (mul@bxb, add@acc); for the inhibitor on a shared array
-    (dual-mode) add the subtract (add@b+1), absolute value (abs@b+1) and ReLU (cmp@acc) its
-    attention stages use. role `adder`: a PE of a separate adder/ReLU attention unit (no multiplier).
+
+def multiplies(arith: str) -> bool:
+    """Whether arithmetic `arith` needs a multiplier (else it runs on an adder/ReLU attention unit)."""
+    return any(unit.startswith("mul@") for unit in UNITS_OF[arith](8, 32))
+
+
+def pe_units(arith: Iterable[str], bits: int = 8, acc: int = 32) -> list[str]:
+    """Area-table keys of one processing element that performs every arithmetic of `arith`: the
+    units of each in turn, a unit already there shared (one accumulator adder, one subtractor for
+    the inhibitor's two stages).
+
+    >>> pe_units(["mac"]), pe_units(["mac", "l1", "inhibit"])
+    (['mul@8x8', 'add@32'], ['mul@8x8', 'add@32', 'add@9', 'abs@9', 'cmp@32'])
     """
-    mac = [f"mul@{bits}x{bits}", f"add@{acc}"]
-    inhibitor = [f"add@{bits + 1}", f"abs@{bits + 1}", f"add@{acc}", f"cmp@{acc}"]
-    if role == "adder":
-        return inhibitor
-    if variant_attention == "inhibitor" and role == "dual":
-        return mac + inhibitor[:2] + inhibitor[3:]
-    return mac
+    units: list[str] = []
+    for a in arith:
+        units += [u for u in UNITS_OF[a](bits, acc) if u not in units]
+    return units
 
 
 def vector_lane_units(acc: int = 32) -> list[str]:

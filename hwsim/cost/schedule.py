@@ -37,10 +37,12 @@ from typing import Mapping
 from quant.ir import spec
 
 ROW_TILE = 128
-WHOLE_INPUTS = {"DotAttention": (1, 2, 3), "InhibitorAttention": (1, 2, 3)}
-"""op type -> inputs it reads whole (all rows of the sample): keys, values, mask."""
-BARRIERS = tuple(WHOLE_INPUTS)
-GEMM_OPS = ("Linear", *BARRIERS)
+
+
+def _barrier(op: str) -> bool:
+    """Whether `op` reads inputs whole (`quant.ir.spec.OpSpec.whole_inputs`: attention's keys,
+    values and mask), so that the schedule cuts a segment before it (rule 3)."""
+    return bool(spec.op_spec(op).whole_inputs)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class FlowNode:
     whole: tuple[bool, ...]          # per read: read whole (all rows) rather than tile by tile
     writes: tuple[str, ...]
     work_bytes_per_row: float        # per-tile working set beside the tensors, bytes per tile row
-    gemm: bool = False               # runs on the array (Linear, attention), else on the vector unit
+    gemm: bool = False               # has GEMM stages (Linear, attention): runs on the array, else on the vector unit
     work_bytes: float = 0.0          # working set independent of the tile (one head's keys and values)
 
 
@@ -108,17 +110,17 @@ def flow_of(sites: list, names: list[tuple[tuple[str, ...], tuple[str, ...]]], n
             continue
         for t, shape, bits in [*acts, *zip(outs, site.out_shapes, site.out_bits)]:
             row_bytes.setdefault(root(t), prod(shape) * spec.word_bytes(bits) / n)
-        whole = WHOLE_INPUTS.get(site.op_type, ())
+        op = spec.op_spec(site.op_type)
         work = fixed = 0.0
-        if site.op_type in BARRIERS:      # one query tile's score matrix: its rows x keys x score width
+        if op.score_bits_attr:            # one query tile's score matrix: its rows x keys x score width
             keys, head_dim = site.in_shapes[1][2], site.in_shapes[1][3]
-            work = keys * spec.word_bytes(site.attrs[spec.OPS[site.op_type].score_bits_attr])
+            work = keys * spec.word_bytes(site.attrs[op.score_bits_attr])
             fixed = keys * head_dim * (spec.word_bytes(site.in_bits[1]) + spec.word_bytes(site.in_bits[2]))
         nodes.append(FlowNode(site.op_type, site.name, tuple(root(t) for t, _, _ in acts),
-                              tuple(i in whole for i, (_, _, _) in enumerate(acts)), tuple(outs), work,
-                              site.op_type in GEMM_OPS, fixed))
+                              tuple(i in op.whole_inputs for i, (_, _, _) in enumerate(acts)), tuple(outs), work,
+                              bool(op.stages), fixed))
     weights = sum(prod(site.in_shapes[1]) * spec.word_bytes(site.in_bits[1]) for site in sites
-                  if site.op_type == "Linear" and site.in_is_param[1])
+                  if any(st.kind == "linear" for st in spec.op_spec(site.op_type).stages) and site.in_is_param[1])
     return Flow(n, tuple(nodes), row_bytes, weights, layout_of(tuple(nodes)))
 
 
@@ -139,7 +141,7 @@ def _segments(nodes: tuple[FlowNode, ...]) -> list[list[int]]:
         users = {r for t in node.writes for r in readers.get(t, [])}
         if node.writes and len({j for j, _ in users}) == 1:
             (j, w), = users
-            if nodes[j].op_type in BARRIERS and not w and node.op_type not in BARRIERS:
+            if _barrier(nodes[j].op_type) and not w and not _barrier(node.op_type):
                 feeds[i] = j
     order = [i for i in range(len(nodes)) if i not in feeds]
     for i, j in sorted(feeds.items(), reverse=True):
@@ -150,7 +152,7 @@ def _segments(nodes: tuple[FlowNode, ...]) -> list[list[int]]:
     for pos, i in enumerate(order):
         starts_kv = i in whole_made and (pos == 0 or order[pos - 1] not in whole_made)
         prev_feeds = pos > 0 and feeds.get(order[pos - 1]) is not None
-        starts_barrier = (nodes[i].op_type in BARRIERS and not prev_feeds) or (i in feeds and not prev_feeds)
+        starts_barrier = (_barrier(nodes[i].op_type) and not prev_feeds) or (i in feeds and not prev_feeds)
         if (starts_kv or starts_barrier) and out[-1]:
             out.append([])
         out[-1].append(i)

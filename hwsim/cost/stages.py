@@ -1,5 +1,9 @@
 """The GEMM-shaped stages of a graph: what a processing-element array computes, as loop nests.
 
+Which stages a node runs, and the arithmetic of each, is the op spec's (`quant.ir.spec.OpSpec.stages`);
+this module builds the loop nests of each stage kind (`BUILD`) and bounds the partial sums of each
+(kind, arithmetic) pair (`ACC_BOUND`).
+
 Every stage is a grouped matrix product `O[g][b][k] += I[g][b][c] (op) W[g][c][k]` over four loop
 dimensions (ZigZag sees the rows split in tiles, `hwsim.cost.zigzag_map.ROW_TILE`), whatever its arithmetic: the array moves the same operands in the same amounts whether
 a processing element multiplies (dot-product) or subtracts, takes an absolute value and adds
@@ -24,11 +28,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
-from typing import Mapping
+from typing import Callable, Mapping
 
 from quant.ir import spec
-
-STAGE_KINDS = ("linear", "scores", "mixing")
 
 
 @dataclass(frozen=True)
@@ -84,28 +86,50 @@ def bits_for(bound: int, signed: bool = True) -> int:
     return max(1, int(bound).bit_length()) + (1 if signed else 0)
 
 
+def _linear_mac(site, mags: tuple[int, ...], weight_bound: int | None) -> int:
+    """`weight_bound` = max over output columns of (max|x| x sum_c |W[c, k]| + |b[k]|) when the
+    weights are known, else K x max|x| x max|W| + max|b|."""
+    k = site.in_shapes[1][0]
+    bound = weight_bound if weight_bound is not None else k * mags[0] * mags[1] + (mags[2] if len(mags) > 2 else 0)
+    return bits_for(bound)
+
+
+def _scores_mac(site, mags: tuple[int, ...], weight_bound: int | None) -> int:
+    """d x max|q| x max|k| (a dot product over the head dimension)."""
+    return bits_for(site.in_shapes[0][3] * mags[0] * mags[1])
+
+
+def _mixing_mac(site, mags: tuple[int, ...], weight_bound: int | None) -> int:
+    """m x max P x max|v|, P unsigned at the score-matrix width."""
+    p = magnitude(site.attrs[spec.OPS[site.op_type].score_bits_attr], signed=False)
+    return bits_for(site.in_shapes[1][2] * p * mags[2])
+
+
+def _scores_l1(site, mags: tuple[int, ...], weight_bound: int | None) -> int:
+    """d x (max|q| + max|k|): a Manhattan distance, non-negative."""
+    return bits_for(site.in_shapes[0][3] * (mags[0] + mags[1]), signed=False)
+
+
+def _mixing_inhibit(site, mags: tuple[int, ...], weight_bound: int | None) -> int:
+    """m x max|v|: m terms of ReLU(v - z) or sign(v) ReLU(|v| - z), each at most max|v| in magnitude."""
+    return bits_for(site.in_shapes[1][2] * mags[2])
+
+
+ACC_BOUND: Mapping[tuple[str, str], Callable[..., int]] = {
+    ("linear", "mac"): _linear_mac, ("scores", "mac"): _scores_mac, ("mixing", "mac"): _mixing_mac,
+    ("scores", "l1"): _scores_l1, ("mixing", "inhibit"): _mixing_inhibit}
+"""(stage kind, arithmetic) of `quant.ir.spec.Stage` -> bits of its largest partial sum, from the
+op site, the magnitudes of its inputs and (a Linear's) weight bound."""
+
+
 def proven_acc_bits(site, mags: tuple[int, ...], weight_bound: int | None = None) -> dict[str, int]:
     """Stage kind -> accumulator bits that provably hold every partial sum of `site`, from the
     magnitudes of its inputs (`mags`, e.g. `magnitude(bits, signed)` per input) and interval
-    arithmetic over the reduction; capped at the op's declared accumulator width.
-
-    - Linear: `weight_bound` = max over output columns of (max|x| x sum_c |W[c, k]| + |b[k]|) when
-      the weights are known, else K x max|x| x max|W| + max|b|.
-    - DotAttention: scores d x max|q| x max|k|; mixing m x max P x max|v|.
-    - InhibitorAttention: scores (Manhattan, non-negative) d x (max|q| + max|k|); mixing sums m terms
-      of ReLU(v - z) or sign(v) ReLU(|v| - z), each at most max|v| in magnitude.
-    """
+    arithmetic over the reduction (`ACC_BOUND` of each of the op's stages); capped at the op's
+    declared accumulator width. `weight_bound`: a linear stage's bound from the real weights."""
     cap = spec.acc_width(site.op_type, site.attrs)
-    if site.op_type == "Linear":
-        k = site.in_shapes[1][0]
-        bound = weight_bound if weight_bound is not None else k * mags[0] * mags[1] + (mags[2] if len(mags) > 2 else 0)
-        return {"linear": min(cap, bits_for(bound))}
-    d, m = site.in_shapes[0][3], site.in_shapes[1][2]
-    p = magnitude(site.attrs[spec.OPS[site.op_type].score_bits_attr], signed=False)
-    if site.op_type == "DotAttention":
-        return {"scores": min(cap, bits_for(d * mags[0] * mags[1])), "mixing": min(cap, bits_for(m * p * mags[2]))}
-    return {"scores": min(cap, bits_for(d * (mags[0] + mags[1]), signed=False)),
-            "mixing": min(cap, bits_for(m * mags[2]))}
+    return {st.kind: min(cap, ACC_BOUND[(st.kind, st.arith)](site, mags, weight_bound))
+            for st in spec.op_spec(site.op_type).stages}
 
 
 def _declared(site) -> dict[str, int]:
@@ -130,12 +154,18 @@ def _attention(site, acc: dict[str, int]) -> list[GemmStage]:
                       False)]
 
 
-STAGES_OF = {"Linear": _linear, "DotAttention": _attention, "InhibitorAttention": _attention}
-"""op type -> its GEMM-shaped stages; ops not listed run on the vector unit."""
+BUILD: Mapping[tuple[str, ...], Callable[[object, dict[str, int]], list[GemmStage]]] = {
+    ("linear",): _linear, ("scores", "mixing"): _attention}
+"""The stage kinds an op declares (`quant.ir.spec.OpSpec.stages`) -> the builder of their loop nests."""
+
+
+def stage_kinds(op: str) -> tuple[str, ...]:
+    """The kinds of the GEMM-shaped stages of `op`, in order (() for vector and data-movement ops)."""
+    return tuple(st.kind for st in spec.op_spec(op).stages)
 
 
 def gemm_stages(site, acc_bits: Mapping[str, int] | None = None) -> list[GemmStage]:
     """The GEMM-shaped stages of one `hwsim.counting.OpSite` ([] for vector and data-movement ops);
     partial sums at `acc_bits` (stage kind -> bits, e.g. `proven_acc_bits`), else the declared width."""
-    build = STAGES_OF.get(site.op_type)
-    return build(site, dict(acc_bits) if acc_bits else _declared(site)) if build else []
+    kinds = stage_kinds(site.op_type)
+    return BUILD[kinds](site, dict(acc_bits) if acc_bits else _declared(site)) if kinds else []

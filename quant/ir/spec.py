@@ -12,6 +12,13 @@ width, else 32 bits); the attribute holding the width of the n x m score matrix 
 hands from its score stage to its mixing stage; and, for the three IR ops that are pure data
 movement, how they move data (`SplitHeads`/`MergeHeads` permute, `TakeFirst` gathers).
 
+It also says what an op costs on an accelerator, which `hwsim.cost` reads and nothing else: the
+GEMM-shaped stages a processing-element array runs (`Stage`: which loop nest, and the arithmetic a
+processing element performs in it), the passes the vector unit makes over the op's elements, the
+inputs it reads whole (all rows of a sample, which cuts the schedule into segments) and whether its
+params are lookup tables it gathers rows from. A computing op without `vector_passes` cannot be
+registered; a data-movement op's cost follows from how it moves data (`MOVE_PASSES`).
+
 It also fixes the number formats every executor shares: `int_range` (signed and unsigned widths),
 the numpy storage type of a declared width (`storage_dtype`), the memory word it takes in hardware
 (`word_bytes`) and the accumulator widths (`ACC_BITS`).
@@ -34,10 +41,43 @@ MOVES = ("view", "permute", "gather")
 """How a data-movement op moves data: `view` reinterprets the buffer (no access), `permute` copies
 every element (reads and writes), `gather` reads only the selected elements."""
 
+MOVE_PASSES: Mapping[str, int] = MappingProxyType({"view": 0, "permute": 0, "gather": 1})
+"""Vector-unit passes of a data-movement op, by how it moves data: views and permutations are address
+patterns of the accelerator (no pass), a gather copies the selected elements once."""
+
+STAGE_KINDS = ("linear", "scores", "mixing")
+"""GEMM-shaped stages (`hwsim.cost.stages`): a Linear's product with its weights; attention's scores
+(queries against keys) and mixing (the score matrix against the values)."""
+
+ARITHMETIC = ("mac", "l1", "inhibit")
+"""What a processing element does per step of a stage: `mac` multiply-accumulate; `l1` subtract,
+absolute value, accumulate (a Manhattan distance); `inhibit` subtract, ReLU, accumulate."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One GEMM-shaped stage of an op: its loop nest (`STAGE_KINDS`) and its arithmetic (`ARITHMETIC`)."""
+
+    kind: str
+    arith: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in STAGE_KINDS or self.arith not in ARITHMETIC:
+            raise ValueError(f"stage ({self.kind}, {self.arith}): kind is one of {STAGE_KINDS}, "
+                             f"arithmetic one of {ARITHMETIC}")
+
 
 @dataclass(frozen=True)
 class OpSpec:
-    """One op of the IR (docs/DESIGN.md). `moves` is None for ops that compute."""
+    """One op of the IR (docs/DESIGN.md). `moves` is None for ops that compute.
+
+    Cost (`hwsim.cost`): `stages` the GEMM-shaped stages it runs on a processing-element array;
+    `vector_passes` the passes the vector unit makes over its elements (over the score matrix for an
+    op with `score_bits_attr`, else over its output; 0 for an op that is only GEMM stages), plus one
+    per attribute of `pass_attrs` that is non-zero; `whole_inputs` the inputs it reads whole (all
+    rows of a sample) rather than row tile by row tile; `table_params` its params are lookup tables
+    it gathers rows from (kept in DRAM). Data-movement ops declare none of these (`MOVE_PASSES`).
+    """
 
     name: str
     attrs: tuple[str, ...] = ()
@@ -48,14 +88,25 @@ class OpSpec:
     acc_attr: str | None = None
     score_bits_attr: str | None = None
     moves: str | None = None
+    stages: tuple[Stage, ...] = ()
+    vector_passes: int | None = None
+    pass_attrs: tuple[str, ...] = ()
+    whole_inputs: tuple[int, ...] = ()
+    table_params: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
-        unknown = (set(self.defaults) | set(self.left_shifts) | set(self.shifts)) - set(self.attrs)
+        unknown = (set(self.defaults) | set(self.left_shifts) | set(self.shifts) | set(self.pass_attrs)) - set(self.attrs)
         if unknown:
             raise ValueError(f"op {self.name}: {sorted(unknown)} are not among its attributes {self.attrs}")
         if self.moves is not None and self.moves not in MOVES:
             raise ValueError(f"op {self.name}: moves={self.moves!r} is not one of {MOVES}")
+        if self.moves is not None and (self.stages or self.vector_passes is not None or self.pass_attrs
+                                       or self.whole_inputs or self.table_params):
+            raise ValueError(f"op {self.name} moves data: its cost follows from moves={self.moves!r} (MOVE_PASSES); "
+                             f"declare no stages, passes, whole inputs or tables")
+        if self.vector_passes is not None and self.vector_passes < 0:
+            raise ValueError(f"op {self.name}: vector_passes={self.vector_passes} is negative")
 
     @property
     def computes(self) -> bool:
@@ -68,26 +119,39 @@ OPS: dict[str, OpSpec] = {}
 
 
 def register(spec: OpSpec) -> OpSpec:
-    """Add `spec` to `OPS`; ValueError when the name is taken."""
+    """Add `spec` to `OPS`; ValueError when the name is taken, or when an op that computes declares
+    no cost (`vector_passes`)."""
     if spec.name in OPS:
         raise ValueError(f"op {spec.name!r} is already specified")
+    if spec.computes and spec.vector_passes is None:
+        raise ValueError(f"op {spec.name!r} declares no cost: give its vector_passes (0 when it is only GEMM "
+                         f"stages) and its stages, so that hwsim.cost can price it")
     OPS[spec.name] = spec
     return spec
 
 
-register(OpSpec("Embed", ("lw", "lp", "lt"), defaults={"lw": 0, "lp": 0, "lt": 0}, left_shifts=("lw", "lp", "lt")))
+_KEYS_VALUES_MASK = (1, 2, 3)   # attention's inputs after q
+
+register(OpSpec("Embed", ("lw", "lp", "lt"), defaults={"lw": 0, "lp": 0, "lt": 0}, left_shifts=("lw", "lp", "lt"),
+                vector_passes=1, table_params=True))
 register(OpSpec("Linear", ("shift", "bits", "relu", "acc_bits"), defaults={"relu": 0, "acc_bits": 32},
-                shifts=("shift",), accumulators=("acc",), acc_attr="acc_bits"))
-register(OpSpec("Add", ("la", "lb"), defaults={"la": 0, "lb": 0}, left_shifts=("la", "lb")))
-register(OpSpec("LayerNorm", ("eps", "norm_frac", "shift", "bits"), shifts=("shift",)))
-register(OpSpec("ScaleChannels", ("shift", "bits"), shifts=("shift",)))
+                shifts=("shift",), accumulators=("acc",), acc_attr="acc_bits", stages=(Stage("linear", "mac"),), vector_passes=0))
+register(OpSpec("Add", ("la", "lb"), defaults={"la": 0, "lb": 0}, left_shifts=("la", "lb"), vector_passes=1))
+register(OpSpec("LayerNorm", ("eps", "norm_frac", "shift", "bits"), shifts=("shift",),
+                vector_passes=2))   # statistics, then normalisation
+register(OpSpec("ScaleChannels", ("shift", "bits"), shifts=("shift",), vector_passes=1))
 register(OpSpec("SplitHeads", ("heads",), moves="permute"))
 register(OpSpec("MergeHeads", moves="permute"))
 register(OpSpec("TakeFirst", moves="gather"))
 register(OpSpec("DotAttention", ("q_ln2", "b_int", "c_int", "n_clip", "prob_bits", "out_shift", "bits"),
-                shifts=("out_shift",), accumulators=("scores", "pv"), score_bits_attr="prob_bits"))
+                shifts=("out_shift",), accumulators=("scores", "pv"), score_bits_attr="prob_bits",
+                stages=(Stage("scores", "mac"), Stage("mixing", "mac")), vector_passes=2,   # softmax: row max and exp-sum, then normalise
+                whole_inputs=_KEYS_VALUES_MASK))
 register(OpSpec("InhibitorAttention", ("z_shift", "center", "alpha", "signed", "out_shift", "bits"),
-                shifts=("z_shift", "out_shift"), accumulators=("l1", "h"), score_bits_attr="bits"))
+                shifts=("z_shift", "out_shift"), accumulators=("l1", "h"), score_bits_attr="bits",
+                stages=(Stage("scores", "l1"), Stage("mixing", "inhibit")),
+                vector_passes=1, pass_attrs=("center",),   # clamp; centring adds a pass (the row mean)
+                whole_inputs=_KEYS_VALUES_MASK))
 
 COMPUTE_OPS = frozenset(name for name, spec in OPS.items() if spec.computes)
 """Ops with arithmetic: one `hwsim.int` function and one hwsim kernel each."""
@@ -99,6 +163,7 @@ STANDARD_OPS: Mapping[str, str] = MappingProxyType({
     "Transpose": "permute", "Gather": "gather"})
 """Standard ONNX ops (domain "") that hwsim runs, all pure data movement -> how they move data.
 Their outputs hold values of their first input, so they inherit its declared width."""
+_STANDARD_SPECS = {name: OpSpec(name, moves=how) for name, how in STANDARD_OPS.items()}
 
 
 def moves(op: str) -> str | None:
@@ -106,6 +171,35 @@ def moves(op: str) -> str | None:
     if op in STANDARD_OPS:
         return STANDARD_OPS[op]
     return OPS[op].moves if op in OPS else None
+
+
+def op_spec(op: str) -> OpSpec:
+    """The spec of an op a plan can hold: an IR op's, or for a standard ONNX op (`STANDARD_OPS`) the
+    spec of its data movement (no attributes declared, no cost but its `MOVE_PASSES`); ValueError for
+    any other op (the cost model has nothing to price it by).
+
+    >>> op_spec("Transpose").moves, op_spec("Linear").stages[0].kind
+    ('permute', 'linear')
+    """
+    if op in OPS:
+        return OPS[op]
+    if op in _STANDARD_SPECS:
+        return _STANDARD_SPECS[op]
+    raise ValueError(f"op {op!r} is not in the op spec (quant.ir.spec); add an OpSpec with its cost")
+
+
+def vector_passes(op: str, attrs: Mapping[str, int]) -> int:
+    """Passes the vector unit makes over the elements of a node of `op` with attributes `attrs`
+    (the spec's defaults applied): the declared passes plus one per non-zero attribute of
+    `pass_attrs`; a data-movement op's `MOVE_PASSES`.
+
+    >>> vector_passes("InhibitorAttention", {"center": 1}), vector_passes("Gather", {}), vector_passes("Linear", {})
+    (2, 1, 0)
+    """
+    spec = op_spec(op)
+    if spec.moves is not None:
+        return MOVE_PASSES[spec.moves]
+    return spec.vector_passes + sum(1 for name in spec.pass_attrs if attrs[name])
 
 
 # ---- number formats -------------------------------------------------------------------------------
