@@ -9,25 +9,25 @@ passes, the inputs it reads whole, whether its params are tables):
    buffer's peak occupancy under that schedule).
 2. Arithmetic: hwsim's exact per-width action counts of every node (`hwsim.counting`), priced with
    the energy table; the component of a node is `hwsim.report.COMPONENT_OF_OP`.
-3. GEMM-shaped stages (`hwsim.cost.stages`: Linear, attention scores and mixing) are mapped by
-   ZigZag one tile at a time on the scenario's array (a node whose stages need no multiplier, the
-   inhibitor's, on the attention unit when the scenario has one): a Linear tile is up to 128 rows of its row group with the whole weight matrix,
-   an attention tile one head x up to 128 query rows against all keys. Each distinct tile is mapped
-   once and multiplied by how often the schedule runs it. A tile's operands start and end at their
-   tensors' homes (the activations home, or DRAM when spilled; the score tile between the two
-   attention stages stays in the buffer; weights at `weights_home`, fetched once per tile; a key or value
-   tensor that the schedule spilled is staged one head at a time: read from DRAM once into the buffer,
-   where every query tile of the head reads it). Data
-   movement is ZigZag's accesses per memory level x the level's cost, classed by `mem_type`: dram,
-   buffer (sram), register (reg), link (PE-to-PE operand registers). Partial sums are held at the
-   width the accumulator provably needs (`hwsim.cost.stages.proven_acc_bits`, with the real weights).
+3. GEMM-shaped stages (`hwsim.cost.stages`: Linear, attention scores and mixing) are mapped by ZigZag
+   one tile at a time on the scenario's array (a node whose stages need no multiplier, the inhibitor's,
+   on the attention unit when the scenario has one): a Linear tile is up to 128 rows of its row group
+   with the whole weight matrix, an attention tile one head x up to 128 query rows against all keys.
+   Each distinct tile is mapped once and multiplied by how often the schedule runs it. A tile's operands
+   start and end at their tensors' homes (the activations home, or DRAM when spilled; the score tile
+   between the two attention stages stays in the buffer; weights at `weights_home`, fetched once per
+   tile; a key or value tensor that the schedule spilled is staged one head at a time: read from DRAM
+   once into the buffer, where every query tile of the head reads it). Data movement is ZigZag's
+   accesses per memory level x the level's cost, classed by `mem_type`: dram, buffer (sram), register
+   (reg), link (PE-to-PE operand registers). Partial sums are held at the width the accumulator provably
+   needs (`hwsim.cost.stages.proven_acc_bits`, with the real weights).
 4. Everything else runs on the vector unit (LayerNorm, residual Add, embedding, ScaleChannels, and
    inside attention the softmax or centring/clamp between the two stages): it reads each input and
    writes each output once at the tensor's home (params at `weights_home`, lookup tables, the
-   embedding's, in DRAM: n rows gathered per inference); the row-wise steps inside attention work on the score stream and
-   add no traffic. Head split/merge permutations and views are address patterns: no traffic, no cycles.
-   Vector cycles: elements / `vector_lanes` per pass (`quant.ir.spec.vector_passes`: over the score
-   matrix for attention, else over the output; a Linear makes none).
+   embedding's, in DRAM: n rows gathered per inference); the row-wise steps inside attention work on the
+   score stream and add no traffic. Head split/merge permutations and views are address patterns: no
+   traffic, no cycles. Vector cycles: elements / `vector_lanes` per pass (`quant.ir.spec.vector_passes`:
+   over the score matrix for attention, else over the output; a Linear makes none).
 5. Latency: per tile, ZigZag's cycles (computation and memory stalls) plus each weight fold's fill and
    drain as SCALE-Sim charges them (`hwsim.cost.latency`), plus vector cycles, in sequence (no overlap
    between the array and the vector unit), at `clock_mhz`; ZigZag's ideal cycles (no stalls, no

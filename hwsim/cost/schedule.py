@@ -55,7 +55,7 @@ class FlowNode:
     whole: tuple[bool, ...]          # per read: read whole (all rows) rather than tile by tile
     writes: tuple[str, ...]
     work_bytes_per_row: float        # per-tile working set beside the tensors, bytes per tile row
-    gemm: bool = False               # has GEMM stages (Linear, attention): runs on the array, else on the vector unit
+    gemm: bool = False               # has GEMM stages (Linear, attention): on the array, else the vector unit
     work_bytes: float = 0.0          # working set independent of the tile (one head's keys and values)
 
 

@@ -27,7 +27,8 @@ DOMAIN = "hwsim.int"
 """The ONNX domain of the semantic ops (and of their model-local functions)."""
 DOMAIN_VERSION = 1
 
-TENSOR_BITS, TENSOR_SIGNED, TENSOR_EXP, META = "hwsim.tensor_bits", "hwsim.tensor_signed", "hwsim.tensor_exp", "hwsim.meta"
+TENSOR_BITS, TENSOR_SIGNED, TENSOR_EXP = "hwsim.tensor_bits", "hwsim.tensor_signed", "hwsim.tensor_exp"
+META = "hwsim.meta"
 
 
 class ModelMeta(TypedDict, total=False):

@@ -96,7 +96,8 @@ class OpSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
-        unknown = (set(self.defaults) | set(self.left_shifts) | set(self.shifts) | set(self.pass_attrs)) - set(self.attrs)
+        named = set(self.defaults) | set(self.left_shifts) | set(self.shifts) | set(self.pass_attrs)
+        unknown = named - set(self.attrs)
         if unknown:
             raise ValueError(f"op {self.name}: {sorted(unknown)} are not among its attributes {self.attrs}")
         if self.moves is not None and self.moves not in MOVES:
@@ -135,7 +136,8 @@ _KEYS_VALUES_MASK = (1, 2, 3)   # attention's inputs after q
 register(OpSpec("Embed", ("lw", "lp", "lt"), defaults={"lw": 0, "lp": 0, "lt": 0}, left_shifts=("lw", "lp", "lt"),
                 vector_passes=1, table_params=True))
 register(OpSpec("Linear", ("shift", "bits", "relu", "acc_bits"), defaults={"relu": 0, "acc_bits": 32},
-                shifts=("shift",), accumulators=("acc",), acc_attr="acc_bits", stages=(Stage("linear", "mac"),), vector_passes=0))
+                shifts=("shift",), accumulators=("acc",), acc_attr="acc_bits",
+                stages=(Stage("linear", "mac"),), vector_passes=0))
 register(OpSpec("Add", ("la", "lb"), defaults={"la": 0, "lb": 0}, left_shifts=("la", "lb"), vector_passes=1))
 register(OpSpec("LayerNorm", ("eps", "norm_frac", "shift", "bits"), shifts=("shift",),
                 vector_passes=2))   # statistics, then normalisation
@@ -145,7 +147,8 @@ register(OpSpec("MergeHeads", moves="permute"))
 register(OpSpec("TakeFirst", moves="gather"))
 register(OpSpec("DotAttention", ("q_ln2", "b_int", "c_int", "n_clip", "prob_bits", "out_shift", "bits"),
                 shifts=("out_shift",), accumulators=("scores", "pv"), score_bits_attr="prob_bits",
-                stages=(Stage("scores", "mac"), Stage("mixing", "mac")), vector_passes=2,   # softmax: row max and exp-sum, then normalise
+                stages=(Stage("scores", "mac"), Stage("mixing", "mac")),
+                vector_passes=2,   # softmax: row max and exp-sum, then normalise
                 whole_inputs=_KEYS_VALUES_MASK))
 register(OpSpec("InhibitorAttention", ("z_shift", "center", "alpha", "signed", "out_shift", "bits"),
                 shifts=("z_shift", "out_shift"), accumulators=("l1", "h"), score_bits_attr="bits",
@@ -301,9 +304,10 @@ def check_attr_names(op: str, names) -> None:
     unknown = sorted(set(names) - set(spec.attrs))
     if unknown:
         raise ValueError(f"attribute {unknown} is not one of {op}'s {list(spec.attrs)}")
-    missing = [a for a in spec.attrs if a not in names and a not in spec.defaults]
+    needed = [a for a in spec.attrs if a not in spec.defaults]
+    missing = [a for a in needed if a not in names]
     if missing:
-        raise ValueError(f"attribute {missing} is missing; {op} needs {[a for a in spec.attrs if a not in spec.defaults]}")
+        raise ValueError(f"attribute {missing} is missing; {op} needs {needed}")
 
 
 def check_shifts(op: str, attrs: Mapping[str, int]) -> None:
