@@ -10,6 +10,9 @@ is refused rather than mixed in. When all shards are on disk they are merged exa
 paths (one machine, or a shared filesystem). A worker keeps the plan of a model between shards and
 between runs, keyed by a digest of the model and hardware files: the workers of a `--scheduler`
 cluster outlive a run, and a model rewritten at the same path must not be simulated with the old plan.
+Before a run on an existing cluster, its scheduler and workers must hold the same project files as this
+process (`check_cluster`): one without the project would die on its first task and leave the run
+waiting forever, one with other code would count differently.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from models.errors import UserError
 from models.files import atomic_path
 
 MANIFEST = "manifest.json"
+PACKAGES = ("hwsim", "models", "quant", "export")  # the project's packages and the files they ship
+SHIPPED = (".py", ".json", ".csv", ".yaml")
 
 
 def _hash_files(h, spec: RunSpec) -> None:
@@ -107,6 +112,45 @@ def run_shard(spec: RunSpec, shard: Shard, path: str, fp: str, digest: str) -> s
     return path
 
 
+def code_digest() -> str:
+    """sha256 over the project's files (modules and package data) as this interpreter finds them."""
+    from importlib.util import find_spec
+
+    h = hashlib.sha256()
+    for name in PACKAGES:
+        root = Path(find_spec(name).origin).parent  # found, not imported: no torch for `quant`
+        for path in sorted(p for p in root.rglob("*") if p.suffix in SHIPPED and "__pycache__" not in p.parts):
+            h.update(f"{name}/{path.relative_to(root).as_posix()}\0".encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def _probe():
+    """A function that tells, where Dask runs it, (`code_digest()`, None) or (None, why not). It is
+    local, so Dask ships it by value and a machine without the project can run it too."""
+    def probe():
+        import importlib
+        try:
+            return importlib.import_module("hwsim.dask_run").code_digest(), None
+        except Exception as err:  # noqa: BLE001 - any failure is reported to the driver
+            return None, f"{type(err).__name__}: {err}"
+    return probe
+
+
+def check_cluster(client, address: str) -> None:
+    """Refuse the cluster at `address` unless its scheduler (which unpickles the tasks) and every
+    worker connected now hold the same project files as this process; workers that join later are
+    not checked."""
+    want, probe = code_digest(), _probe()
+    found = {"scheduler": client.run_on_scheduler(probe), **client.run(probe)}
+    bad = {where: why or "other project files than this process"
+           for where, (digest, why) in found.items() if digest != want}
+    if bad:
+        named = "; ".join(f"{where}: {why}" for where, why in sorted(bad.items()))
+        raise UserError(f"the Dask cluster at {address} does not run this project's code ({named}); install this "
+                        f"version of the project on the scheduler's and every worker's machine, or start them "
+                        f"with PYTHONPATH set to a copy of this checkout")
+
+
 @contextlib.contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None):
     """A client of the scheduler at `scheduler`, or of a new LocalCluster of `workers` processes."""
@@ -122,6 +166,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
             raise UserError(f"no Dask scheduler at {scheduler} ({err}); start one with `dask scheduler` "
                             f"and workers with `dask worker {scheduler}`") from None
         with client:
+            check_cluster(client, scheduler)
             yield client
         return
     with LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,

@@ -2,7 +2,8 @@
 processes (one thread each) started from the `dask` command line on 127.0.0.1, as a user starts them
 on several machines, and the CLI run as a subprocess of its own. The report is the single-process one,
 byte for byte apart from its "timing" entry, and stays so when the model file is rewritten at the same
-path between two runs on the same long-lived workers.
+path between two runs on the same long-lived workers. A cluster with a worker that cannot import the
+project, or imports other code of it, is refused before any task is sent.
 
 The cluster runs in a folder of its own with PYTHONPATH set to this checkout, so the workers import
 the code under test (checked), not whatever copy of the project is installed; the driver runs in the
@@ -72,8 +73,9 @@ def stop(procs: list[subprocess.Popen], timeout_s: float = 10.0) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """(address, spawn) of a scheduler with two 1-thread workers, all on HOST; `spawn(name, *args)` runs
-    another `dask` command there. Torn down at the end even when starting it failed. The scheduler quits after 5 idle minutes and the workers 30 s after losing
-    it, so not even a killed test run leaves them behind for long."""
+    another `dask` command there. Torn down at the end even when starting it failed. The scheduler
+    quits after 5 idle minutes and the workers 30 s after losing it, so not even a killed test run
+    leaves them behind for long."""
     from distributed import Client
 
     folder = tmp_path_factory.mktemp("cluster")
@@ -81,11 +83,15 @@ def cluster(tmp_path_factory):
     dask = dask_command()
     log = {}
 
-    def spawn(name: str, *args: str, env: dict = ENV) -> subprocess.Popen:
-        """`dask ARGS` in the cluster's folder, its output in NAME.log."""
+    def spawn(name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+        """`dask ARGS` in the cluster's folder (environment ENV unless `env`), its output in NAME.log."""
         log[name] = open(folder / f"{name}.log", "w+", encoding="utf-8")  # noqa: SIM115 - closed below
-        return subprocess.Popen([*dask, *args], cwd=folder, env=env, stdout=log[name], stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen([*dask, *args], cwd=folder, env=env or ENV, stdout=log[name],
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def hwsim_origin() -> str:  # local, so Dask ships it by value: the workers need not import this file
+        import hwsim
+        return hwsim.__file__
 
     procs = []
     try:
@@ -94,7 +100,7 @@ def cluster(tmp_path_factory):
         procs += [spawn(f"w{i}", *worker_args(address, folder, f"w{i}")) for i in range(2)]
         with Client(address, timeout=f"{START_S}s") as client:
             client.wait_for_workers(2, timeout=START_S)
-            origins = client.run(eval, "__import__('hwsim').__file__")
+            origins = client.run(hwsim_origin)
         assert set(origins.values()) == {str(ROOT / "hwsim" / "__init__.py")}, origins
         yield address, spawn
     except BaseException:
@@ -172,3 +178,45 @@ def test_real_cluster_report_equals_single_process_also_after_the_model_is_rewri
         assert reports[seed] == single(kit, f"single{seed}.json")
     assert reports[0] != reports[1]  # the two models differ, so a stale plan cannot pass unseen
 
+
+HIDE = """import sys
+
+
+class Hide:  # as on a machine where the project is not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {packages!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+
+sys.meta_path.insert(0, Hide())
+"""
+
+
+def test_cluster_with_a_worker_without_the_project_or_with_other_code_is_refused(cluster, kit, tmp_path):
+    from distributed import Client
+
+    from hwsim.dask_run import PACKAGES
+
+    address, spawn = cluster
+    other = tmp_path / "other"  # a copy of the project with one module changed
+    for name in PACKAGES:
+        shutil.copytree(ROOT / name, other / name, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(other / "hwsim" / "dask_run.py", "a", encoding="utf-8") as f:
+        f.write("# another version\n")
+    (tmp_path / "hide.py").write_text(HIDE.format(packages=set(PACKAGES)), encoding="utf-8")
+    extra = []
+    try:
+        other_env = {**ENV, "PYTHONPATH": str(other)}
+        extra.append(spawn("w-other", *worker_args(address, tmp_path, "w-other"), env=other_env))
+        extra.append(spawn("w-none", *worker_args(address, tmp_path, "w-none", "--preload", str(tmp_path / "hide.py"))))
+        with Client(address, timeout=f"{START_S}s") as client:
+            client.wait_for_workers(4, timeout=START_S)
+            by_name = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+        write_model(kit / "m.onnx", 0)
+        err = run_cli(kit, run_args("refused.json", "--scheduler", address), code=2)
+        assert f"{by_name['w-other']}: other project files than this process" in err
+        assert f"{by_name['w-none']}: ModuleNotFoundError: No module named 'hwsim'" in err
+        assert by_name["w0"] not in err and by_name["w1"] not in err and "scheduler:" not in err
+        assert not (kit / "refused.json").exists() and not (kit / "refused.shards").exists()
+    finally:
+        stop(extra)
