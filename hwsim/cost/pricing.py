@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Mapping
 
+from hwsim.actions import ActionKey
 from hwsim.cost.own import stated
 from hwsim.cost.scenario import Scenario
 from models.errors import UserError
@@ -30,7 +31,8 @@ def widest_port(mem: Mapping) -> int:
     return max(int(p["bandwidth_max"]) for p in mem["ports"])
 
 
-REGISTER_WRITE = "regwrite@1"
+REGISTER_WRITE = ActionKey.of("regwrite", 1).format()   # energy table: pJ per flip-flop bit written
+REGISTER_BIT = ActionKey.of("reg", 1).format()          # area table: um^2 per register bit
 
 
 def register_write_pj_per_bit(energy_pj: Mapping[str, float]) -> float:
@@ -55,7 +57,7 @@ def price_memory(mem: Mapping, scenario: Scenario, memtable, energy_pj: Mapping[
     if kind == "sram":
         cost = memtable.sram(int(mem["size"]) // 8, width)
         return cost.read_pj, cost.write_pj, cost.area_mm2
-    return 0.0, register_write_pj_per_bit(energy_pj) * width, int(mem["size"]) * area_um2["reg@1"] / 1e6
+    return 0.0, register_write_pj_per_bit(energy_pj) * width, int(mem["size"]) * area_um2[REGISTER_BIT] / 1e6
 
 
 def resolve_accelerator(acc: Mapping, scenario: Scenario, memtable, energy_pj, area_um2) -> dict:
@@ -79,8 +81,8 @@ def pe_units(variant_attention: str, role: str, bits: int = 8, acc: int = 32) ->
     (dual-mode) add the subtract (add@b+1), absolute value (abs@b+1) and ReLU (cmp@acc) its
     attention stages use. role `adder`: a PE of a separate adder/ReLU attention unit (no multiplier).
     """
-    mac = [f"mul@{bits}x{bits}", f"add@{acc}"]
-    inhibitor = [f"add@{bits + 1}", f"abs@{bits + 1}", f"add@{acc}", f"cmp@{acc}"]
+    mac = _keys(("mul", bits, bits), ("add", acc))
+    inhibitor = _keys(("add", bits + 1), ("abs", bits + 1), ("add", acc), ("cmp", acc))
     if role == "adder":
         return inhibitor
     if variant_attention == "inhibitor" and role == "dual":
@@ -91,7 +93,12 @@ def pe_units(variant_attention: str, role: str, bits: int = 8, acc: int = 32) ->
 def vector_lane_units(acc: int = 32) -> list[str]:
     """One lane of the vector unit (LayerNorm, softmax, requantisation, residual adds): a 32-bit
     adder, a 16x16 multiplier, a comparator and a shifter."""
-    return [f"add@{acc}", "mul@16x16", f"cmp@{acc}", f"add@{acc}"]
+    return _keys(("add", acc), ("mul", 16, 16), ("cmp", acc), ("add", acc))
+
+
+def _keys(*units: tuple) -> list[str]:
+    """Area-table keys of (action, *operand bits) units."""
+    return [ActionKey.of(*unit).format() for unit in units]
 
 
 def units_area_mm2(units: list[str], area_um2: Mapping[str, float]) -> float:
