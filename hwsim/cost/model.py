@@ -45,6 +45,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from hwsim.actions import ActionKey
 from hwsim.cost.latency import spatial_unrolling, stage_latency
 from hwsim.cost.own import stated
 from hwsim.cost.pricing import (REG_KINDS, pe_units, resolve_accelerator, units_area_mm2, vector_lane_units,
@@ -53,7 +54,6 @@ from hwsim.cost.scenario import OPERAND_OF, Scenario, dram_level, homes_accelera
 from hwsim.cost.schedule import Flow, Schedule, flow_of, plan_schedule, tiles_of
 from hwsim.cost.stages import STAGES_OF, GemmStage, gemm_stages, magnitude, proven_acc_bits
 from hwsim.cost.zigzag_map import MappedStage, map_stage
-from hwsim.actions import ActionKey
 from hwsim.counting import count_op
 from hwsim.energy import price_by_component
 from hwsim.hwconfig import HwConfig

@@ -46,12 +46,12 @@ def counts_cost(work: Workload, scenario: Scenario, tables: Tables, model: str, 
     attention = 0.0
     sites = work.sites
     counts = count_graph(sites, load_hw(scenario.hw_config))
-    for node in price_by_component(counts, {s.name: s.op_type for s in sites}, tables.energy).values():
-        for key, pj in node.pj.items():
+    for priced in price_by_component(counts, {s.name: s.op_type for s in sites}, tables.energy).values():
+        for key, pj in priced.pj.items():
             action = ActionKey.parse(key)
-            cls = ("dram" if action.level == "dram" else "buffer") if action.is_memory else ARITH + node.component
+            cls = ("dram" if action.level == "dram" else "buffer") if action.is_memory else ARITH + priced.component
             energy[cls] = energy.get(cls, 0.0) + pj
-            attention += pj if node.component == "attention" else 0.0
+            attention += pj if priced.component == "attention" else 0.0
     return CostResult(scenario.name, model, variant, n, 1, energy, attention)
 
 
