@@ -43,6 +43,7 @@ from math import isqrt, prod
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
+from hwsim.actions import ActionKey
 from hwsim.hwconfig import HwConfig
 from hwsim.memory import MemoryPlan, default_plan, op_traffic, plan_memory
 from models.errors import UserError
@@ -147,12 +148,12 @@ class Tally(Counter):
 
     def op(self, action: str, r: Range, count: int) -> None:
         if count > 0:
-            self[f"{action}@{width(r)}"] += count
+            self[ActionKey.of(action, width(r)).format()] += count
 
     def mul(self, a: Range, b: Range, count: int) -> Range:
         wa, wb = sorted((width(a), width(b)), reverse=True)
         if count > 0:
-            self[f"mul@{wa}x{wb}"] += count
+            self[ActionKey.of("mul", wa, wb).format()] += count
         return _prod(a, b)
 
     def sum_terms(self, term: Range, terms: int, groups: int) -> Range:

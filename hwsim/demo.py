@@ -169,10 +169,9 @@ def sweep(cfg: DemoConfig, models: dict[str, Path], table) -> dict[str, list[tup
     """Energy per inference (total, attention arithmetic) at each sweep length, random token ids."""
     import numpy as np
 
-    from hwsim.energy import price
+    from hwsim.energy import price_by_component
     from hwsim.executor import execute
     from hwsim.graph import load_plan
-    from hwsim.report import COMPONENT_OF_OP, is_memory
 
     rng = np.random.default_rng(cfg.seed)
     series: dict[str, list[tuple[int, float, float]]] = {}
@@ -186,12 +185,10 @@ def sweep(cfg: DemoConfig, models: dict[str, Path], table) -> dict[str, list[tup
             ids = rng.integers(1000, vocab, size=(1, n), dtype=np.int64)
             res = execute(plan, ids, np.ones_like(ids), overflow="saturate", track_widths=False)
             total = attention = 0.0
-            for node, counts in res.counts.items():
-                pj = price(counts, table)
-                total += sum(pj.values())
-                op = next(p.op_type for p in plan.nodes if p.name == node)
-                if COMPONENT_OF_OP.get(op) == "attention":
-                    attention += sum(e for k, e in pj.items() if not is_memory(k))
+            for energy in price_by_component(res.counts, {p.name: p.op_type for p in plan.nodes}, table).values():
+                total += energy.total_pj
+                if energy.component == "attention":
+                    attention += energy.arithmetic_pj
             points.append((n, total, attention))
         series[v] = points
         _say(f"sweep {v}: " + ", ".join(f"{n}: {t / 1e3:.0f} nJ" for n, t, _ in points))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping
 
-from hwsim.cost.model import ARITH, CostResult
+from hwsim.cost.model import CostResult
 
 BASE = "dot"
 DEFAULT_SCENARIO = "edge"
@@ -180,14 +180,14 @@ def where_split(r: CostResult) -> dict[str, float]:
     e = r.energy_pj
     return {"DRAM": e.get("dram", 0.0), "buffer": e.get("buffer", 0.0),
             "registers + links": e.get("register", 0.0) + e.get("link", 0.0),
-            "arithmetic": sum(v for k, v in e.items() if k.startswith(ARITH)), "leakage": e.get("leakage", 0.0)}
+            "arithmetic": r.arithmetic_pj, "leakage": e.get("leakage", 0.0)}
 
 
 def component_split(r: CostResult) -> dict[str, float]:
     """Energy per inference (pJ) by component: attention whole (arithmetic + operand delivery), the
     other components' arithmetic, the other components' data movement, leakage; adds up to `r.total_pj`."""
     e = r.energy_pj
-    arith = {k[len(ARITH):]: v for k, v in e.items() if k.startswith(ARITH)}
+    arith = r.arithmetic_by_component
     attention_movement = r.attention_pj - arith.get("attention", 0.0)
     out = {"attention (all)": r.attention_pj}
     out.update({f"{c} arithmetic": v for c, v in arith.items() if c != "attention"})

@@ -11,32 +11,26 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 
-from hwsim.energy import EnergyTable, is_action, price
+from hwsim.actions import MEMORY_PREFIXES, ActionKey
+from hwsim.energy import EnergyTable
 from hwsim.report import COMPONENTS, csv_text, label_variants, load_run_report, summarise
 from models.files import write_text_atomic
 
-ACTION_RE = re.compile(r"^(?P<action>[a-z.]+)@(?P<width>[0-9x]+)$")
 TODAY_PLOTS = ("energy_breakdown.png", "energy_vs_seq_len.png", "attention_energy_vs_seq_len.png")
 """The op-count-only view's plots (`today`'s rules), written under these names for the README's copies."""
 
 
 def action_totals(per_node: dict[str, dict[str, int]], samples: int) -> dict[str, dict[str, float]]:
     """Per inference: {action: {width: count}} over all nodes (memory keys included)."""
-    out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    out: dict[str, dict[ActionKey, float]] = defaultdict(lambda: defaultdict(float))
     for counts in per_node.values():
         for key, c in counts.items():
-            m = ACTION_RE.match(key)
-            action, width = (m["action"], m["width"]) if m else (key, "")
-            out[action][width] += c / samples
-    return {a: dict(sorted(w.items(), key=lambda kv: _width_key(kv[0]))) for a, w in sorted(out.items())}
-
-
-def _width_key(width: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in width.split("x") if p.isdigit())
+            action = ActionKey.parse(key)
+            out[action.action][action] += c / samples
+    return {a: {k.width: c for k, c in sorted(w.items(), key=lambda kv: kv[0].bits)} for a, w in sorted(out.items())}
 
 
 def variant_figures(report_path: Path, metrics: dict, bits: int, variant: str, table: EnergyTable,
@@ -74,7 +68,7 @@ def check_consistency(result: dict, reports: dict[str, Path], table: EnergyTable
         raw = json.loads(Path(reports[variant]).read_text())
         recomputed = 0.0
         for counts in raw["counts"]["per_node"].values():
-            recomputed += sum(count * table.pj[key] for key, count in counts.items() if is_action(key))
+            recomputed += sum(count * table.pj[key] for key, count in counts.items() if ActionKey.parse(key).is_priced)
         recomputed /= raw["samples"]
         assert abs(recomputed - e["total"]) <= 1e-6 * max(1.0, e["total"]), (variant, recomputed, e["total"])
 
@@ -141,7 +135,7 @@ def today_section(result: dict) -> list[str]:
     table = []
     for v, r in rows.items():
         a, comp = r["actions_per_inference"], r["energy_pj"]["by_component"]
-        words = sum(_sum_action(a, k) for k in a if k.startswith(("read.", "write.")))
+        words = sum(_sum_action(a, k) for k in a if k.startswith(MEMORY_PREFIXES))
         table.append([v, f"{_sum_action(a, 'mul') / 1e6:.2f} M", f"{_sum_action(a, 'add') / 1e6:.2f} M",
                       f"{_sum_action(a, 'cmp') / 1e6:.3f} M", f"{words / 1e6:.3f} M",
                       f"{r['energy_pj']['total'] / 1e3:.0f}", f"{comp.get('linear', 0) / 1e3:.0f}",

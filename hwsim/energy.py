@@ -2,9 +2,14 @@
 
 A table is a CSV file (`#` lines are comments stating its rules) with columns
 `action,width,technology,pJ,source,interpolated`; its key is `action@width` (`add@8`, `mul@8x8`,
-`read.dram@64`). `hwsim/tables/horowitz45.csv` is generated once by `bench/make_energy_table.py`
-and loaded as is: no arithmetic happens at load time. Traffic volumes (`bytes.` keys from
-`hwsim.memory`) are not actions and are never priced.
+`read.dram@64`; `hwsim.actions.ActionKey`). `hwsim/tables/horowitz45.csv` is generated once by
+`bench/make_energy_table.py` and loaded as is: no arithmetic happens at load time. Traffic volumes
+(`bytes.` keys from `hwsim.memory`) are not actions and are never priced.
+
+Counting stays separate: `price` and `price_by_component` take hwsim's counts (`hwsim.counting`) as
+they are. `price_by_component` is the one place that says which component of the energy breakdown a
+node's energy belongs to (`COMPONENT_OF_OP`; memory accesses are "memory" in the breakdown); the
+report, the demo's sweep and the cost model all price through it.
 """
 from __future__ import annotations
 
@@ -12,13 +17,25 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Iterable, Mapping
 
-from hwsim.memory import TRAFFIC_PREFIX
+from hwsim.actions import ActionKey
 from models.errors import UserError
 
 DEFAULT_TABLE = Path(__file__).with_name("tables") / "horowitz45.csv"
 COLUMNS = ("action", "width", "technology", "pJ", "source", "interpolated")
+# op type -> component of the energy breakdown; memory accesses of every op go to MEMORY.
+COMPONENT_OF_OP: dict[str, str] = {
+    "Linear": "linear",
+    "DotAttention": "attention",
+    "InhibitorAttention": "attention",
+    "ScaleChannels": "attention",
+    "LayerNorm": "normalisation",
+    "Embed": "embedding",
+    "Add": "residual",
+}
+MEMORY = "memory"
+COMPONENTS = ("linear", "attention", "normalisation", "embedding", "residual", "other", MEMORY)
 
 
 @dataclass(frozen=True)
@@ -28,11 +45,6 @@ class EnergyTable:
     technology: str
     pj: Mapping[str, float]
     path: str
-
-
-def is_action(key: str) -> bool:
-    """True for priced actions; False for traffic volumes (`bytes.*`)."""
-    return not key.startswith(TRAFFIC_PREFIX)
 
 
 def load_table(path: str | Path | None = None, technology: str | None = None) -> EnergyTable:
@@ -53,7 +65,10 @@ def load_table(path: str | Path | None = None, technology: str | None = None) ->
         raise UserError(f"energy table {path}: missing columns {missing}; expected {list(COLUMNS)}")
     by_tech: dict[str, dict[str, float]] = {}
     for lineno, row in enumerate(reader, start=2):
-        key = f"{row['action'].strip()}@{row['width'].strip()}"
+        try:
+            key = ActionKey(row["action"].strip(), row["width"].strip()).format()
+        except ValueError as err:
+            raise UserError(f"energy table {path}: row {lineno}: {err}; give an action and a width") from None
         try:
             pj = float(row["pJ"])
         except (TypeError, ValueError):
@@ -74,21 +89,60 @@ def load_table(path: str | Path | None = None, technology: str | None = None) ->
     return EnergyTable(technology, MappingProxyType(by_tech[technology]), str(path))
 
 
-def price(counts: Mapping[str, int], table: EnergyTable | Mapping[str, float]) -> dict[str, float]:
-    """pJ per action key: `count * table[key]`, traffic volumes skipped.
-
-    Raises `UserError` naming every action key the table lacks.
-    """
+def _check_priced(keys: Iterable[str], table: EnergyTable | Mapping[str, float]) -> None:
+    """Raise `UserError` naming every priced action key (traffic volumes aside) the table lacks."""
     pj = table.pj if isinstance(table, EnergyTable) else table
-    actions = [key for key in counts if is_action(key)]
-    missing = sorted(key for key in actions if key not in pj)
+    missing = sorted({key for key in keys if ActionKey.parse(key).is_priced and key not in pj})
     if missing:
         where = table.path if isinstance(table, EnergyTable) else "the energy table"
         raise UserError(f"{where} has no entry for {', '.join(missing)}; add rows for these "
                         f"action@width keys (see bench/make_energy_table.py) or pass another --energy-table")
-    return {key: counts[key] * pj[key] for key in actions}
+
+
+def price(counts: Mapping[str, int], table: EnergyTable | Mapping[str, float]) -> dict[str, float]:
+    """pJ per action key: `count * table[key]`, in the order of `counts`, traffic volumes skipped.
+
+    Raises `UserError` naming every action key the table lacks.
+    """
+    _check_priced(counts, table)
+    pj = table.pj if isinstance(table, EnergyTable) else table
+    return {key: counts[key] * pj[key] for key in counts if ActionKey.parse(key).is_priced}
 
 
 def total_pj(counts: Mapping[str, int], table: EnergyTable | Mapping[str, float]) -> float:
     """sum(count * table[action]) over the priced actions."""
     return sum(price(counts, table).values())
+
+
+@dataclass(frozen=True)
+class NodeEnergy:
+    """One node's priced counts: the component of its op and pJ per action key (in its counts' order)."""
+
+    component: str
+    pj: Mapping[str, float]
+
+    def component_of(self, key: str) -> str:
+        """Where `key`'s energy goes in the breakdown: MEMORY for a memory access, else the op's component."""
+        return MEMORY if ActionKey.parse(key).is_memory else self.component
+
+    @property
+    def total_pj(self) -> float:
+        return sum(self.pj.values())
+
+    @property
+    def arithmetic_pj(self) -> float:
+        """The node's energy without its memory accesses."""
+        return sum(e for key, e in self.pj.items() if not ActionKey.parse(key).is_memory)
+
+
+def price_by_component(per_node: Mapping[str, Mapping[str, int]], node_op: Mapping[str, str],
+                       table: EnergyTable | Mapping[str, float]) -> dict[str, NodeEnergy]:
+    """Price every node's counts (`{node: {action@width: count}}`) and label them with the component
+    of its op type (`node_op[node]`; `COMPONENT_OF_OP`, "other" for an op it does not name):
+    `{node: NodeEnergy}` in the order of `per_node`. Callers sum in their own order.
+
+    Raises `UserError` naming every action key the table lacks, over all nodes at once.
+    """
+    _check_priced((key for counts in per_node.values() for key in counts), table)
+    return {node: NodeEnergy(COMPONENT_OF_OP.get(node_op[node], "other"), price(counts, table))
+            for node, counts in per_node.items()}

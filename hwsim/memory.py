@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from math import prod
 from typing import Iterable
 
+from hwsim.actions import TRAFFIC_PREFIX, ActionKey
 from hwsim.hwconfig import HwConfig
 from quant.ir import spec
 from quant.ir.spec import word_bytes
-
-TRAFFIC_PREFIX = "bytes."
 
 
 @dataclass(frozen=True)
@@ -78,8 +77,8 @@ def _access(counts: Counter, direction: str, level: str, nbytes: int, times: int
     if nbytes <= 0 or times <= 0:
         return
     word = hw.sram_word_bits if level == "sram" else hw.dram_word_bits
-    counts[f"{direction}.{level}@{word}"] += -(-nbytes * 8 // word) * times
-    counts[f"{TRAFFIC_PREFIX}{direction}.{level}@8"] += nbytes * times
+    counts[ActionKey.of(f"{direction}.{level}", word).format()] += -(-nbytes * 8 // word) * times
+    counts[ActionKey.of(f"{TRAFFIC_PREFIX}{direction}.{level}", 8).format()] += nbytes * times
 
 
 def _act_level(nbytes: int, plan: MemoryPlan) -> str:

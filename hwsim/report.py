@@ -15,27 +15,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
-from hwsim.energy import EnergyTable, is_action, price
+from hwsim.energy import COMPONENTS, MEMORY, EnergyTable, price_by_component
 from models.errors import UserError
 
-# op type -> component of the energy breakdown; memory actions of every op go to "memory".
-COMPONENT_OF_OP: dict[str, str] = {
-    "Linear": "linear",
-    "DotAttention": "attention",
-    "InhibitorAttention": "attention",
-    "ScaleChannels": "attention",
-    "LayerNorm": "normalisation",
-    "Embed": "embedding",
-    "Add": "residual",
-}
-COMPONENTS = ("linear", "attention", "normalisation", "embedding", "residual", "other", "memory")
 REQUIRED = ("model", "meta", "samples", "seq_lens", "accuracy", "counts")
 REQUIRED_COUNTS = ("per_node", "node_op", "node_layer")
 CSV_COLUMNS = ("variant", "model", "group", "name", "ops", "memory_words", "energy_pj")
-
-
-def is_memory(key: str) -> bool:
-    return key.startswith(("read.", "write."))
 
 
 @dataclass(frozen=True)
@@ -100,25 +85,18 @@ class Summary:
 def summarise(report: RunReport, table: EnergyTable) -> Summary:
     """Price every node of a report; raises `UserError` for keys missing from the table (all of
     them at once)."""
-    all_counts: dict[str, int] = defaultdict(int)
-    for counts in report.per_node.values():
-        for key, c in counts.items():
-            all_counts[key] += c
-    price(all_counts, table)  # one error naming every missing key
+    priced = price_by_component(report.per_node, report.node_op, table)
     acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0, 0.0]))
     for node, counts in report.per_node.items():
-        op = report.node_op[node]
-        pj = price(counts, table)
-        for key, c in counts.items():
-            if not is_action(key):
-                continue
-            mem = is_memory(key)
-            comp = "memory" if mem else COMPONENT_OF_OP.get(op, "other")
-            for group, name in (("layer", report.node_layer[node]), ("op_type", op),
+        energy = priced[node]
+        for key, pj in energy.pj.items():
+            comp = energy.component_of(key)
+            mem = comp == MEMORY
+            for group, name in (("layer", report.node_layer[node]), ("op_type", report.node_op[node]),
                                 ("component", comp), ("total", "total")):
                 cell = acc[group][name]
-                cell[1 if mem else 0] += c / report.samples
-                cell[2] += pj[key] / report.samples
+                cell[1 if mem else 0] += counts[key] / report.samples
+                cell[2] += pj / report.samples
     groups = {g: {name: tuple(v) for name, v in rows.items()} for g, rows in acc.items()}
     return Summary(report, groups)
 

@@ -8,12 +8,13 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
 from models.hub import OFFLINE_VARS
+from quant.train.config import opt
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = [a + b for a in "bcdfghjk" for b in "aeiou"]  # 40 tokens, all inside the synth model's 50
@@ -148,3 +149,74 @@ def test_every_help_shows_the_defaults():
                 missing.append(f"{prog} {action.option_strings[-1]} (default {action.default!r})")
     assert walked == ["hwsim", *(f"hwsim {name}" for name in COMMANDS)]
     assert not missing, missing
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    from hwsim.cli import build_parser
+
+    return dict(_subparsers(build_parser()))["hwsim train"]
+
+
+def test_train_options_are_the_config_fields():
+    """`hwsim train` has one option per (nested) field of TrainConfig, with the field's default and help,
+    and no other option."""
+    from dataclasses import MISSING, is_dataclass
+
+    from quant.train.cli import DERIVED_DEFAULTS, config_fields
+    from quant.train.config import TrainConfig
+
+    options = {a.dest: a for a in _train_parser()._actions if a.dest not in ("help", "offline")}
+    leaves = [(f, kind) for f, kind in config_fields(TrainConfig) if not is_dataclass(kind)]
+    assert sorted(options) == sorted(f.name for f, _ in leaves)
+    for f, _ in leaves:
+        action = options[f.name]
+        if f.name in DERIVED_DEFAULTS:
+            assert action.default is None and action.help == f"{f.metadata['help']}; {DERIVED_DEFAULTS[f.name][0]}"
+        else:
+            assert action.default == (None if f.default is MISSING else f.default) and action.help == f.metadata["help"]
+        assert action.required == (f.default is MISSING and f.default_factory is MISSING)
+
+
+def test_train_defaults_live_on_the_fields():
+    """No flag given: the config is TrainConfig's own defaults; --distill defaults to none with --float."""
+    from quant.train.cli import config_from_args
+    from quant.train.config import DistillConfig, TrainConfig
+
+    parser = _train_parser()
+    assert config_from_args(parser.parse_args(["--out", "o"])) == TrainConfig(out="o")
+    assert config_from_args(parser.parse_args(["--out", "o", "--float"])) == \
+        TrainConfig(out="o", float_model=True, distill=DistillConfig(mode="none"))
+    argv = ["--out", "o", "--float", "--distill", "agnostic", "--temperature", "3", "--hidden-loss", "mse",
+            "--inhibitor-alpha", "0.25", "--no-inhibitor-center", "--no-calibrate-inhibitor", "--limit", "5",
+            "--bits", "4", "--data-dir", "d", "--eval-batch-size", "7"]
+    assert config_from_args(parser.parse_args(argv)) == TrainConfig(
+        out="o", float_model=True, distill=DistillConfig(mode="agnostic", temperature=3.0, hidden_loss="mse"),
+        alpha_init=0.25, inhibitor_center=False, calibrate_inhibitor=False, limit=5, bits=4, data_dir="d",
+        eval_batch_size=7)
+
+
+@dataclass(frozen=True)
+class _Inner:
+    documented: int = opt(1, help="an inner setting")
+    forgotten: float = 0.5
+
+
+@dataclass(frozen=True)
+class _Outer:
+    name: str = opt("x", help="a setting")
+    inner: _Inner = opt(factory=_Inner, help="the inner settings")
+
+
+@dataclass(frozen=True)
+class _Bare:
+    nested: _Inner = field(default_factory=_Inner)
+
+
+def test_a_config_field_without_help_text_is_refused():
+    """A new field must bring its help text: the generated command line refuses a field without one."""
+    from quant.train.cli import add_config_arguments
+
+    with pytest.raises(TypeError, match=r"_Inner\.forgotten has no help text"):
+        add_config_arguments(argparse.ArgumentParser(), _Outer)
+    with pytest.raises(TypeError, match=r"_Bare\.nested has no help text"):
+        add_config_arguments(argparse.ArgumentParser(), _Bare)

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwsim.actions import ActionKey
 from hwsim.counting import ZERO_COST, OpSite, count_graph, count_op, div_magic
 from hwsim.hwconfig import HwConfig, load_hw
 from hwsim.memory import plan_memory
@@ -26,9 +27,9 @@ def totals(counts: dict[str, int]) -> Counter:
     """Count per action, summed over widths (memory and traffic keys left out)."""
     out: Counter = Counter()
     for key, c in counts.items():
-        action = key.split("@")[0]
-        if not action.startswith(("read.", "write.", "bytes.")):
-            out[action] += c
+        action = ActionKey.parse(key)
+        if action.is_priced and not action.is_memory:
+            out[action.action] += c
     return out
 
 
@@ -296,5 +297,5 @@ def test_w16a16_linear_adders_are_wider_than_32_bits():
                   [(4, 32)], (16, 16, 32), (16,), (False, True, True))
     counts = count_op(site, load_hw(None))
     assert counts["mul@16x16"] == 4 * 768 * 32
-    widest = max(int(key.split("@")[1]) for key in counts if key.startswith("add@"))
+    widest = max(a.bits[0] for a in map(ActionKey.parse, counts) if a.action == "add")
     assert widest == 41  # |acc| <= 768 * 2**30 + 2**31 < 2**40: 41 signed bits

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hwsim.actions import ActionKey
 from hwsim.demo import VARIANTS, DemoConfig, run_demo, scenario_lengths
 from hwsim.demo_report import check_consistency
 from hwsim.energy import load_table
@@ -82,7 +83,7 @@ def test_report_is_internally_consistent(demo):
 def attention_actions(report: Path) -> list[set[str]]:
     """Per attention node of a run report: the actions it counts (`mul`, `add`, ...), widths dropped."""
     counts = json.loads(report.read_text())["counts"]
-    return [{key.split("@")[0] for key in counts["per_node"][node]}
+    return [{ActionKey.parse(key).action for key in counts["per_node"][node]}
             for node, op in counts["node_op"].items() if op.endswith("Attention")]
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hwsim.energy import DEFAULT_TABLE, load_table, price, total_pj
+from hwsim.actions import ActionKey
+from hwsim.energy import COMPONENT_OF_OP, DEFAULT_TABLE, load_table, price, price_by_component, total_pj
 from models.errors import UserError
 
 ROOT = Path(__file__).parents[1]
@@ -93,3 +94,54 @@ def test_bad_tables(tmp_path):
     assert load_table(bad, "7nm").pj == {"add@8": 0.5}
     with pytest.raises(UserError, match="not found"):
         load_table(tmp_path / "none.csv")
+    bad.write_text("action,width,technology,pJ,source,interpolated\nadd,,45nm,1,s,no\n")
+    with pytest.raises(UserError, match="row 2: width '' of an action key"):
+        load_table(bad)
+
+
+@pytest.mark.parametrize("kind", ["InhibitorAttention", "DotAttention"])
+def test_action_keys_read_back_as_written(kind):
+    """Every counted key and every table key parses to its parts and formats back to the same text."""
+    keys = {k for counts in golden_counts(kind).values() for k in counts} | set(load_table().pj)
+    for text in keys:
+        key = ActionKey.parse(text)
+        assert key.format() == text and ActionKey(key.action, key.width) == key
+        assert key.is_priced == (not text.startswith("bytes."))
+        assert key.is_memory == text.startswith(("read.", "write."))
+        assert key.level == (text.split("@")[0].split(".")[-1] if "." in text.split("@")[0] else None)
+    assert ActionKey.of("mul", 16, 8) == ActionKey.parse("mul@16x8") and ActionKey.parse("mul@16x8").bits == (16, 8)
+    for bad in ("add", "@8", "add@", "add@8@9"):
+        with pytest.raises(ValueError):
+            ActionKey.parse(bad)
+
+
+def test_price_by_component_labels_every_node_with_its_component():
+    table = {"mul@8x8": 0.2, "add@32": 0.1, "read.dram@64": 1300.0, "write.sram@64": 10.0, "cmp@8": 0.03}
+    per_node = {"fc": {"add@32": 7, "bytes.read.dram@8": 24, "mul@8x8": 7, "read.dram@64": 3},
+                "attn": {"cmp@8": 5, "write.sram@64": 2},
+                "odd": {"add@32": 1}}
+    node_op = {"fc": "Linear", "attn": "InhibitorAttention", "odd": "Gather"}
+    priced = price_by_component(per_node, node_op, table)
+    assert list(priced) == ["fc", "attn", "odd"]
+    assert [e.component for e in priced.values()] == ["linear", "attention", "other"]
+    assert priced["fc"].pj == {"add@32": 7 * 0.1, "mul@8x8": 7 * 0.2, "read.dram@64": 3 * 1300.0}
+    assert priced["fc"].total_pj == 7 * 0.1 + 7 * 0.2 + 3 * 1300.0
+    assert priced["fc"].arithmetic_pj == 7 * 0.1 + 7 * 0.2
+    assert priced["attn"].component_of("write.sram@64") == "memory" and priced["attn"].component_of("cmp@8") == "attention"
+    assert priced["attn"].arithmetic_pj == 5 * 0.03
+    with pytest.raises(UserError) as err:
+        price_by_component({**per_node, "ln": {"div@32": 1}, "emb": {"read.sram@64": 1}},
+                           {**node_op, "ln": "LayerNorm", "emb": "Embed"}, table)
+    assert "div@32, read.sram@64" in str(err.value)  # every node's missing keys in one message
+
+
+@pytest.mark.parametrize("kind", ["InhibitorAttention", "DotAttention"])
+def test_price_by_component_is_price_per_node(kind):
+    """The golden encoder: each node priced as `price` prices it, under its op's component."""
+    table = load_table()
+    golden = json.loads((GOLDEN / f"encoder_{kind}.json").read_text())
+    priced = price_by_component(golden["per_node"], golden["node_op"], table)
+    for node, counts in golden["per_node"].items():
+        assert priced[node].pj == price(counts, table)
+        assert priced[node].component == COMPONENT_OF_OP.get(golden["node_op"][node], "other")
+    assert {e.component for e in priced.values()} >= {"linear", "attention", "normalisation", "embedding"}

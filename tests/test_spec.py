@@ -21,7 +21,7 @@ from hwsim.counting import COUNTERS, ZERO_COST
 from hwsim.executor import execute
 from hwsim.graph import SimError, load_plan
 from hwsim.kernels.registry import BUILDERS as KERNELS
-from hwsim.report import COMPONENT_OF_OP
+from hwsim.energy import COMPONENT_OF_OP
 from models.errors import UserError
 from quant import intops
 from quant.intops.synth import SynthConfig, synth_program

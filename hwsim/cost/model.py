@@ -8,7 +8,7 @@ passes, the inputs it reads whole, whether its params are tables):
    segments cut at attention, attention per head and query tile, spills decided per tensor by the
    buffer's peak occupancy under that schedule).
 2. Arithmetic: hwsim's exact per-width action counts of every node (`hwsim.counting`), priced with
-   the energy table; the component of a node is `hwsim.report.COMPONENT_OF_OP`.
+   the energy table by `hwsim.energy.price_by_component` (which names the node's component).
 3. GEMM-shaped stages (`hwsim.cost.stages`: Linear, attention scores and mixing) are mapped by ZigZag
    one tile at a time on the scenario's array (a node whose stages need no multiplier, the inhibitor's,
    on the attention unit when the scenario has one): a Linear tile is up to 128 rows of its row group
@@ -50,6 +50,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from hwsim.actions import ActionKey
 from hwsim.cost.latency import spatial_unrolling, stage_latency
 from hwsim.cost.own import stated
 from hwsim.cost.pricing import (REG_KINDS, multiplies, pe_units, resolve_accelerator, units_area_mm2,
@@ -59,10 +60,9 @@ from hwsim.cost.schedule import Flow, Schedule, flow_of, plan_schedule, tiles_of
 from hwsim.cost.stages import GemmStage, gemm_stages, magnitude, proven_acc_bits, stage_kinds
 from hwsim.cost.zigzag_map import MappedStage, map_stage
 from hwsim.counting import count_op
-from hwsim.energy import price
+from hwsim.energy import price_by_component
 from hwsim.hwconfig import HwConfig
 from hwsim.memory import MemoryPlan, read_elems
-from hwsim.report import COMPONENT_OF_OP, is_memory
 from quant.ir import spec
 
 ENERGY_CLASSES = ("dram", "buffer", "register", "link", "leakage")
@@ -113,6 +113,15 @@ class CostResult:
     def total_pj(self) -> float:
         """Energy per inference, leakage included."""
         return sum(self.energy_pj.values())
+
+    @property
+    def arithmetic_by_component(self) -> dict[str, float]:
+        """Arithmetic energy per inference by component (the `arith.<component>` classes)."""
+        return {k[len(ARITH):]: v for k, v in self.energy_pj.items() if k.startswith(ARITH)}
+
+    @property
+    def arithmetic_pj(self) -> float:
+        return sum(self.arithmetic_by_component.values())
 
     @property
     def dynamic_pj(self) -> float:
@@ -266,13 +275,13 @@ class MappedCost:
         energy: Counter = Counter()
         dram_bytes: Counter = Counter()
         attention = cycles = ideal = vector_cycles = macs = array_cycles = 0.0
-        for site in work.sites:
-            if spec.moves(site.op_type) in ("view", "permute"):
-                continue
+        sites = [site for site in work.sites if spec.moves(site.op_type) not in ("view", "permute")]
+        arithmetic = price_by_component({site.name: _arithmetic_counts(site) for site in sites},
+                                        {site.name: site.op_type for site in sites}, self.t.energy)
+        for site in sites:
             fn = flow[site.name]
-            component = COMPONENT_OF_OP.get(site.op_type, "other")
-            arith = {k: c for k, c in count_op(site, _NO_TRAFFIC_HW, _NO_TRAFFIC_PLAN).items() if not is_memory(k)}
-            node_pj = sum(price(arith, self.t.energy).values())
+            component = arithmetic[site.name].component
+            node_pj = arithmetic[site.name].total_pj
             energy[ARITH + component] += node_pj
             acc, mapping = self._array(site)
             stages = gemm_stages(site, work.acc_bits.get(site.name))
@@ -374,3 +383,9 @@ class MappedCost:
 _NO_TRAFFIC_HW = HwConfig()
 _NO_TRAFFIC_PLAN = MemoryPlan("dram", 0)
 """Arithmetic is counted with any plan; its memory keys are dropped (data movement is the mapping's)."""
+
+
+def _arithmetic_counts(site) -> dict[str, int]:
+    """The node's counts without memory accesses (rule 2)."""
+    return {k: c for k, c in count_op(site, _NO_TRAFFIC_HW, _NO_TRAFFIC_PLAN).items()
+            if not ActionKey.parse(k).is_memory}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 from typing import Callable, Iterable, Mapping
 
+from hwsim.actions import ActionKey
 from hwsim.cost.own import stated
 from hwsim.cost.scenario import Scenario
 from models.errors import UserError
@@ -31,7 +32,8 @@ def widest_port(mem: Mapping) -> int:
     return max(int(p["bandwidth_max"]) for p in mem["ports"])
 
 
-REGISTER_WRITE = "regwrite@1"
+REGISTER_WRITE = ActionKey.of("regwrite", 1).format()   # energy table: pJ per flip-flop bit written
+REGISTER_BIT = ActionKey.of("reg", 1).format()          # area table: um^2 per register bit
 
 
 def register_write_pj_per_bit(energy_pj: Mapping[str, float]) -> float:
@@ -56,7 +58,7 @@ def price_memory(mem: Mapping, scenario: Scenario, memtable, energy_pj: Mapping[
     if kind == "sram":
         cost = memtable.sram(int(mem["size"]) // 8, width)
         return cost.read_pj, cost.write_pj, cost.area_mm2
-    return 0.0, register_write_pj_per_bit(energy_pj) * width, int(mem["size"]) * area_um2["reg@1"] / 1e6
+    return 0.0, register_write_pj_per_bit(energy_pj) * width, int(mem["size"]) * area_um2[REGISTER_BIT] / 1e6
 
 
 def resolve_accelerator(acc: Mapping, scenario: Scenario, memtable, energy_pj, area_um2) -> dict:
@@ -74,9 +76,9 @@ def resolve_accelerator(acc: Mapping, scenario: Scenario, memtable, energy_pj, a
 
 
 UNITS_OF: Mapping[str, Callable[[int, int], list[str]]] = {
-    "mac": lambda bits, acc: [f"mul@{bits}x{bits}", f"add@{acc}"],
-    "l1": lambda bits, acc: [f"add@{bits + 1}", f"abs@{bits + 1}", f"add@{acc}"],       # |q - k|, accumulate
-    "inhibit": lambda bits, acc: [f"add@{bits + 1}", f"add@{acc}", f"cmp@{acc}"],        # v - z, accumulate, ReLU
+    "mac": lambda bits, acc: _keys(("mul", bits, bits), ("add", acc)),
+    "l1": lambda bits, acc: _keys(("add", bits + 1), ("abs", bits + 1), ("add", acc)),      # |q - k|, accumulate
+    "inhibit": lambda bits, acc: _keys(("add", bits + 1), ("add", acc), ("cmp", acc)),      # v - z, accumulate, ReLU
 }
 """Arithmetic of a stage (`quant.ir.spec.ARITHMETIC`) -> the area-table units a processing element
 needs for it, at `bits`-bit operands and an `acc`-bit accumulator."""
@@ -84,7 +86,7 @@ needs for it, at `bits`-bit operands and an `acc`-bit accumulator."""
 
 def multiplies(arith: str) -> bool:
     """Whether arithmetic `arith` needs a multiplier (else it runs on an adder/ReLU attention unit)."""
-    return any(unit.startswith("mul@") for unit in UNITS_OF[arith](8, 32))
+    return any(ActionKey.parse(unit).action == "mul" for unit in UNITS_OF[arith](8, 32))
 
 
 def pe_units(arith: Iterable[str], bits: int = 8, acc: int = 32) -> list[str]:
@@ -104,7 +106,12 @@ def pe_units(arith: Iterable[str], bits: int = 8, acc: int = 32) -> list[str]:
 def vector_lane_units(acc: int = 32) -> list[str]:
     """One lane of the vector unit (LayerNorm, softmax, requantisation, residual adds): a 32-bit
     adder, a 16x16 multiplier, a comparator and a shifter."""
-    return [f"add@{acc}", "mul@16x16", f"cmp@{acc}", f"add@{acc}"]
+    return _keys(("add", acc), ("mul", 16, 16), ("cmp", acc), ("add", acc))
+
+
+def _keys(*units: tuple) -> list[str]:
+    """Area-table keys of (action, *operand bits) units."""
+    return [ActionKey.of(*unit).format() for unit in units]
 
 
 def units_area_mm2(units: list[str], area_um2: Mapping[str, float]) -> float:

@@ -18,7 +18,6 @@ from hwsim.cost.model import ARITH, CostResult, MappedCost, Tables, Workload, wo
 from hwsim.cost.scenario import Scenario
 from hwsim.cost.stages import GemmStage
 from hwsim.cost.zigzag_map import MappedStage, cache_path, dump_accelerator, fit_words, map_stage
-from hwsim.report import is_memory
 
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
 CSV_COLUMNS = ("scenario", "variant", "model", "seq_len", "batch", "energy_uJ", "dram_uJ", "buffer_uJ",
@@ -38,21 +37,21 @@ def load_tables(energy_table=None, technology=None) -> Tables:
 
 def counts_cost(work: Workload, scenario: Scenario, tables: Tables, model: str, variant: str, n: int) -> CostResult:
     """A `kind: counts` scenario: hwsim's own memory rules (`hwsim.counting.count_graph`), energy only."""
+    from hwsim.actions import ActionKey
     from hwsim.counting import count_graph
-    from hwsim.energy import price
+    from hwsim.energy import price_by_component
     from hwsim.hwconfig import load_hw
-    from hwsim.report import COMPONENT_OF_OP
 
     energy: dict[str, float] = {}
     attention = 0.0
     sites = work.sites
-    ops = {s.name: s.op_type for s in sites}
-    for node, counts in count_graph(sites, load_hw(scenario.hw_config)).items():
-        for key, pj in price(counts, tables.energy).items():
-            component = COMPONENT_OF_OP.get(ops[node], "other")
-            cls = ("dram" if ".dram@" in key else "buffer") if is_memory(key) else ARITH + component
+    counts = count_graph(sites, load_hw(scenario.hw_config))
+    for priced in price_by_component(counts, {s.name: s.op_type for s in sites}, tables.energy).values():
+        for key, pj in priced.pj.items():
+            action = ActionKey.parse(key)
+            cls = ("dram" if action.level == "dram" else "buffer") if action.is_memory else ARITH + priced.component
             energy[cls] = energy.get(cls, 0.0) + pj
-            attention += pj if component == "attention" else 0.0
+            attention += pj if priced.component == "attention" else 0.0
     return CostResult(scenario.name, model, variant, n, 1, energy, attention)
 
 
@@ -132,10 +131,6 @@ def _uj(x: float | None) -> str:
     return "-" if x is None else f"{x / 1e6:,.2f}"
 
 
-def _arith(r: CostResult) -> float:
-    return sum(v for k, v in r.energy_pj.items() if k.startswith(ARITH))
-
-
 def ratios(results: list[CostResult]) -> list[tuple[str, int, float, float]]:
     """(scenario, length, inhibitor/dot attention energy, inhibitor/dot total energy) per cell that has both."""
     by = {(r.scenario, r.variant, r.seq_len): r for r in results}
@@ -158,7 +153,7 @@ def markdown(results: list[CostResult], scenarios: list[Scenario]) -> str:
     for r in results:
         e = r.energy_pj
         cells = [r.scenario, r.variant, str(r.seq_len), _uj(r.total_pj), _uj(e.get("dram", 0)), _uj(e.get("buffer", 0)),
-                 _uj(e.get("register", 0)), _uj(e.get("link", 0)), _uj(_arith(r)), _uj(e.get("leakage", 0)),
+                 _uj(e.get("register", 0)), _uj(e.get("link", 0)), _uj(r.arithmetic_pj), _uj(e.get("leakage", 0)),
                  _uj(r.attention_pj), f"{r.attention_pj / r.total_pj:.1%}",
                  "-" if r.latency_us is None else f"{r.latency_us:,.1f}",
                  "-" if r.ideal_latency_us is None else f"{r.ideal_latency_us:,.1f}",
@@ -182,7 +177,7 @@ def csv_text(results: list[CostResult]) -> str:
         e = r.energy_pj
         w.writerow([r.scenario, r.variant, r.model, r.seq_len, r.batch] +
                    [f"{x / 1e6:.6g}" for x in (r.total_pj, e.get("dram", 0), e.get("buffer", 0), e.get("register", 0),
-                                              e.get("link", 0), _arith(r), e.get("leakage", 0), r.attention_pj)] +
+                                              e.get("link", 0), r.arithmetic_pj, e.get("leakage", 0), r.attention_pj)] +
                    [f"{r.attention_pj / r.total_pj:.6g}", "" if r.cycles is None else f"{r.cycles:.0f}",
                     "" if r.latency_us is None else f"{r.latency_us:.6g}",
                     "" if r.utilisation is None else f"{r.utilisation:.4f}",

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from hwsim.actions import ActionKey
 from models.errors import UserError
 
 TABLES = Path(__file__).parents[1] / "tables"
@@ -245,7 +246,10 @@ def load_area_table(path: str | Path | None = None, technology: str | None = Non
     path = Path(path) if path is not None else DEFAULT_AREA_TABLE
     by_tech: dict[str, dict[str, float]] = {}
     for lineno, row in _read_rows(path, AREA_COLUMNS, "area"):
-        key = f"{row['action'].strip()}@{row['width'].strip()}"
+        try:
+            key = ActionKey(row["action"].strip(), row["width"].strip()).format()
+        except ValueError as err:
+            raise UserError(f"{path}: line {lineno}: {err}; give an action and a width") from None
         rows = by_tech.setdefault(row["technology"].strip(), {})
         if key in rows:
             raise UserError(f"{path}: line {lineno} repeats {key} for technology {row['technology']!r}; keep one row")

@@ -1,17 +1,8 @@
 """Synthetic integer encoder classifiers: complete `IntProgram`s with random integer parameters.
 
-For tests of the exporter, the simulator and fuzzing; no training needed. The layout is the one the
-lowering of a trained model produces (tensor names in brackets; node name = output tensor name):
-
-    Embed [emb] -> LayerNorm [emb_ln]
-    per layer i (x = previous LayerNorm output):
-      dot / inhibitor: Linear [l{i}.q], [l{i}.k], [l{i}.v]
-      symmetric:       Linear [l{i}.qk] (shared q/k projection), ScaleChannels [l{i}.q] (q = qk * c),
-                       Linear [l{i}.v]; k is l{i}.qk
-      SplitHeads [l{i}.qh], [l{i}.kh], [l{i}.vh] -> DotAttention | InhibitorAttention [l{i}.ctxh]
-      -> MergeHeads [l{i}.ctx] -> Linear [l{i}.o] -> Add(o, x) [l{i}.res1] -> LayerNorm [l{i}.ln1]
-      -> Linear relu [l{i}.ffn1] -> Linear [l{i}.ffn2] -> Add(ffn2, ln1) [l{i}.res2] -> LayerNorm [l{i}.ln2]
-    TakeFirst [cls] -> Linear relu [pre] -> Linear shift=0 bits=32 [logits]
+For tests of the exporter, the simulator and fuzzing; no training needed. The layout is the
+encoder's (`quant.ir.encoder`, the one the lowering of a trained model produces too); the variants'
+queries and keys and attention nodes are `VARIANTS`.
 
 Params are named `<node>.w`, `<node>.b` (Linear), `<node>.gamma`, `<node>.beta` (LayerNorm),
 `<node>.c` (ScaleChannels), `emb.word`, `emb.pos`, `emb.type`. Widths: weights, gamma, c and
@@ -36,6 +27,7 @@ import numpy as np
 import torch
 
 from quant.intops import OPS, l1_scores, linear_acc_bits, softmax_constants
+from quant.ir.encoder import Part, build_encoder
 from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
 
 NORM_FRAC = 12
@@ -66,10 +58,12 @@ class SynthConfig:
 
 
 class _Builder:
-    """Accumulates nodes, params and formats while running each node on the calibration batch."""
+    """Accumulates nodes, params and formats while running each node on the calibration batch; the
+    `quant.ir.encoder.EncoderParts` of a synthetic program."""
 
     def __init__(self, cfg: SynthConfig) -> None:
         self.cfg, self.rng = cfg, np.random.default_rng(cfg.seed)
+        self.bits, self.heads = cfg.bits, cfg.heads
         self.nodes: list[Node] = []
         self.params: dict[str, np.ndarray] = {}
         self.tensors = {"input_ids": TensorInfo(64), "attention_mask": TensorInfo(64)}
@@ -141,6 +135,32 @@ class _Builder:
         top = max(self.exp(a), self.exp(b))
         return self.node("Add", name, (a, b), 32, top, la=top - self.exp(a), lb=top - self.exp(b))
 
+    # the encoder's parts (quant.ir.encoder.EncoderParts)
+
+    def embed(self, name: str) -> str:
+        cfg = self.cfg
+        tables = (self.full_width(f"{name}.word", (cfg.vocab, cfg.hidden)),
+                  self.full_width(f"{name}.pos", (cfg.max_position, cfg.hidden)),
+                  self.full_width(f"{name}.type", (2, cfg.hidden)))
+        return self.node("Embed", name, ("input_ids", *tables), 32, cfg.bits - 1, lw=0, lp=0, lt=0)
+
+    def layernorm_at(self, part: Part, x: str) -> str:
+        return self.layernorm(part.name, x)
+
+    def linear_at(self, part: Part, x: str) -> str:
+        """v, o, ffn2: hidden outputs; ffn1 (ffn outputs) and pre with ReLU; logits: the accumulator."""
+        cfg = self.cfg
+        n_out, kw = {"v": (cfg.hidden, {}), "o": (cfg.hidden, {}), "ffn1": (cfg.ffn, {"relu": 1}),
+                     "ffn2": (cfg.hidden, {}), "pre": (cfg.hidden, {"relu": 1}),
+                     "logits": (cfg.num_labels, {"shift": 0, "bits": 32})}[part.role]
+        return self.linear(part.name, x, n_out, **kw)
+
+    def queries_keys(self, layer: int, prefix: str, x: str) -> tuple[str, str]:
+        return VARIANTS[self.cfg.attention][0](self, prefix, x)
+
+    def attention_core(self, layer: int, name: str, inputs: tuple[str, str, str, str]) -> str:
+        return VARIANTS[self.cfg.attention][1](self, name, inputs)
+
 
 def _qk_separate(bld: _Builder, p: str, x: str) -> tuple[str, str]:
     """dot: q and k from their own Linears, each with its own format."""
@@ -190,18 +210,6 @@ def _inhibitor_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str])
                     **attrs, out_shift=shift, bits=cfg.bits)
 
 
-def _attention(bld: _Builder, i: int, x: str) -> str:
-    cfg, p = bld.cfg, f"l{i}."
-    queries_keys, core = VARIANTS[cfg.attention]
-    q, k = queries_keys(bld, p, x)
-    v = bld.linear(p + "v", x, cfg.hidden)
-    qh, kh, vh = (bld.node("SplitHeads", p + s + "h", (t,), cfg.bits, bld.exp(t), heads=cfg.heads)
-                  for s, t in (("q", q), ("k", k), ("v", v)))
-    ctxh = core(bld, p + "ctxh", (qh, kh, vh, "attention_mask"))
-    ctx = bld.node("MergeHeads", p + "ctx", (ctxh,), cfg.bits, bld.exp(ctxh))
-    return bld.linear(p + "o", ctx, cfg.hidden)
-
-
 def _inhibitor_attrs(bld: _Builder, qh: str, kh: str, vh: str) -> dict[str, int]:
     """z_shift so that typical Z (spread of centred scores, or raw scores) is about median |v|;
     alpha = median |v| when centring (else 0, disabled)."""
@@ -225,22 +233,11 @@ VARIANTS: dict[str, tuple[Callable[[_Builder, str, str], tuple[str, str]],
 
 
 def synth_program(cfg: SynthConfig) -> IntProgram:
-    """A complete encoder classifier in the layout of the module docstring, deterministic in
+    """A complete encoder classifier in the layout of `quant.ir.encoder`, deterministic in
     `cfg.seed`; `meta` carries {vocab_size, max_position, hidden, heads, layers, ffn, attention,
     bits, num_labels, logits_exp, center, signed}."""
     bld = _Builder(cfg)
-    emb = bld.node("Embed", "emb", ("input_ids", bld.full_width("emb.word", (cfg.vocab, cfg.hidden)),
-                                    bld.full_width("emb.pos", (cfg.max_position, cfg.hidden)),
-                                    bld.full_width("emb.type", (2, cfg.hidden))),
-                   32, cfg.bits - 1, lw=0, lp=0, lt=0)
-    x = bld.layernorm("emb_ln", emb)
-    for i in range(cfg.layers):
-        res1 = bld.add(f"l{i}.res1", _attention(bld, i, x), x)
-        ln1 = bld.layernorm(f"l{i}.ln1", res1)
-        ffn2 = bld.linear(f"l{i}.ffn2", bld.linear(f"l{i}.ffn1", ln1, cfg.ffn, relu=1), cfg.hidden)
-        x = bld.layernorm(f"l{i}.ln2", bld.add(f"l{i}.res2", ffn2, ln1))
-    cls = bld.node("TakeFirst", "cls", (x,), cfg.bits, bld.exp(x))
-    logits = bld.linear("logits", bld.linear("pre", cls, cfg.hidden, relu=1), cfg.num_labels, shift=0, bits=32)
+    logits = build_encoder(bld, cfg.layers)
     meta = {"vocab_size": cfg.vocab, "max_position": cfg.max_position, "hidden": cfg.hidden, "heads": cfg.heads,
             "layers": cfg.layers, "ffn": cfg.ffn, "attention": cfg.attention, "bits": cfg.bits,
             "num_labels": cfg.num_labels, "logits_exp": bld.exp(logits), "center": cfg.center, "signed": cfg.signed}

@@ -1,7 +1,7 @@
 """Quantized attention variants, picked by name from `Q_ATTENTIONS` (the names of `models.attention.ATTENTIONS`).
 
-A variant is a `QAttention`: the quantized module (`qkv` + a `QCore` on the heads), its lowering to
-IntProgram nodes (`lower`, variant part `lower_qk` and `core.lower`) and the mapping of its float
+A variant is a `QAttention`: the quantized module (`qkv` + a `QCore` on the heads), its part of the
+lowering to IntProgram nodes (`lower_qk` and `core.lower`; the rest is `quant.ir.encoder`) and the mapping of its float
 twin's parameters to its own (`quant_state`, where the inhibitor moves gamma/beta into the log2 domain
 and folds their power-of-two remainders into the projections). `register` rejects a duplicate name and
 a class that lacks one of these hooks (docs/QUANT.md "Attention variants").
@@ -156,8 +156,9 @@ class QScaleChannels(nn.Module):
 # ---------------------------------------------------------------- the variants
 
 class QAttention(nn.Module, ABC):
-    """Shared plumbing of the variants: `context(x, mask)` (merged heads, before `out_lin`) and
-    `lower`; a variant supplies `qkv`, `lower_qk`, `quant_state` and its `core` (a `QCore`)."""
+    """Shared plumbing of the variants: `context(x, mask)` (merged heads, before `out_lin`); a variant
+    supplies `qkv`, `lower_qk`, `quant_state` and its `core` (a `QCore`). The lowering of the rest (v,
+    heads, out_lin) is the encoder's (`quant.ir.encoder.attention`)."""
 
     core: QCore
 
@@ -183,17 +184,6 @@ class QAttention(nn.Module, ABC):
     def context(self, x: Fx, mask: torch.Tensor) -> Fx:
         q, k, v = (t.map(lambda z: split_heads(z, self.heads)) for t in self.qkv(x))  # (B, H, n, d)
         return self.core(q, k, v, mask).map(merge_heads)  # (B, n, D)
-
-    def lower(self, bld: Builder, p: str, x: str, bias_bits: int) -> str:
-        """The nodes from the block input `x` to the attention output (after out_lin), named `p` + q, k,
-        v, qh, kh, vh, ctxh, ctx, o (layout of `quant.intops.synth`); returns the output tensor."""
-        q, k = self.lower_qk(bld, p, x, bias_bits)
-        v = bld.linear(p + "v", x, self.v_lin, bias_bits)
-        qh, kh, vh = (bld.node("SplitHeads", p + s + "h", (t,), bld.bits, bld.exp(t), heads=self.heads)
-                      for s, t in (("q", q), ("k", k), ("v", v)))
-        ctxh = self.core.lower(bld, p + "ctxh", (qh, kh, vh, "attention_mask"))
-        ctx = bld.node("MergeHeads", p + "ctx", (ctxh,), bld.bits, bld.exp(ctxh))
-        return bld.linear(p + "o", ctx, self.out_lin, bias_bits)
 
 
 class QProjectedAttention(QAttention):

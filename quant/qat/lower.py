@@ -1,10 +1,10 @@
-"""`lower(qmodel) -> IntProgram`: a calibrated `QuantClassifier` as integer ops (layout of `quant.intops.synth`).
+"""`lower(qmodel) -> IntProgram`: a calibrated `QuantClassifier` as integer ops (layout of `quant.ir.encoder`).
 
 Every integer weight, bias and table comes from the quantizers (Brevitas `quant_weight().int()`,
 the bias quantizer at the input's scale, `fixed_point_weight` for tables, gamma and c); every shift
-is a difference of exponents (docs/QUANT.md). Each attention variant lowers itself
-(`quant.qat.attention.QAttention.lower`). `intref.run_program(lower(m), ids, mask)['logits'] *
-2**-meta['logits_exp']` equals `m.eval()(ids, mask)`.
+is a difference of exponents (docs/QUANT.md). Each attention variant lowers its own queries and keys
+and its attention node (`quant.qat.attention.QAttention.lower_qk`, `QCore.lower`).
+`intref.run_program(lower(m), ids, mask)['logits'] * 2**-meta['logits_exp']` equals `m.eval()(ids, mask)`.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 
 from models.errors import UserError
 from quant.intops import linear_acc_bits
+from quant.ir.encoder import Part, build_encoder
 from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
 from quant.qat.model import QuantClassifier, is_calibrated
 from quant.qat.modules import QLayerNorm, QLinear, round_half_up
@@ -67,18 +68,45 @@ class Builder:
         return self.node("Add", name, (a, b), 32, top, la=top - self.exp(a), lb=top - self.exp(b))
 
 
-def _embed(bld: Builder, model: QuantClassifier) -> str:
-    emb = model.encoder.embeddings
-    names, exps = [], []
-    for short, table in emb.tables():
-        w, scale = table.quantized()
-        exp = int(round(-np.log2(float(scale))))
-        names.append(bld.param(f"emb.{short}", round_half_up(w * 2.0 ** exp), table.bits, exp))
-        exps.append(exp)
-    top = max(exps)
-    shifts = {"lw": 0, "lp": 0, "lt": 0, **dict(zip(("lw", "lp", "lt"), (top - e for e in exps)))}
-    out = bld.node("Embed", "emb", ("input_ids", *names), 32, top, **shifts)
-    return bld.layernorm("emb_ln", out, emb.norm)
+class _ModelParts(Builder):
+    """The `quant.ir.encoder.EncoderParts` of a calibrated `QuantClassifier`: each part from its module."""
+
+    def __init__(self, model: QuantClassifier) -> None:
+        super().__init__(model.qcfg.act_bits)
+        self.model, self.heads, self.bias_bits = model, model.cfg.heads, model.qcfg.bias_bits
+
+    def embed(self, name: str) -> str:
+        emb = self.model.encoder.embeddings
+        names, exps = [], []
+        for short, table in emb.tables():
+            w, scale = table.quantized()
+            exp = int(round(-np.log2(float(scale))))
+            names.append(self.param(f"{name}.{short}", round_half_up(w * 2.0 ** exp), table.bits, exp))
+            exps.append(exp)
+        top = max(exps)
+        shifts = {"lw": 0, "lp": 0, "lt": 0, **dict(zip(("lw", "lp", "lt"), (top - e for e in exps)))}
+        return self.node("Embed", name, ("input_ids", *names), 32, top, **shifts)
+
+    def layernorm_at(self, part: Part, x: str) -> str:
+        if part.layer is None:
+            return self.layernorm(part.name, x, self.model.encoder.embeddings.norm)
+        block = self.model.encoder.blocks[part.layer]
+        return self.layernorm(part.name, x, {"ln1": block.attn_norm, "ln2": block.ffn_norm}[part.role])
+
+    def linear_at(self, part: Part, x: str) -> str:
+        if part.layer is None:
+            lin = {"pre": self.model.pool, "logits": self.model.classifier}[part.role]
+        else:
+            block = self.model.encoder.blocks[part.layer]
+            lin = {"v": block.attn.v_lin, "o": block.attn.out_lin, "ffn1": block.ffn.lin1,
+                   "ffn2": block.ffn.lin2}[part.role]
+        return self.linear(part.name, x, lin, self.bias_bits)
+
+    def queries_keys(self, layer: int, prefix: str, x: str) -> tuple[str, str]:
+        return self.model.encoder.blocks[layer].attn.lower_qk(self, prefix, x, self.bias_bits)
+
+    def attention_core(self, layer: int, name: str, inputs: tuple[str, str, str, str]) -> str:
+        return self.model.encoder.blocks[layer].attn.core.lower(self, name, inputs)
 
 
 def lower(model: QuantClassifier, tokenizer: str | None = None) -> IntProgram:
@@ -89,18 +117,9 @@ def lower(model: QuantClassifier, tokenizer: str | None = None) -> IntProgram:
         raise UserError("the quantized model is not calibrated: run quant.qat.model.calibrate(model, batches) first")
     model.eval()
     cfg, qcfg = model.cfg, model.qcfg
-    bld = Builder(qcfg.act_bits)
+    bld = _ModelParts(model)
     with torch.no_grad():
-        x = _embed(bld, model)
-        for i, block in enumerate(model.encoder.blocks):
-            res1 = bld.add(f"l{i}.res1", block.attn.lower(bld, f"l{i}.", x, qcfg.bias_bits), x)
-            ln1 = bld.layernorm(f"l{i}.ln1", res1, block.attn_norm)
-            f1 = bld.linear(f"l{i}.ffn1", ln1, block.ffn.lin1, qcfg.bias_bits)
-            f2 = bld.linear(f"l{i}.ffn2", f1, block.ffn.lin2, qcfg.bias_bits)
-            x = bld.layernorm(f"l{i}.ln2", bld.add(f"l{i}.res2", f2, ln1), block.ffn_norm)
-        cls = bld.node("TakeFirst", "cls", (x,), qcfg.act_bits, bld.exp(x))
-        logits = bld.linear("logits", bld.linear("pre", cls, model.pool, qcfg.bias_bits), model.classifier,
-                            qcfg.bias_bits)
+        logits = build_encoder(bld, len(model.encoder.blocks))
     meta = {"vocab_size": cfg.vocab_size, "max_position": cfg.max_position, "hidden": cfg.hidden,
             "heads": cfg.heads, "layers": cfg.layers, "ffn": cfg.ffn, "attention": cfg.attention,
             "bits": qcfg.act_bits, "weight_bits": qcfg.weight_bits, "num_labels": cfg.num_labels,

@@ -25,7 +25,6 @@ large). `calibrate_inhibitor` picks gamma and beta per layer from the teacher's 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -33,21 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.errors import UserError
+from quant.train.config import DistillConfig
 
-DISTILL_MODES = ("task", "agnostic", "none")
 UNLABELLED = -1  # label of a transfer-set example: no cross-entropy, the teacher's logits teach it
-HIDDEN_LOSSES = ("cosine", "mse")
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    mode: str = "task"             # one of DISTILL_MODES
-    temperature: float = 2.0
-    alpha_kl: float = 1.0
-    alpha_ce: float = 1.0
-    alpha_hidden: float = 1.0
-    alpha_context: float = 1.0     # task and agnostic (0 = off)
-    hidden_loss: str = "cosine"    # one of HIDDEN_LOSSES
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:

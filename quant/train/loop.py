@@ -1,6 +1,6 @@
 """The training loop: float fine-tuning, or quantization-aware training with distillation.
 
-One frozen `TrainConfig` drives `train(cfg)`:
+One frozen `TrainConfig` (`quant.train.config`) drives `train(cfg)`:
 - float (`float_model=True`): the teacher itself (attention 'dot', cross-entropy), or a student built
   from the teacher's weights (another attention, or the same with the ReLU it will be quantized with),
   optionally calibrated and fitted layer by layer to the teacher's attention contexts, then trained
@@ -26,10 +26,9 @@ live in `quant.train.runtime`; the optimizer and the saved training state in `qu
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,77 +39,13 @@ from tqdm import tqdm
 
 from models.errors import UserError
 from quant.train import checkpoint as ckpt
-from quant.train.distill import DISTILL_MODES, HIDDEN_LOSSES, DistillConfig, HiddenProjection, distill_loss
+from quant.train.config import TrainConfig
+from quant.train.distill import HiddenProjection, distill_loss
 from quant.train.runtime import (Dist, add_transfer_set, evaluate, final_metrics, initialise_student, length_sampler,
                                  load_data, quantize, setup_distributed, take, wrap_model)
 from quant.train.sampler import LengthGroupedSampler
 from quant.train.state import make_optimizer, restore, resume_state, save_training_state
 
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    out: str
-    task: str = "rt"
-    attention: str = "dot"
-    teacher: str = "minilm"
-    float_model: bool = False
-    bits: int = 8
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    epochs: int = 1
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup: float = 0.1              # fraction of all steps
-    max_grad_norm: float = 1.0
-    max_length: int = 64
-    limit: int | None = None         # first N examples of every split
-    train_limit: int | None = None   # first N training examples (evaluation splits stay whole)
-    data_dir: str | None = None
-    seed: int = 0
-    save_every: int = 0              # 0 = no training checkpoints
-    resume: bool = False
-    init_student: str | None = None
-    layer_init_steps: int = 0        # training batches, as the sampler orders them (-1: one pass; 0: none)
-    layer_init_lr: float = 1e-4      # q/k/v in the layer-by-layer initialisation
-    scalar_lr: float = 1e-3          # the inhibitor's scalars, in the initialisation and in training
-    student_activation: str = "relu"  # FFN activation of a student (the one it is quantized with)
-    transfer_copies: int = 0         # augmented copies per training snippet (teacher-labelled; rt only)
-    transfer_plots: bool = False     # add the plot summaries of training movies (teacher-labelled; rt only)
-    calib_batches: int = 4
-    group_window: int = 50           # batches per length-sorted window (`quant.train.sampler`; 0: random batches)
-    # an inhibitor student built from a dot-product model's weights (REFERENCE.md section 1)
-    inhibitor_center: bool = True    # subtract the mean score over keys
-    inhibitor_signed: bool = True    # signed inhibition keeps negative values (unsigned drops them)
-    alpha_init: float = 0.5          # <= 0 disables the shift
-    calibrate_inhibitor: bool = True  # fit gamma, beta per layer to the teacher's contexts first
-
-    def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "eval_batch_size", "max_length", "calib_batches")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or not 0 <= self.warmup < 1:
-            raise UserError(f"need lr > 0 and 0 <= warmup < 1, got lr={self.lr}, warmup={self.warmup}")
-        if self.save_every < 0 or self.layer_init_steps < -1 or self.transfer_copies < 0 or self.group_window < 0:
-            raise UserError("--save-every, --transfer-copies and --group-window must be >= 0, --layer-init-steps >= -1")
-        if self.layer_init_lr <= 0 or self.scalar_lr <= 0:
-            raise UserError(f"need --layer-init-lr > 0 and --scalar-lr > 0, got {self.layer_init_lr}, {self.scalar_lr}")
-        from models.config import ACTIVATIONS
-        if self.student_activation not in ACTIVATIONS:
-            raise UserError(f"unknown --student-activation {self.student_activation!r}: use one of {', '.join(ACTIVATIONS)}")
-        if (self.transfer_copies or self.transfer_plots) and (self.distill.mode == "none" or self.task != "rt"):
-            raise UserError("a transfer set is labelled by the teacher: it needs --distill task|agnostic and --task rt")
-        if not 2 <= self.bits <= 16:
-            raise UserError(f"--bits must be in 2..16, got {self.bits}")
-        if self.distill.mode not in DISTILL_MODES:
-            raise UserError(f"unknown --distill {self.distill.mode!r}: use one of {', '.join(DISTILL_MODES)}")
-        if self.distill.hidden_loss not in HIDDEN_LOSSES:
-            raise UserError(f"unknown hidden loss {self.distill.hidden_loss!r}: use one of {', '.join(HIDDEN_LOSSES)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 # ---------------------------------------------------------------- models
