@@ -193,6 +193,20 @@ def write_record(record: dict, results: Path) -> Path:
     return path
 
 
+def same_run(a: dict, b: dict) -> bool:
+    """Records of one run: equal but for when they were written and the stage times."""
+    def strip(r):
+        return {k: v for k, v in r.items() if k not in ("created", "stage_s")}
+    return strip(a) == strip(b)
+
+
+def recorded(record: dict, results: Path) -> Path | None:
+    """The record in `results` of the same run as `record` (`same_run`), or None."""
+    if not results.is_dir():
+        return None
+    return next((p for p, r in load_records(results) if same_run(r, record)), None)
+
+
 # ---------------------------------------------------------------- reading
 
 def check_record(record, where: str) -> None:

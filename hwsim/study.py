@@ -288,9 +288,9 @@ def _say(msg: str) -> None:
 
 def run_study(recipe: StudyConfig, run: StudyRun, results: str | Path | None = "results",
               say: Callable[[str], None] = _say) -> list[Path]:
-    """Every seed in turn; one ledger record per finished seed in `results` (None: none). Returns the
-    records' paths."""
-    from hwsim.ledger import seed_record, write_record
+    """Every seed in turn; one ledger record per finished seed in `results` (None: none), unless the
+    ledger holds it already (`hwsim.ledger.recorded`). Returns the records' paths."""
+    from hwsim.ledger import recorded, seed_record, write_record
 
     progress = Progress(list(run.seeds), stage_names(recipe, run.variants), say)
     out, written = Path(run.out), []
@@ -303,9 +303,11 @@ def run_study(recipe: StudyConfig, run: StudyRun, results: str | Path | None = "
         for v, row in record["variants"].items():
             say(f"seed {seed} {v}: int{recipe.bits} test {100 * row['int8']['test_accuracy_hwsim']:.2f} % (hwsim), "
                 f"hwsim == QAT evaluation: {'yes' if row['int8']['hwsim_equals_qat'] else 'NO'}")
-        if results is not None:
-            written.append(write_record(record, Path(results)))
-            say(f"seed {seed} record: {written[-1]}")
+        if results is None:
+            continue
+        known = recorded(record, Path(results))  # a rerun after a kill: the finished seeds' records exist
+        written.append(known or write_record(record, Path(results)))
+        say(f"seed {seed} record: {written[-1]}{' (recorded before)' if known else ''}")
     return written
 
 

@@ -77,6 +77,18 @@ def test_eta_from_the_stages_timed_so_far():
     assert said[-1].endswith(f"ETA {time.strftime('%H:%M', time.localtime(now + 1500))}")
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--variants", "dot,softmax"], "--variants must name distinct variants among dot, inhibitor, symmetric"),
+    (["--variants", "dot,dot"], "--variants must name distinct variants"),
+    (["--seeds", "0,0"], "--seeds must be distinct integers >= 0, got 0,0"),
+    (["--save-every", "0"], "need --save-every >= 1"),
+])
+def test_bad_options_are_refused_before_any_work(tmp_path, capsys, args, message):
+    from hwsim.cli import main
+    assert main(["study", "--out", str(tmp_path / "out"), "--results", str(tmp_path / "results"), *args]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- a tiny study in subprocesses
 
 TINY = ["--variants", "inhibitor", "--limit", 24, "--teacher-train-limit", 24, "--student-train-limit", 24,
