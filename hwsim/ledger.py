@@ -238,7 +238,7 @@ def _packed(text, n: int) -> bool:
 def load_records(results: Path) -> list[tuple[Path, dict]]:
     """Every `*.json` record in `results`, checked; a malformed or foreign file is refused by name."""
     if not results.is_dir():
-        raise UserError(f"no results folder {results}; run `hwsim demo` (it writes records there) or pass DIR")
+        raise UserError(f"no results folder {results}; run `hwsim study` or `hwsim demo` (they write records there) or pass DIR")
     out = []
     for path in sorted(results.glob("*.json")):
         try:

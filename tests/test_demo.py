@@ -205,6 +205,13 @@ def test_demo_writes_a_ledger_record(demo):
         assert row["int8"]["test_accuracy_hwsim"] == result["variants"][v]["int8_accuracy_hwsim"]
         assert row["int8"]["hwsim_equals_qat"] is True
         assert 0 <= row["float"]["validation_accuracy"] <= 1 and 0 <= row["int8"]["validation_accuracy"] <= 1
+    # a finished demo folder imported (as those made before the demo wrote records): the same record
+    # but for the teacher's predictions, which such a folder lacks
+    from hwsim.ledger import import_demo
+    imported = json.loads(import_demo(out, out / "imported", "HEAD", None).read_text())
+    assert imported["teacher"] == {**record["teacher"], "test_predictions": None}
+    differ = {"created", "stage_s", "machine", "commit", "teacher", "note"}
+    assert {k: v for k, v in imported.items() if k not in differ} == {k: v for k, v in record.items() if k not in differ}
 
 
 def test_changed_setting_recomputes_what_it_changes(demo):
