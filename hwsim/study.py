@@ -253,16 +253,18 @@ def predict_split(run_dir: Path, recipe: StudyConfig, path: Path) -> None:
     and on the device as its training run evaluated it (so the accuracy is its metrics.json's)."""
     from models.files import write_text_atomic
     from models.loading import load_checkpoint, load_tokenizer
-    from quant.data.tasks import encode, load_split
+    from quant.data.metrics import compute_metrics, predictions_to_labels
+    from quant.data.tasks import encode, get_task, load_split
     from quant.train.runtime import predict, setup_distributed
 
     split = load_split(recipe.task, "test", limit=recipe.limit)
     data = encode(split, load_tokenizer(run_dir), recipe.max_length)
     batch = json.loads((run_dir / "metrics.json").read_text())["config"]["eval_batch_size"]
     device = setup_distributed().device
-    preds = predict(load_checkpoint(run_dir)[0].to(device), data, batch, device).argmax(-1).cpu()
-    accuracy = float((preds == data["labels"]).float().mean())
-    write_text_atomic(path, json.dumps({"predictions": preds.tolist(), "accuracy": accuracy}) + "\n")
+    logits = predict(load_checkpoint(run_dir)[0].to(device), data, batch, device)
+    preds = predictions_to_labels(get_task(recipe.task), logits)
+    accuracy = compute_metrics(recipe.task, logits, data["labels"])["accuracy"]  # as the training run's evaluation
+    write_text_atomic(path, json.dumps({"predictions": [int(p) for p in preds], "accuracy": accuracy}) + "\n")
 
 
 def simulate_split(model: Path, recipe: StudyConfig, ort_check: int, path: Path, say) -> None:
