@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("hwsim.report_cli", "price op counts with an energy table; tables, CSV and plots"),
     "cost": ("hwsim.cost_cli", "energy, latency and area on accelerator scenarios (ZigZag mapping)"),
     "demo": ("hwsim.demo", "the end-to-end energy study on real weights and real text"),
+    "study": ("hwsim.study", "the whole recipe over seeds: teacher, students, QAT, export, hwsim; cached, resumable"),
     "results": ("hwsim.results_cli", "aggregate the results ledger over seeds: accuracy spread, paired tests"),
 }
 

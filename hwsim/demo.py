@@ -2,8 +2,11 @@
 
     hwsim demo [--out DIR] [--full] [--force] [--results DIR | --no-record]
 
-Steps (each cached in DIR and skipped when its output exists, unless --force):
-1. fine-tune the float MiniLM teacher on the RT snippets (dot attention);
+The demo is one seed of `hwsim study` at its cut, followed by the energy steps. Steps 1-5 are the
+study's stages (`hwsim.study`), each cached in DIR under the fingerprint of its settings and of the
+stages it reads (`hwsim.stages`): a changed setting reruns what it changes, --force reruns them all;
+a killed run resumes where it stopped when run again.
+1. fine-tune the float MiniLM teacher on the RT snippets (dot attention), and keep its test predictions;
 2. distil float students from the teacher (dot, inhibitor, symmetric; ReLU FFN; the inhibitor
    calibrated, inhibitor and symmetric fitted layer by layer to the teacher's attention contexts);
 3. quantization-aware-train W8A8 students of all three variants from them, distilled from the teacher;
@@ -18,54 +21,49 @@ Steps (each cached in DIR and skipped when its output exists, unless --force):
 10. append a record of the run to the results ledger (`results/` or --results DIR, `hwsim.ledger`;
     --no-record skips it); `hwsim results` aggregates the records over seeds.
 
-The default is cut to finish within about 20 minutes on 2 CPU cores: training uses the first
-`train_limit` training snippets at `max_length` tokens (the test split is always whole); `--full`
-runs the complete recipe (every training snippet, more epochs, 64 tokens).
+The default is cut to finish within about 20 minutes on 2 CPU cores (`StudyConfig.cut`): training
+uses the first `train_limit` training snippets at `max_length` tokens (the test split is always
+whole); `--full` runs the complete recipe (`StudyConfig()`: every training snippet, more epochs, 64
+tokens), whose record pools with `hwsim study`'s.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-VARIANTS = ("dot", "inhibitor", "symmetric")
+from hwsim.study import VARIANTS, StudyConfig
+
+__all__ = ["VARIANTS", "DemoConfig", "run_demo"]
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     out: str = "demo_out"
     force: bool = False
-    bits: int = 8
-    max_length: int = 48
-    teacher_epochs: int = 1
-    teacher_train_limit: int | None = 3000
-    student_epochs: int = 1
-    student_batch_size: int = 16        # twice the updates of batch 32 at the same compute (QUANT.md ablation)
-    student_lr: float = 2e-4
-    student_train_limit: int | None = 2000
-    qat_epochs: int = 1
-    qat_train_limit: int | None = 1000
-    qat_batch_size: int = 16
-    # the student recipe (docs/QUANT.md "Student recipe"): every float student is distilled from the
-    # teacher (KL + CE + hidden + contexts) with the ReLU it is quantized with; inhibitor and symmetric
-    # students are first fitted layer by layer over the shuffled training cut
-    layer_init_steps: int = -1          # -1: one pass over the students' training cut
-    transfer_copies: int = 0            # teacher-labelled augmented copies per snippet
-    transfer_plots: bool = False        # plus the plot chunks of training movies
-    dot_student: bool = True            # int8 dot from a float ReLU dot student (else from the teacher)
+    recipe: StudyConfig = field(default_factory=StudyConfig.cut)
     ort_check: int = 16                 # first N test samples also run in onnxruntime
     sweep_lengths: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
     seed: int = 0
-    teacher: str = "minilm"             # checkpoint the teacher is fine-tuned from
-    limit: int | None = None            # first N examples of every split (tests only)
+    save_every: int = 100               # training steps between training checkpoints (resume after a kill)
 
     @classmethod
     def full(cls, **changes) -> "DemoConfig":
-        return replace(cls(max_length=64, teacher_epochs=2, teacher_train_limit=None, student_epochs=2,
-                           student_train_limit=None, qat_epochs=1, qat_train_limit=None, ort_check=128),
-                       **changes)
+        return replace(cls(recipe=StudyConfig(), ort_check=128), **changes)
+
+    @classmethod
+    def from_flat(cls, config: dict) -> "DemoConfig":
+        """The inverse of `config_dict` (report.json's "config")."""
+        recipe = StudyConfig(**{k: v for k, v in config.items() if k in StudyConfig.__dataclass_fields__})
+        own = {k: v for k, v in config.items() if k in cls.__dataclass_fields__}
+        return cls(**{**own, "recipe": recipe, "sweep_lengths": tuple(config["sweep_lengths"])})
+
+
+def config_dict(cfg: DemoConfig) -> dict:
+    """The demo's settings as one flat dict (report.json's "config"; the recipe's fields but the task)."""
+    flat = {k: v for k, v in asdict(cfg).items() if k not in ("recipe", "save_every")}
+    return {**flat, **{k: v for k, v in asdict(cfg.recipe).items() if k != "task"}}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,84 +84,7 @@ def _say(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-# ---------------------------------------------------------------- training and export
-
-def _train(cfg: DemoConfig, out: Path, **kw) -> dict:
-    from quant.train.loop import TrainConfig, train
-    metrics = out / "metrics.json"
-    if metrics.is_file() and not cfg.force:
-        _say(f"cached: {out}")
-        return json.loads(metrics.read_text())
-    _say(f"training {out.name} ...")
-    return train(TrainConfig(out=str(out), task="rt", max_length=cfg.max_length, seed=cfg.seed, limit=cfg.limit,
-                             **kw))
-
-
-def train_all(cfg: DemoConfig) -> dict[str, dict]:
-    """Teacher, float students, QAT students; returns {run name: metrics}."""
-    from quant.train.distill import DistillConfig
-    runs = Path(cfg.out) / "runs"
-    teacher = runs / "teacher"
-    metrics = {"teacher": _train(cfg, teacher, attention="dot", teacher=cfg.teacher, float_model=True,
-                                 distill=DistillConfig(mode="none"), epochs=cfg.teacher_epochs,
-                                 train_limit=cfg.teacher_train_limit)}
-    metrics["float-dot"] = metrics["teacher"]  # replaced by the float dot student when there is one
-    students = VARIANTS if cfg.dot_student else VARIANTS[1:]
-    for v in students:
-        metrics[f"float-{v}"] = _train(cfg, runs / f"float-{v}", attention=v, teacher=str(teacher),
-                                       float_model=True, distill=DistillConfig(mode="task"),
-                                       layer_init_steps=0 if v == "dot" else cfg.layer_init_steps,
-                                       transfer_copies=cfg.transfer_copies, transfer_plots=cfg.transfer_plots,
-                                       epochs=cfg.student_epochs, train_limit=cfg.student_train_limit,
-                                       batch_size=cfg.student_batch_size, lr=cfg.student_lr)
-    for v in VARIANTS:
-        init = str(runs / f"float-{v}") if v in students else None
-        metrics[f"int{cfg.bits}-{v}"] = _train(cfg, runs / f"int{cfg.bits}-{v}", attention=v,
-                                               teacher=str(teacher), bits=cfg.bits,
-                                               distill=DistillConfig(mode="task"), init_student=init,
-                                               epochs=cfg.qat_epochs, train_limit=cfg.qat_train_limit,
-                                               batch_size=cfg.qat_batch_size)
-    return metrics
-
-
-def export_all(cfg: DemoConfig) -> dict[str, Path]:
-    from export.pipeline import export_run
-    paths = {}
-    for v in VARIANTS:
-        run_dir = Path(cfg.out) / "runs" / f"int{cfg.bits}-{v}"
-        path = Path(cfg.out) / "models" / f"{v}-w{cfg.bits}.onnx"
-        if not path.is_file() or cfg.force:
-            _say(f"exporting {run_dir} -> {path}")
-            export_run(run_dir, path)
-        paths[v] = path
-    return paths
-
-
-# ---------------------------------------------------------------- simulation
-
-def simulate_all(cfg: DemoConfig, models: dict[str, Path]) -> dict[str, Path]:
-    """Simulate the RT test split for each variant; one run report per variant."""
-    from hwsim.graph import load_plan
-    from hwsim.texts import resolve_tokenizer, simulate_texts
-    from models.files import write_text_atomic
-    from quant.data.tasks import load_split
-
-    split = load_split("rt", "test", limit=cfg.limit)
-    reports = {}
-    for v, model in models.items():
-        path = Path(cfg.out) / "reports" / f"{v}.json"
-        if not path.is_file() or cfg.force:
-            _say(f"simulating {len(split)} RT test snippets with {model.name} (onnxruntime check on {cfg.ort_check})")
-            plan = load_plan(model)
-            tok = resolve_tokenizer(None, plan.meta)
-            texts = [t[0] for t in split.texts]
-            # truncated like training, so hwsim's accuracy is comparable with the QAT evaluation's
-            report = simulate_texts(plan, model, texts, list(split.labels), tok, cfg.ort_check,
-                                    max_length=cfg.max_length)
-            write_text_atomic(path, json.dumps(report, indent=1))
-        reports[v] = path
-    return reports
-
+# ---------------------------------------------------------------- energy
 
 def sweep(cfg: DemoConfig, models: dict[str, Path], table) -> dict[str, list[tuple[int, float, float]]]:
     """Energy per inference (total, attention arithmetic) at each sweep length, random token ids."""
@@ -218,46 +139,47 @@ def scenario_table(cfg: DemoConfig, models: dict[str, Path], reports: dict[str, 
     return results, scenarios
 
 
-# ---------------------------------------------------------------- the study
+# ---------------------------------------------------------------- the demo
 
 def run_demo(cfg: DemoConfig, results: str | Path | None = None) -> dict:
-    """The whole study; with `results`, a ledger record of the finished run is written there
-    (`hwsim.ledger`)."""
+    """One seed of the study at `cfg.recipe`, then the energy steps and the report; with `results`, a
+    ledger record of the finished run is written there (`hwsim.ledger`)."""
     from hwsim.demo_report import write_outputs
     from hwsim.energy import load_table
+    from hwsim.stages import Progress
+    from hwsim.study import StudyRun, run_seed, stage_names
 
     t0 = time.perf_counter()
-    stages: dict[str, float] = {}
-
-    def lap(stage: str) -> None:  # the seconds since the previous stage ended
-        stages[stage] = round(time.perf_counter() - t0 - sum(stages.values()), 1)
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    _say(f"writing to {out.resolve()} ({'full recipe' if cfg.max_length == 64 and cfg.teacher_train_limit is None else 'default 20-minute cut'})")
-    metrics = train_all(cfg)
-    lap("train")
-    models = export_all(cfg)
-    lap("export")
-    reports = simulate_all(cfg, models)
-    lap("simulate")
+    _say(f"writing to {out.resolve()} ({'full recipe' if cfg.recipe == StudyConfig() else 'default 20-minute cut'})")
+    run = StudyRun(out=str(out), seeds=(cfg.seed,), variants=VARIANTS, save_every=cfg.save_every,
+                   ort_check=cfg.ort_check, force=cfg.force)
+    seed = run_seed(cfg.recipe, cfg.seed, out, run, Progress([cfg.seed], stage_names(cfg.recipe, VARIANTS), _say))
+    stages = dict(seed.stage_s)
+    metrics = {"float-dot": seed.metrics["teacher"], **seed.metrics}  # the teacher's without a dot student
+    t1 = time.perf_counter()
+
+    def lap(stage: str) -> None:  # the seconds since the previous energy step ended
+        nonlocal t1
+        stages[stage], t1 = round(time.perf_counter() - t1, 1), time.perf_counter()
+
     table = load_table()
-    series = sweep(cfg, models, table)
+    series = sweep(cfg, seed.models, table)
     lap("sweep")
-    costs = scenario_table(cfg, models, reports)
+    costs = scenario_table(cfg, seed.models, seed.reports)
     lap("scenarios")
-    result = write_outputs(cfg, metrics, models, reports, series, table,
-                           timings={"train_s": stages["train"], "total_s": round(time.perf_counter() - t0, 1)},
+    train_s = round(sum(s or 0.0 for n, s in seed.stage_s.items() if n in seed.metrics), 1)
+    result = write_outputs(cfg, metrics, seed.models, seed.reports, series, table,
+                           timings={"train_s": train_s, "total_s": round(time.perf_counter() - t0, 1)},
                            costs=costs)
     lap("report")
     total = round(time.perf_counter() - t0, 1)
     _say(f"done in {total:.0f} s: {out / 'summary.md'}")
     if results is not None:
-        from hwsim.ledger import demo_record, write_record
-        path = write_record(demo_record(cfg, out, {**stages, "total": total}), Path(results))
+        from hwsim.ledger import seed_record, write_record
+        record = seed_record("demo", cfg.recipe, cfg.seed, seed.metrics, seed.reports, seed.teacher_predictions,
+                             {**stages, "total": total})
+        path = write_record(record, Path(results))
         _say(f"result record: {path}")
     return result
-
-
-def config_dict(cfg: DemoConfig) -> dict:
-    return asdict(cfg)

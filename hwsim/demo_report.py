@@ -176,7 +176,7 @@ def paired_tests(cfg, reports: dict[str, Path]) -> dict[str, dict]:
         return {}
     from quant.data.metrics import mcnemar
     from quant.data.tasks import load_split
-    labels = load_split("rt", "test", limit=cfg.limit).labels
+    labels = load_split("rt", "test", limit=cfg.recipe.limit).labels
     pred = {v: json.loads(Path(p).read_text())["predictions"] for v, p in reports.items()}
     return {v: mcnemar(pred[v], pred["dot"], labels) for v in reports if v != "dot"}
 
@@ -239,8 +239,7 @@ def scenario_outputs(out: Path, result: dict, results: list, scenarios: list) ->
 def write_outputs(cfg, metrics: dict, models: dict[str, Path], reports: dict[str, Path], series: dict,
                   table: EnergyTable, timings: dict, costs: tuple[list, list] | None = None) -> dict:
     """`costs` = (scenario table results, scenarios) from `hwsim.cost.table.scenario_costs`."""
-    from dataclasses import asdict
-
+    from hwsim.demo import config_dict
     from hwsim.graph import load_plan
     from hwsim.plots import energy_stack, energy_vs_seq_len
 
@@ -248,9 +247,9 @@ def write_outputs(cfg, metrics: dict, models: dict[str, Path], reports: dict[str
     variants = {}
     for v, path in reports.items():
         params = sum(int(a.size) for a in load_plan(models[v]).params.values())
-        variants[v] = variant_figures(path, metrics, cfg.bits, v, table, params)
+        variants[v] = variant_figures(path, metrics, cfg.recipe.bits, v, table, params)
     tests = paired_tests(cfg, reports)
-    result = {"config": asdict(cfg), "timings": timings, "energy_table": _shown_path(table.path),
+    result = {"config": config_dict(cfg), "timings": timings, "energy_table": _shown_path(table.path),
               "technology": table.technology, "note": "energy = estimates from op counts x energy table",
               "variants": variants, "sweep": {v: [list(p) for p in pts] for v, pts in series.items()},
               "teacher_accuracy": metrics["teacher"]["test"]["accuracy"] if "teacher" in metrics else None,

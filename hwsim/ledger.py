@@ -3,32 +3,39 @@
 A record says which commit and which settings made it, how long each stage took on which machine,
 the float and int8 accuracies of every variant, and every variant's int8 test predictions (hwsim's,
 bit-exact) packed as a hex string, one digit per test example in the order of the test split, next to
-the gold labels packed the same way, so paired tests over seeds can be recomputed later
-(`hwsim results`, `hwsim.ledger_stats`).
+the gold labels and the float teacher's predictions packed the same way, so paired tests over seeds
+can be recomputed later (`hwsim results`, `hwsim.ledger_stats`). `hwsim study` writes one record per
+seed, `hwsim demo` one per run (`seed_record`).
 
-Record (schema `hwsim-ledger/1`):
+Record (schema `hwsim-ledger/2`; `hwsim-ledger/1` records are read as well):
 
 | key | value |
 |---|---|
-| schema, kind | "hwsim-ledger/1", "demo" |
+| schema, kind | "hwsim-ledger/2", "study" or "demo" |
 | created | UTC time the record was written, ISO 8601 |
 | commit | `git rev-parse HEAD` of the project, "+dirty" appended when tracked files differ; "unknown" outside git |
 | recipe | {"fingerprint": 12 hex digits, "settings": what was hashed} |
 | seed, task | the run's seed and task |
 | data | {"train", "validation", "test"}: split sizes; "train_used": {stage: snippets trained on} |
-| stage_s | {stage: seconds}, "total" included; "train_runs": {run: seconds} from the runs' metrics |
+| stage_s | {stage: seconds} (`hwsim.study` stage names; the demo adds its energy steps), "total" included; "train_runs": {run: seconds of its training loop} from the runs' metrics |
 | machine | {"platform", "cpu_count", "torch", "threads", "python"} |
-| teacher | {"validation_accuracy", "test_accuracy", "test_predictions": hex or null} |
-| variants | {variant: {"float": {"validation_accuracy", "test_accuracy"}, "int8": {"validation_accuracy", "test_accuracy_qat", "test_accuracy_hwsim", "hwsim_equals_qat"}, "test_predictions": hex}} |
+| teacher | {"validation_accuracy", "test_accuracy", "test_predictions": hex, or null where not kept} |
+| variants | {variant: {"float": {"validation_accuracy", "test_accuracy"}, "int8": {"validation_accuracy", "test_accuracy_qat", "test_accuracy_hwsim", "hwsim_equals_qat"}, "test_predictions": hex}}; a study may run a subset of the variants |
 | test_labels | hex, the test split's gold labels |
 
-`hwsim_equals_qat` is true when hwsim's bit-exact run and the QAT evaluation get the same number of
-test examples right (the QAT evaluation keeps no per-example predictions). The demo keeps no teacher
-predictions either: `teacher.test_predictions` is null.
+What /2 adds to /1: kind "study", stage times per stage, the teacher's predictions (records of /1 and
+imported demo folders have none: null). A stage cached from an earlier invocation reports the seconds
+it took when it ran (its marker's, `hwsim.stages`); a stage resumed after a kill, those of the
+invocation that finished it.
 
-The fingerprint hashes the demo configuration without the fields that cannot change an accuracy
-(`NOT_RECIPE`: output folder, --force, the seed, which is recorded by itself, the onnxruntime
-cross-check count and the energy sweep lengths), plus the task and the split sizes.
+`hwsim_equals_qat` is true when hwsim's bit-exact run and the QAT evaluation get the same number of
+test examples right (the QAT evaluation keeps no per-example predictions).
+
+The fingerprint hashes the recipe (`hwsim.study.StudyConfig`, `recipe_of`) without its task, under
+the key "demo", beside the task and the split sizes: exactly what the demo hashed before the study
+existed (its flat configuration without `NOT_RECIPE`: output folder, --force, the seed, which is
+recorded by itself, the onnxruntime cross-check count and the energy sweep lengths), so a record of
+`hwsim demo --full` and `hwsim study` records of the same settings share one fingerprint and pool.
 """
 from __future__ import annotations
 
@@ -45,7 +52,8 @@ from pathlib import Path
 
 from models.errors import UserError
 
-SCHEMA = "hwsim-ledger/1"
+SCHEMA = "hwsim-ledger/2"
+SCHEMAS = ("hwsim-ledger/1", SCHEMA)  # read
 NOT_RECIPE = ("out", "force", "seed", "ort_check", "sweep_lengths")
 REQUIRED = ("schema", "kind", "created", "commit", "recipe", "seed", "task", "data", "stage_s", "machine",
             "teacher", "variants", "test_labels")
@@ -108,51 +116,58 @@ def recipe(config: dict, task: str, data: dict) -> dict:
     return {"fingerprint": hashlib.sha256(text.encode()).hexdigest()[:12], "settings": settings}
 
 
-# ---------------------------------------------------------------- a demo run's record
+# ---------------------------------------------------------------- a seed's record
+
+def recipe_of(cfg) -> dict:
+    """The recipe fingerprint of a `hwsim.study.StudyConfig` (its fields but the task, which is hashed
+    beside them, as the demo's flat configuration was), its task and split sizes."""
+    settings = {k: v for k, v in asdict(cfg).items() if k != "task"}
+    return recipe(settings, cfg.task, data_sizes(cfg))
+
 
 def data_sizes(cfg) -> dict:
     """Split sizes (after the tests' `limit`) and how many training snippets each stage used."""
     from quant.data.tasks import load_split
 
-    sizes = {s: len(load_split("rt", s, limit=cfg.limit)) for s in ("train", "validation", "test")}
+    sizes = {s: len(load_split(cfg.task, s, limit=cfg.limit)) for s in ("train", "validation", "test")}
     used = {stage: min(sizes["train"], lim) if lim is not None else sizes["train"]
             for stage, lim in (("teacher", cfg.teacher_train_limit), ("student", cfg.student_train_limit),
                                ("qat", cfg.qat_train_limit))}
     return {**sizes, "train_used": used}
 
 
-def demo_record(cfg, out: Path, stage_s: dict, commit: str | None = None, host: dict | None = None) -> dict:
-    """The record of the finished demo run in `out` (report.json, reports/*.json, runs/*/metrics.json)."""
+def seed_record(kind: str, cfg, seed: int, metrics: dict, reports: dict, teacher_predictions: list | None,
+                stage_s: dict, commit: str | None = None, host: dict | None = None) -> dict:
+    """The record of one finished seed: `cfg` its `StudyConfig`, `metrics` {run name: metrics.json}
+    ("float-dot" falls back to the teacher's), `reports` {variant: hwsim run report path} and the
+    teacher's test predictions (None where they were not kept)."""
     from quant.data.tasks import load_split
 
-    report = json.loads((out / "report.json").read_text())
-    bits = report["config"]["bits"]
-    metrics = {p.parent.name: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*/metrics.json"))}
-    labels = pack_labels(load_split("rt", "test", limit=cfg.limit).labels)
+    labels = load_split(cfg.task, "test", limit=cfg.limit).labels
     variants = {}
-    for v, row in report["variants"].items():
-        run = json.loads((out / "reports" / f"{v}.json").read_text())
+    for v, path in reports.items():
+        run = json.loads(Path(path).read_text())
         if len(run["predictions"]) != len(labels):
-            raise UserError(f"{out / 'reports' / f'{v}.json'}: {len(run['predictions'])} predictions for "
-                            f"{len(labels)} test snippets; rerun the demo with --force")
-        n, qat, hw = len(labels), row[f"int{bits}_accuracy_qat_eval"], row[f"int{bits}_accuracy_hwsim"]
+            raise UserError(f"{path}: {len(run['predictions'])} predictions for {len(labels)} test snippets; "
+                            "rerun with --force")
+        n, qat, hw = len(labels), metrics[f"int{cfg.bits}-{v}"]["test"]["accuracy"], run["accuracy"]
         fl = metrics.get(f"float-{v}", metrics["teacher"])
         variants[v] = {
-            "float": {"validation_accuracy": fl["validation"]["accuracy"], "test_accuracy": row["float_accuracy"]},
-            "int8": {"validation_accuracy": metrics[f"int{bits}-{v}"]["validation"]["accuracy"],
+            "float": {"validation_accuracy": fl["validation"]["accuracy"], "test_accuracy": fl["test"]["accuracy"]},
+            "int8": {"validation_accuracy": metrics[f"int{cfg.bits}-{v}"]["validation"]["accuracy"],
                      "test_accuracy_qat": qat, "test_accuracy_hwsim": hw,
                      "hwsim_equals_qat": round(qat * n) == round(hw * n)},
             "test_predictions": pack_labels(run["predictions"])}
-    data = data_sizes(cfg)
     teacher = metrics["teacher"]
-    return {"schema": SCHEMA, "kind": "demo", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "commit": commit or git_commit(), "recipe": recipe(asdict(cfg), "rt", data), "seed": cfg.seed,
-            "task": "rt", "data": data,
+    return {"schema": SCHEMA, "kind": kind, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "commit": commit or git_commit(), "recipe": recipe_of(cfg), "seed": seed, "task": cfg.task,
+            "data": data_sizes(cfg),
             "stage_s": {**stage_s, "train_runs": {k: m.get("train_seconds") for k, m in metrics.items()}},
             "machine": host or machine(),
             "teacher": {"validation_accuracy": teacher["validation"]["accuracy"],
-                        "test_accuracy": teacher["test"]["accuracy"], "test_predictions": None},
-            "variants": variants, "test_labels": labels}
+                        "test_accuracy": teacher["test"]["accuracy"],
+                        "test_predictions": None if teacher_predictions is None else pack_labels(teacher_predictions)},
+            "variants": variants, "test_labels": pack_labels(labels)}
 
 
 def record_name(record: dict) -> str:
@@ -178,31 +193,52 @@ def write_record(record: dict, results: Path) -> Path:
     return path
 
 
+def same_run(a: dict, b: dict) -> bool:
+    """Records of one run: equal but for when they were written and the stage times."""
+    def strip(r):
+        return {k: v for k, v in r.items() if k not in ("created", "stage_s")}
+    return strip(a) == strip(b)
+
+
+def recorded(record: dict, results: Path) -> Path | None:
+    """The record in `results` of the same run as `record` (`same_run`), or None."""
+    if not results.is_dir():
+        return None
+    return next((p for p, r in load_records(results) if same_run(r, record)), None)
+
+
 # ---------------------------------------------------------------- reading
 
 def check_record(record, where: str) -> None:
-    """Raise UserError naming `where` unless `record` is a ledger record of this schema."""
-    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+    """Raise UserError naming `where` unless `record` is a ledger record of a schema this reads."""
+    if not isinstance(record, dict) or record.get("schema") not in SCHEMAS:
         found = record.get("schema") if isinstance(record, dict) else type(record).__name__
-        raise UserError(f"{where}: not a results record (schema {found!r}, expected {SCHEMA!r}); "
+        raise UserError(f"{where}: not a results record (schema {found!r}, expected one of {', '.join(SCHEMAS)}); "
                         "move it out of the results folder")
     missing = [k for k in REQUIRED if k not in record]
     if missing:
         raise UserError(f"{where}: record lacks {', '.join(missing)}; it is malformed, fix or remove it")
     n = len(record["test_labels"])
+    teacher = record["teacher"].get("test_predictions") if isinstance(record["teacher"], dict) else ""
+    if teacher is not None and not _packed(teacher, n):
+        raise UserError(f"{where}: teacher.test_predictions must be null or {n} hex digits (one per test label); "
+                        "the record is malformed, fix or remove it")
     for v, row in record["variants"].items():
-        preds = row.get("test_predictions") if isinstance(row, dict) else None
-        if not isinstance(preds, str) or len(preds) != n or not re.fullmatch(r"[0-9a-f]*", preds):
+        if not _packed(row.get("test_predictions") if isinstance(row, dict) else None, n):
             raise UserError(f"{where}: variant {v!r} needs test_predictions as {n} hex digits (one per test "
                             "label); the record is malformed, fix or remove it")
         if not isinstance(row.get("int8", {}).get("test_accuracy_hwsim"), (int, float)):
             raise UserError(f"{where}: variant {v!r} lacks int8.test_accuracy_hwsim; fix or remove the record")
 
 
+def _packed(text, n: int) -> bool:
+    return isinstance(text, str) and len(text) == n and re.fullmatch(r"[0-9a-f]*", text) is not None
+
+
 def load_records(results: Path) -> list[tuple[Path, dict]]:
     """Every `*.json` record in `results`, checked; a malformed or foreign file is refused by name."""
     if not results.is_dir():
-        raise UserError(f"no results folder {results}; run `hwsim demo` (it writes records there) or pass DIR")
+        raise UserError(f"no results folder {results}; run `hwsim study` or `hwsim demo` (they write records there) or pass DIR")
     out = []
     for path in sorted(results.glob("*.json")):
         try:
@@ -242,13 +278,16 @@ def stage_times_from_log(lines) -> dict:
 
 
 def import_demo(out: Path, results: Path, commit: str, log: Path | None) -> Path:
-    """Write the record of an already finished demo folder `out` (made at `commit`)."""
+    """Write the record of an already finished demo folder `out` (made at `commit`, before the demo
+    wrote records; it kept no teacher predictions)."""
     from hwsim.demo import DemoConfig
 
     report = json.loads((out / "report.json").read_text())
-    cfg = DemoConfig(**{**report["config"], "sweep_lengths": tuple(report["config"]["sweep_lengths"])})
+    cfg = DemoConfig.from_flat(report["config"])
     stages = stage_times_from_log(log.read_text().splitlines()) if log else {"total": report["timings"]["total_s"]}
     host = {**machine(), "note": "recorded at the import, not during the run"}
-    record = demo_record(cfg, out, stages, git_commit(rev=commit), host)
+    metrics = {p.parent.name: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*/metrics.json"))}
+    reports = {v: out / "reports" / f"{v}.json" for v in report["variants"]}
+    record = seed_record("demo", cfg.recipe, cfg.seed, metrics, reports, None, stages, git_commit(rev=commit), host)
     record["note"] = f"imported from {out} after the run (`hwsim results --import-demo`); created = import time"
     return write_record(record, results)

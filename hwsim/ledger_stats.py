@@ -66,7 +66,11 @@ def _right(record: dict, predictions: str) -> np.ndarray:
 
 
 def compare(runs: list[dict], a: str, b: str) -> dict:
-    """Pooled paired comparison of int8 `a` with int8 `b` (or the float teacher, b = "teacher")."""
+    """Pooled paired comparison of int8 `a` with int8 `b` (or the float teacher, b = "teacher") over
+    the runs that hold both."""
+    runs = [r for r in runs if a in r["variants"] and (b == "teacher" or b in r["variants"])]
+    if not runs:
+        return {"a": a, "b": b, "n": 0}
     if b == "teacher" and not all(r["teacher"].get("test_predictions") for r in runs):
         mean, lo, hi = t_interval([r["variants"][a]["int8"]["test_accuracy_hwsim"] - r["teacher"]["test_accuracy"]
                                    for r in runs])
@@ -83,25 +87,29 @@ def compare(runs: list[dict], a: str, b: str) -> dict:
 
 
 def summarise(records: list[tuple]) -> list[dict]:
-    """One entry per recipe: its settings, seeds, commits, per-variant spread and the comparisons."""
+    """One entry per recipe: its settings, seeds, commits, per-variant spread and the comparisons. A
+    variant's figures are over the seeds whose records hold it (a study may run a subset)."""
     out = []
     for fp, g in by_recipe(records).items():
         runs = [g["seeds"][s] for s in sorted(g["seeds"])]
-        names = list(runs[0]["variants"])
+        names = list(dict.fromkeys(v for r in runs for v in r["variants"]))
         variants = {}
         for v in names:
-            acc = np.array([r["variants"][v]["int8"]["test_accuracy_hwsim"] for r in runs])
+            held = [r for r in runs if v in r["variants"]]
+            acc = np.array([r["variants"][v]["int8"]["test_accuracy_hwsim"] for r in held])
             variants[v] = {"mean": float(acc.mean()), "sd": float(acc.std(ddof=1)) if len(acc) > 1 else None,
                            "min": float(acc.min()), "max": float(acc.max()),
-                           "float_mean": float(np.mean([r["variants"][v]["float"]["test_accuracy"] for r in runs])),
-                           "hwsim_equals_qat": all(r["variants"][v]["int8"]["hwsim_equals_qat"] for r in runs)}
+                           "float_mean": float(np.mean([r["variants"][v]["float"]["test_accuracy"] for r in held])),
+                           "hwsim_equals_qat": all(r["variants"][v]["int8"]["hwsim_equals_qat"] for r in held),
+                           "seeds": [r["seed"] for r in held]}
         pairs = [(v, BASE) for v in names if v != BASE and BASE in names]
         pairs += [("inhibitor", "teacher")] if "inhibitor" in names else []
         out.append({"fingerprint": fp, "settings": runs[0]["recipe"]["settings"], "seeds": sorted(g["seeds"]),
                     "superseded": g["superseded"], "commits": sorted({r["commit"][:7] for r in runs}),
                     "test_n": len(runs[0]["test_labels"]),
                     "teacher_mean": float(np.mean([r["teacher"]["test_accuracy"] for r in runs])),
-                    "variants": variants, "comparisons": [compare(runs, a, b) for a, b in pairs]})
+                    "variants": variants,
+                    "comparisons": [c for c in (compare(runs, a, b) for a, b in pairs) if c["n"]]})
     return out
 
 
@@ -128,7 +136,8 @@ def markdown(summaries: list[dict]) -> str:
                   "", "| variant | int8 test % (hwsim), mean | sd over seeds | min-max | float test %, mean | "
                   "hwsim == QAT |", "|---|---|---|---|---|---|"]
         for v, r in s["variants"].items():
-            lines.append(f"| {v} | {_pct(r['mean'])} | {_pct(r['sd'])} | {_pct(r['min'])}-{_pct(r['max'])} | "
+            only = "" if r["seeds"] == s["seeds"] else f" (seed(s) {', '.join(map(str, r['seeds']))})"
+            lines.append(f"| {v}{only} | {_pct(r['mean'])} | {_pct(r['sd'])} | {_pct(r['min'])}-{_pct(r['max'])} | "
                          f"{_pct(r['float_mean'])} | {'yes' if r['hwsim_equals_qat'] else 'NO'} |")
         lines += ["", "| comparison | n | difference (points) | 95 % interval | method | McNemar (a only / b only) "
                   "| p |", "|---|---|---|---|---|---|---|"]

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     records = load_records(results)
     if not records:
-        raise UserError(f"no records in {results}; run `hwsim demo` (it writes one when it finishes)")
+        raise UserError(f"no records in {results}; run `hwsim study` or `hwsim demo` (each writes one when it finishes)")
     text = markdown(summarise(records))
     print(text)
     if args.markdown:

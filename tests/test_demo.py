@@ -2,7 +2,8 @@
 
 Checks that every output exists, that the report is internally consistent (components add up to
 the total; the total equals counts x energy table recomputed from the raw run reports; the
-summary's numbers come from report.json), and that a second run reuses the cached artefacts.
+summary's numbers come from report.json), that a second run reuses the cached artefacts and that a
+run with a changed setting recomputes the stages it changes and no other.
 """
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ import json
 import re
 from pathlib import Path
 
+from dataclasses import replace
+
 import pytest
 
 from hwsim.actions import ActionKey
 from hwsim.demo import VARIANTS, DemoConfig, run_demo, scenario_lengths
 from hwsim.demo_report import check_consistency
 from hwsim.energy import load_table
+from hwsim.study import StudyConfig
 
-TINY = dict(limit=12, teacher_train_limit=12, student_train_limit=12, qat_train_limit=12, max_length=12,
-            ort_check=2, sweep_lengths=(8, 16))
+RECIPE = StudyConfig.cut(limit=12, teacher_train_limit=12, student_train_limit=12, qat_train_limit=12, max_length=12)
+TINY = dict(recipe=RECIPE, ort_check=2, sweep_lengths=(8, 16))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +57,7 @@ def test_demo_writes_every_output(demo):
     assert "On accelerator scenarios" in (out / "summary.md").read_text()
     # the paired test counts the test snippets where exactly one of the two int8 models is right
     from quant.data.tasks import load_split
-    gold = load_split("rt", "test", limit=TINY["limit"]).labels
+    gold = load_split("rt", "test", limit=RECIPE.limit).labels
     pred = {v: json.loads((out / "reports" / f"{v}.json").read_text())["predictions"] for v in VARIANTS}
     assert result["mcnemar_inhibitor_vs_dot"] == result["mcnemar_vs_dot"]["inhibitor"]
     for v in ("inhibitor", "symmetric"):
@@ -159,13 +163,22 @@ def test_every_plot_the_summary_names_is_a_png(demo):
     assert re.search(r"\(([\w.-]+\.png)\)", text).group(1) == "energy_split_edge.png"
 
 
-def test_second_run_reuses_cache(demo):
+def outputs(out: Path) -> dict[str, int]:
+    """Modification times of every stage's output (run metrics, models, reports), by stage."""
+    files = {f"{p.parent.name}": p for p in (out / "runs").glob("*/metrics.json")}
+    files |= {f"export-{p.stem.split('-')[0]}": p for p in (out / "models").glob("*.onnx")}
+    files |= {f"simulate-{v}": out / "reports" / f"{v}.json" for v in VARIANTS}
+    files["predict-teacher"] = out / "reports" / "teacher-predictions.json"
+    return {name: p.stat().st_mtime_ns for name, p in files.items()}
+
+
+def test_second_run_reuses_cache(demo, capsys):
     out, _ = demo
-    stamp = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("metrics.json")}
-    models = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.onnx")}
+    before = outputs(out)
+    assert len(before) == 2 + 3 * 4  # teacher and its predictions; per variant float, int8, export, simulate
     run_demo(DemoConfig(out=str(out), **TINY))
-    assert stamp == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("metrics.json")}
-    assert models == {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.onnx")}
+    assert outputs(out) == before
+    assert capsys.readouterr().out.count(": cached") == len(before)
 
 
 def test_demo_writes_a_ledger_record(demo):
@@ -179,13 +192,40 @@ def test_demo_writes_a_ledger_record(demo):
     assert path.name.endswith(f"-{record['recipe']['fingerprint']}-seed0-{path.stem.rsplit('-', 1)[1]}.json")
     assert record["commit"] != "unknown" and len(record["recipe"]["fingerprint"]) == 12
     assert {k: record["data"][k] for k in ("validation", "test")} == {"validation": 12, "test": 12}
-    assert set(record["stage_s"]) >= {"train", "export", "simulate", "sweep", "scenarios", "report", "total"}
+    assert set(record["stage_s"]) >= {"teacher", "predict-teacher", *(f"{s}-{v}" for s in ("float", "int8", "export", "simulate")
+                                                                     for v in VARIANTS), "sweep", "scenarios", "report", "total"}
     assert record["machine"]["cpu_count"] and record["machine"]["torch"]
     assert unpack_labels(record["test_labels"]) == list(load_split("rt", "test", limit=12).labels)
     assert record["teacher"]["test_accuracy"] == result["teacher_accuracy"]
+    teacher = json.loads((out / "reports" / "teacher-predictions.json").read_text())
+    assert unpack_labels(record["teacher"]["test_predictions"]) == teacher["predictions"]
+    assert teacher["accuracy"] == result["teacher_accuracy"]
     for v in VARIANTS:
         row, hw = record["variants"][v], json.loads((out / "reports" / f"{v}.json").read_text())
         assert unpack_labels(row["test_predictions"]) == hw["predictions"]
         assert row["int8"]["test_accuracy_hwsim"] == result["variants"][v]["int8_accuracy_hwsim"]
         assert row["int8"]["hwsim_equals_qat"] is True
         assert 0 <= row["float"]["validation_accuracy"] <= 1 and 0 <= row["int8"]["validation_accuracy"] <= 1
+    # a finished demo folder imported (as those made before the demo wrote records): the same record
+    # but for the teacher's predictions, which such a folder lacks
+    from hwsim.ledger import import_demo
+    imported = json.loads(import_demo(out, out / "imported", "HEAD", None).read_text())
+    assert imported["teacher"] == {**record["teacher"], "test_predictions": None}
+    differ = {"created", "stage_s", "machine", "commit", "teacher", "note"}
+    assert {k: v for k, v in imported.items() if k not in differ} == {k: v for k, v in record.items() if k not in differ}
+
+
+def test_changed_setting_recomputes_what_it_changes(demo):
+    """A QAT setting changes the int8 runs and what is made from them, not the teacher or the float
+    students (`hwsim demo` then `hwsim demo` with other settings into one folder). Last: it changes
+    the folder the tests above read."""
+    out, _ = demo
+    before = outputs(out)
+    result = run_demo(DemoConfig(out=str(out), **{**TINY, "recipe": replace(RECIPE, qat_train_limit=8)}))
+    after = outputs(out)
+    changed = {name for name in before if after[name] != before[name]}
+    assert changed == {f"{stage}-{v}" for stage in ("int8", "export", "simulate") for v in VARIANTS}
+    for v in VARIANTS:
+        metrics = json.loads((out / "runs" / f"int8-{v}" / "metrics.json").read_text())
+        assert metrics["config"]["train_limit"] == 8
+        assert result["variants"][v]["int8_accuracy_hwsim"] == pytest.approx(result["variants"][v]["int8_accuracy_qat_eval"])

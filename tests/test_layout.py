@@ -32,6 +32,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "hwsim.run_cli": ("models", "quant.ir", "quant.data", "export", "hwsim"),
     "hwsim.texts": ("models", "quant.ir", "quant.data", "export", "hwsim"),
     "hwsim.demo": ("models", "quant", "export", "hwsim"),
+    "hwsim.study": ("models", "quant", "export", "hwsim"),
     "hwsim.demo_report": ("models", "quant.ir", "quant.data", "export", "hwsim"),
     # the results ledger packs the labelled test split with each record and tests pairs (quant.data, torch-free)
     "hwsim.ledger": ("models", "quant.ir", "quant.data", "export", "hwsim"),

@@ -13,18 +13,25 @@ from hwsim.ledger_stats import bootstrap_diff, markdown, summarise
 from models.errors import UserError
 
 
-def make_record(seed: int, labels: list[int], preds: dict[str, list[int]], created: str) -> dict:
+def make_record(seed: int, labels: list[int], preds: dict[str, list[int]], created: str,
+                teacher: list[int] | None = None) -> dict:
     settings = {"max_length": 12}
     data = {"train": 10, "validation": 5, "test": len(labels), "train_used": {"teacher": 10, "student": 10, "qat": 10}}
     acc = {v: float(np.mean(np.array(p) == np.array(labels))) for v, p in preds.items()}
     return {"schema": SCHEMA, "kind": "demo", "created": created, "commit": "0" * 40,
             "recipe": recipe(settings, "rt", data), "seed": seed, "task": "rt", "data": data, "stage_s": {"total": 1.0}, "machine": {"cpu_count": 1},
-            "teacher": {"validation_accuracy": 0.8, "test_accuracy": 0.8, "test_predictions": None},
+            "teacher": {"validation_accuracy": 0.8,
+                        "test_accuracy": 0.8 if teacher is None else float(np.mean(np.array(teacher) == np.array(labels))),
+                        "test_predictions": None if teacher is None else pack_labels(teacher)},
             "variants": {v: {"float": {"validation_accuracy": a, "test_accuracy": a},
                              "int8": {"validation_accuracy": a, "test_accuracy_qat": a, "test_accuracy_hwsim": a,
                                       "hwsim_equals_qat": True},
                              "test_predictions": pack_labels(preds[v])} for v, a in acc.items()},
             "test_labels": pack_labels(labels)}
+
+
+def right_on(labels: list[int], idx) -> list[int]:
+    return [y if i in idx else 1 - y for i, y in enumerate(labels)]
 
 
 def two_seeds(tmp_path):
@@ -126,3 +133,66 @@ def test_stage_times_from_demo_log():
            "[demo 09:29:14] done in 755 s: demo_out/summary.md"]
     assert stage_times_from_log(log) == {"train": 668.0, "export": 5.0, "simulate": 59.0, "sweep": 9.0,
                                          "scenarios": 11.0, "report": 3.0, "total": 755.0}
+
+
+def test_teacher_predictions_give_a_paired_comparison(tmp_path):
+    """Seed 0: teacher right on 0..69, inhibitor on 0..39 and 60..79 (inhibitor only 10, teacher only
+    20); seed 1: teacher right on 0..89, inhibitor on 30..99 (10 and 30). Pooled 20 vs 50: -0.15."""
+    labels = [i % 2 for i in range(100)]
+    for seed, teacher, inh in ((0, range(70), [*range(40), *range(60, 80)]), (1, range(90), range(30, 100))):
+        write_record(make_record(seed, labels, {"dot": right_on(labels, range(50)), "inhibitor": right_on(labels, inh)},
+                                 f"2026-01-0{seed + 1}T00:00:00Z", teacher=right_on(labels, teacher)), tmp_path)
+    (s,) = summarise(load_records(tmp_path))
+    (c,) = [c for c in s["comparisons"] if c["b"] == "teacher"]
+    assert c["unit"] == "pooled test pairs" and c["n"] == 200 and c["diff"] == pytest.approx(-0.15)
+    assert (c["mcnemar"]["a_right_b_wrong"], c["mcnemar"]["a_wrong_b_right"]) == (20, 50) and c["high"] < 0
+
+
+def test_schema_1_records_pool_with_schema_2_records(tmp_path):
+    """A record of the demo before the study (schema 1, no teacher predictions) pools with the study's
+    of the same recipe; the teacher comparison then falls back to the difference over seeds."""
+    old, new = two_seeds(tmp_path)
+    first = json.loads(old.read_text())
+    old.unlink()
+    first["schema"] = "hwsim-ledger/1"
+    (tmp_path / old.name).write_text(json.dumps(first))
+    labels = unpack_labels(first["test_labels"])
+    second = json.loads(new.read_text())
+    second["teacher"]["test_predictions"] = pack_labels(right_on(labels, range(80)))
+    new.write_text(json.dumps(second))
+    (s,) = summarise(load_records(tmp_path))
+    assert s["seeds"] == [0, 1] and s["variants"]["inhibitor"]["mean"] == pytest.approx(0.65)
+    assert [c["unit"] for c in s["comparisons"] if c["b"] == "teacher"] == ["seeds"]
+
+
+def test_a_seed_with_fewer_variants(tmp_path):
+    """Seed 2 ran the inhibitor alone: the dot's figures and the paired pools keep seeds 0 and 1."""
+    two_seeds(tmp_path)
+    labels = [i % 2 for i in range(100)]
+    write_record(make_record(2, labels, {"inhibitor": right_on(labels, range(80))}, "2026-01-03T00:00:00Z"), tmp_path)
+    (s,) = summarise(load_records(tmp_path))
+    assert s["seeds"] == [0, 1, 2] and s["variants"]["dot"]["seeds"] == [0, 1]
+    assert s["variants"]["inhibitor"]["mean"] == pytest.approx((0.6 + 0.7 + 0.8) / 3)
+    inh = s["comparisons"][0]
+    assert (inh["a"], inh["b"], inh["n"], inh["diff"]) == ("inhibitor", "dot", 200, pytest.approx(0.15))
+    assert "| dot (seed(s) 0, 1) |" in markdown([s]) and "| inhibitor |" in markdown([s])
+
+
+def test_malformed_teacher_predictions_are_refused(tmp_path):
+    path = two_seeds(tmp_path)[0]
+    record = json.loads(path.read_text())
+    record["teacher"]["test_predictions"] = "01"
+    path.write_text(json.dumps(record))
+    with pytest.raises(UserError, match=f"{path.name}: teacher.test_predictions must be null or 100 hex digits"):
+        load_records(tmp_path)
+
+
+def test_a_run_recorded_before_is_found(tmp_path):
+    """A study run again after a kill finds the records of its finished seeds (times aside) instead of
+    writing them twice; another commit's record of the same seed is another run."""
+    from hwsim.ledger import recorded
+    path, _ = two_seeds(tmp_path)
+    again = json.loads(path.read_text())
+    again["created"], again["stage_s"] = "2026-05-01T00:00:00Z", {"total": 9.0}
+    assert recorded(again, tmp_path) == path and recorded(again, tmp_path / "none") is None
+    assert recorded({**again, "commit": "1" * 40}, tmp_path) is None
