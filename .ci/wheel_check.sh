@@ -2,7 +2,7 @@
 # The project as a user installs it: build a wheel, install it NON-editable into a throwaway venv
 # (dependencies borrowed from the project's .venv, so nothing is downloaded twice), then run
 # `hwsim run` from outside the checkout on a tiny model exported by the project's own CLI.
-# Fails when the wheel misses a package or data file (hwsim/kernels, tables, configs).
+# Fails when the wheel misses a package or data file (hwsim/sim/kernels, hwsim/cost/data, hwsim/sim/configs, hwsim/cost/scenarios).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

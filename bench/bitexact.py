@@ -92,7 +92,7 @@ def load_model(path: Path, args) -> Model:
     import onnxruntime as ort
 
     from export.onnx_lift import from_onnx
-    from hwsim.graph import load_plan
+    from hwsim.sim.graph import load_plan
     from models.errors import UserError
 
     if not path.is_file():
@@ -127,7 +127,7 @@ def run_batch(model: Model, ids: np.ndarray, mask: np.ndarray, lengths: list[int
     """Four runs of one padded batch; raises Failure at the first sample whose logits differ."""
     import torch
 
-    from hwsim.executor import execute
+    from hwsim.sim.executor import execute
     from quant.intops.reference import run_program
 
     def guarded(what, fn):

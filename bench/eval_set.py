@@ -71,10 +71,10 @@ def timed(label: str, ids: list[np.ndarray], fn) -> tuple[float, dict]:
 
 
 def main(argv=None) -> int:
-    from hwsim.dask_run import dask_client, simulate_dask
-    from hwsim.executor import execute
-    from hwsim.graph import load_plan
-    from hwsim.parallel import RunSpec, default_jobs, simulate_local, simulate_pool
+    from hwsim.app.dask_run import dask_client, simulate_dask
+    from hwsim.sim.executor import execute
+    from hwsim.sim.graph import load_plan
+    from hwsim.app.parallel import RunSpec, default_jobs, simulate_local, simulate_pool
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--limit", type=int, default=MNLI_SAMPLES, help="samples in the synthetic set (default 9815)")

@@ -44,8 +44,8 @@ def required_bytes(n: int) -> dict[str, float]:
 
 
 def child(model: str, n: int) -> None:
-    from hwsim.executor import execute
-    from hwsim.graph import load_plan
+    from hwsim.sim.executor import execute
+    from hwsim.sim.graph import load_plan
     plan = load_plan(model)
     ids = np.random.default_rng(0).integers(0, DIMS["vocab"], (1, n))
     execute(plan, ids[:, :8])  # compile the kernels outside the measurement

@@ -19,10 +19,10 @@ import numpy as np
 import onnxruntime as ort
 
 from export.onnx_lower import to_onnx
-from hwsim.executor import _counts, execute
-from hwsim.graph import load_plan
-from hwsim.kernels.inhibitor import inhibitor_attention
-from hwsim.kernels.softmax import dot_attention
+from hwsim.sim.executor import _counts, execute
+from hwsim.sim.graph import load_plan
+from hwsim.sim.kernels.inhibitor import inhibitor_attention
+from hwsim.sim.kernels.softmax import dot_attention
 from quant.intops.synth import SynthConfig, synth_program
 
 

@@ -1,6 +1,6 @@
-"""Generate hwsim/tables/area45.csv once; the CSV is committed and loaded without arithmetic.
+"""Generate hwsim/cost/data/area45.csv once; the CSV is committed and loaded without arithmetic.
 
-    python bench/make_area_table.py [--out hwsim/tables/area45.csv]
+    python bench/make_area_table.py [--out hwsim/cost/data/area45.csv]
 
 Measured rows are Horowitz's ISSCC 2014 45 nm area figures and the Nangate 45 nm DFF_X1 cell; every
 other row is marked interpolated=yes and derived by the rules written into the file's comment header
@@ -86,7 +86,7 @@ def render() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "hwsim/tables/area45.csv"))
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "hwsim/cost/data/area45.csv"))
     args = parser.parse_args()
     Path(args.out).write_text(render(), encoding="utf-8")
     print(f"wrote {args.out}")

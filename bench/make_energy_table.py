@@ -1,6 +1,6 @@
-"""Generate hwsim/tables/horowitz45.csv once; the CSV is committed and loaded without arithmetic.
+"""Generate hwsim/cost/data/horowitz45.csv once; the CSV is committed and loaded without arithmetic.
 
-    python bench/make_energy_table.py [--out hwsim/tables/horowitz45.csv]
+    python bench/make_energy_table.py [--out hwsim/cost/data/horowitz45.csv]
 
 Measured rows are REFERENCE.md section 4 (Horowitz, ISSCC 2014, 45 nm, 0.9 V) as given, plus one register
 bit (`regwrite@1`, Aladdin's 40 nm register as Accelergy's Aladdin plug-in tabulates it). Every other
@@ -86,7 +86,7 @@ def rows() -> list[tuple[str, str, float, str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "hwsim/tables/horowitz45.csv"))
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "hwsim/cost/data/horowitz45.csv"))
     args = parser.parse_args()
     buf = io.StringIO()
     buf.write(RULES)

@@ -1,6 +1,6 @@
-"""Generate hwsim/tables/memory45.csv once with the CACTI that zigzag-dse ships; the CSV is committed.
+"""Generate hwsim/cost/data/memory45.csv once with the CACTI that zigzag-dse ships; the CSV is committed.
 
-    python bench/make_memory_table.py [--out hwsim/tables/memory45.csv]
+    python bench/make_memory_table.py [--out hwsim/cost/data/memory45.csv]
 
 SRAM rows come from CACTI 7 (the `cacti` binary under `zigzag/cacti/cacti_master`), run at 45 nm with
 ZigZag's own baseline configuration (`CactiConfig.baseline_config`) switched to low-standby-power
@@ -159,7 +159,7 @@ def compare_with_horowitz(text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "hwsim/tables/memory45.csv"))
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "hwsim/cost/data/memory45.csv"))
     args = parser.parse_args()
     start = time.perf_counter()
     text = render()

@@ -23,7 +23,7 @@ weight-stationary int8 array, edge32.yaml), with random-init W8A8 MiniLM models.
    (c) a 512-row Linear's tile set (`tile_counts`) costs 4x its 128-row tile, data-movement energy and
    cycles (within 2 %); the same stage mapped whole by ZigZag (a loop over 4 row tiles) is printed beside;
    (d) ZigZag's ideal cycles of one tile == M*N*K/1024 (Linear, attention scores and mixing tiles).
-4. Published integer accelerators (hwsim/tables/CITATIONS.md), order of magnitude, ratios only: pJ per MAC
+4. Published integer accelerators (hwsim/cost/data/CITATIONS.md), order of magnitude, ratios only: pJ per MAC
    of the Linears (arithmetic + their tiles' register and link energy) vs ITA (Islamoglu et al., ISLPED
    2023: ~0.12 pJ per 8-bit MAC, 22 nm), and energy per inference at 128 tokens (leakage included) vs
    Keller et al. (VLSI 2022 / JSSC 2023: BERT-base, 4-bit, 5 nm, ~577 uJ per inference).
@@ -41,7 +41,7 @@ Run from the repository root:
 
 Environment: `SCALESIM_VENV` (SCALE-Sim's venv, default .venv-scalesim), `HWSIM_CACHE` (the mapping
 cache of parts 1-5; part 6 uses fresh temporary caches), `MV_MODELS` (folder of the exported MiniLM
-models, default /tmp/mv; missing ones are exported with `python -m hwsim.cli export --init random --arch
+models, default /tmp/mv; missing ones are exported with `python -m hwsim.app.cli export --init random --arch
 minilm --attention A --bits 8`), `MV_SKIP_SPEED=1` leaves part 6 out of `all`.
 """
 from __future__ import annotations
@@ -69,7 +69,7 @@ from hwsim.cost.stages import GemmStage, gemm_stages  # noqa: E402
 from hwsim.cost.table import load_tables, scenario_costs  # noqa: E402
 from hwsim.cost.zigzag_map import (ZIGZAG_OPTIONS, MappedStage, fit_words, run_zigzag,  # noqa: E402
                                    summarise_cme, workload)
-from hwsim.graph import load_plan  # noqa: E402
+from hwsim.sim.graph import load_plan  # noqa: E402
 from quant.ir import spec  # noqa: E402
 
 HIDDEN, FFN, HEADS, HEAD_DIM, LAYERS = 384, 1536, 12, 32, 6
@@ -78,7 +78,7 @@ ITA_PJ_PER_MAC = 0.12          # ITA, 8-bit MAC, 22 nm (CITATIONS.md)
 BERT_5NM_UJ = 577.0            # Keller et al., 5 nm 4-bit BERT-base, uJ per inference (CITATIONS.md)
 BERT_BASE_MACS_128 = 12 * (4 * 128 * 768 * 768 + 2 * 128 * 768 * 3072)   # its Linear MACs at 128 tokens
 MODELS_DIR = Path(os.environ.get("MV_MODELS", "/tmp/mv"))
-CITATIONS = ROOT / "hwsim" / "tables" / "CITATIONS.md"
+CITATIONS = ROOT / "hwsim" / "cost" / "data" / "CITATIONS.md"
 VARIANTS = ("dot", "inhibitor", "symmetric")
 
 
@@ -161,12 +161,12 @@ def layer_tiles(path: str, n: int, layer: str = "l0") -> dict[str, GemmStage]:
                 out[site.name.split(".", 1)[1] if stage.kind == "linear" else stage.kind] = tile
     if not out:
         raise SystemExit(f"{path}: no GEMM stages named '{layer}.*' at {n} tokens; export a MiniLM model "
-                         f"(`python -m hwsim.cli export --init random --arch minilm ...`) into $MV_MODELS")
+                         f"(`python -m hwsim.app.cli export --init random --arch minilm ...`) into $MV_MODELS")
     return out
 
 
 def citation(name: str) -> str:
-    """The entry `- **name**: ...` of hwsim/tables/CITATIONS.md, on one line."""
+    """The entry `- **name**: ...` of hwsim/cost/data/CITATIONS.md, on one line."""
     text = CITATIONS.read_text(encoding="utf-8")
     marker = f"- **{name}**"
     if marker not in text:
@@ -353,7 +353,7 @@ def export_models() -> dict[str, str]:
         path = MODELS_DIR / f"{variant}.onnx"
         if not path.exists():
             t0 = time.perf_counter()
-            cmd = [sys.executable, "-m", "hwsim.cli", "export", "--init", "random", "--arch", "minilm",
+            cmd = [sys.executable, "-m", "hwsim.app.cli", "export", "--init", "random", "--arch", "minilm",
                    "--attention", variant, "--bits", "8", "--out", str(path)]
             done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                   capture_output=True, text=True)

@@ -24,7 +24,7 @@ SYNTH = dict(vocab=50, max_position=64, hidden=8, heads=2, ffn=16, layers=1, att
 
 def hwsim(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "hwsim.cli", *map(str, args)], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "hwsim.app.cli", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -163,7 +163,7 @@ def glue_row(k: Path):
 
 
 def energy_missing(k: Path):
-    table = (ROOT / "hwsim" / "tables" / "horowitz45.csv").read_text(encoding="utf-8").splitlines()
+    table = (ROOT / "hwsim" / "cost" / "data" / "horowitz45.csv").read_text(encoding="utf-8").splitlines()
     kept = [row for row in table if not row.startswith("div,")]
     (k / "case" / "table.csv").write_text("\n".join(kept) + "\n", encoding="utf-8")
     return ["report", k / "run.json", "--energy-table", k / "case" / "table.csv",
@@ -174,7 +174,7 @@ def scenario(edit_acc=None, mapping=None, **fields):
     """`hwsim cost` on a copy of the packaged `edge` scenario, its accelerator edited by `edit_acc`."""
     import yaml
 
-    packaged = ROOT / "hwsim" / "scenarios"
+    packaged = ROOT / "hwsim" / "cost" / "scenarios"
 
     def case(k: Path):
         acc = yaml.safe_load((packaged / "accelerators" / "edge32.yaml").read_text(encoding="utf-8"))
@@ -298,7 +298,7 @@ def test_rejected(row, kit):
 
 
 def test_float_in_function_body_rejected(kit):
-    """Regression (hwsim/graph.py): a float Cast inside a `hwsim.int` function body breaks the
+    """Regression (hwsim/sim/graph.py): a float Cast inside a `hwsim.int` function body breaks the
     integer-only contract, and `export.checks.validate` rejects it, but `hwsim run` accepted it
     (exit 0): `load_plan` checks initializers and graph values only, never `model.functions`."""
     case = kit / "case_fn"
@@ -314,7 +314,7 @@ def test_float_in_function_body_rejected(kit):
 
 
 def test_report_reads_run_report(kit):
-    """Regression (hwsim/report.py vs hwsim/run_cli.py): `hwsim run` writes counts.node_layer as an
+    """Regression (hwsim/cost/report.py vs hwsim/app/run_cli.py): `hwsim run` writes counts.node_layer as an
     int or null (embedding, pooler, classifier nodes), and `hwsim report` crashed on the null with
     `TypeError: 'NoneType' object is not subscriptable` in format_tables (`name[:24]`)."""
     case = kit / "case_report"

@@ -39,7 +39,7 @@ def kit(tmp_path_factory):
 
 def hwsim(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in OFFLINE_VARS}  # as a user's shell
-    return subprocess.run([sys.executable, "-m", "hwsim.cli", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "hwsim.app.cli", *map(str, args)], cwd=cwd,
                           env={**base, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})},
                           capture_output=True, text=True, timeout=300)
 
@@ -135,7 +135,7 @@ def _subparsers(parser: argparse.ArgumentParser):
 
 def test_every_help_shows_the_defaults():
     """Every option whose default is a value (not None, not False) shows it in `--help`."""
-    from hwsim.cli import COMMANDS, build_parser
+    from hwsim.app.cli import COMMANDS, build_parser
 
     walked, missing = [], []
     for prog, parser in _subparsers(build_parser()):
@@ -152,7 +152,7 @@ def test_every_help_shows_the_defaults():
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    from hwsim.cli import build_parser
+    from hwsim.app.cli import build_parser
 
     return dict(_subparsers(build_parser()))["hwsim train"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from export import to_onnx
 from export.onnx_lift import from_onnx
-from hwsim.graph import SimError, load_plan
+from hwsim.sim.graph import SimError, load_plan
 from models.errors import UserError
 from quant.intops.synth import SynthConfig, synth_program
 from quant.ir import contract

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hwsim.cli import main
+from hwsim.app.cli import main
 from hwsim.cost.model import MappedCost, tile_counts, tile_homes, workload_at
 from hwsim.cost.scenario import homes_accelerator, load_scenario, packaged_names
 from hwsim.cost.stages import GemmStage, gemm_stages
@@ -72,7 +72,7 @@ def test_weight_stationary_closed_forms(edge, tmp_path):
 
 
 def test_stages_of_sites():
-    from hwsim.counting import OpSite
+    from hwsim.sim.counting import OpSite
 
     lin = OpSite("Linear", "q", {"shift": 9, "bits": 8, "acc_bits": 32}, ((1, 7, 16), (16, 24), (24,)), ((1, 7, 24),),
                  (8, 8, 32), (8,), (False, True, True))
@@ -206,7 +206,7 @@ def test_run_and_report_show_scenarios(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def minilm_layer(tmp_path_factory):
     from export import save_model, to_onnx
-    from hwsim.graph import load_plan
+    from hwsim.sim.graph import load_plan
     from quant.intops.synth import SynthConfig, synth_program
 
     path = tmp_path_factory.mktemp("minilm") / "dot.onnx"

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwsim.actions import ActionKey
-from hwsim.counting import ZERO_COST, OpSite, count_graph, count_op, div_magic
-from hwsim.hwconfig import HwConfig, load_hw
-from hwsim.memory import plan_memory
+from hwsim.sim.actions import ActionKey
+from hwsim.sim.counting import ZERO_COST, OpSite, count_graph, count_op, div_magic
+from hwsim.sim.hwconfig import HwConfig, load_hw
+from hwsim.sim.memory import plan_memory
 from models.errors import UserError
 
 GOLDEN = Path(__file__).parent / "golden"

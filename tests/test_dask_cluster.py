@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from hwsim.cli import main
+from hwsim.app.cli import main
 from tests.test_eval_parallel import RT_TEST, SYNTH, WORDS, without_timing
 
 pytest.importorskip("distributed")
@@ -148,7 +148,7 @@ def run_args(report: str, *extra: str) -> list[str]:
 
 def run_cli(kit: Path, args: list[str], code: int = 0) -> str:
     """The CLI in a subprocess in `kit`, which must exit with `code`; its stderr."""
-    done = subprocess.run([sys.executable, "-m", "hwsim.cli", *args], cwd=kit, env=ENV, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "hwsim.app.cli", *args], cwd=kit, env=ENV, capture_output=True,
                           text=True, timeout=RUN_S)
     assert done.returncode == code, done.stderr[-3000:]
     return done.stderr
@@ -195,13 +195,13 @@ sys.meta_path.insert(0, Hide())
 def test_cluster_with_a_worker_without_the_project_or_with_other_code_is_refused(cluster, kit, tmp_path):
     from distributed import Client
 
-    from hwsim.dask_run import PACKAGES
+    from hwsim.app.dask_run import PACKAGES
 
     address, spawn = cluster
     other = tmp_path / "other"  # a copy of the project with one module changed
     for name in PACKAGES:
         shutil.copytree(ROOT / name, other / name, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(other / "hwsim" / "dask_run.py", "a", encoding="utf-8") as f:
+    with open(other / "hwsim" / "app" / "dask_run.py", "a", encoding="utf-8") as f:
         f.write("# another version\n")
     (tmp_path / "hide.py").write_text(HIDE.format(packages=set(PACKAGES)), encoding="utf-8")
     extra = []

@@ -147,7 +147,7 @@ def test_encode_single_and_pair(tmp_path):
 
 def hwsim(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "hwsim.cli", "data", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "hwsim.app.cli", "data", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

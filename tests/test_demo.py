@@ -16,11 +16,11 @@ from dataclasses import replace
 
 import pytest
 
-from hwsim.actions import ActionKey
-from hwsim.demo import VARIANTS, DemoConfig, run_demo, scenario_lengths
-from hwsim.demo_report import check_consistency
-from hwsim.energy import load_table
-from hwsim.study import StudyConfig
+from hwsim.sim.actions import ActionKey
+from hwsim.app.demo import VARIANTS, DemoConfig, run_demo, scenario_lengths
+from hwsim.app.demo_report import check_consistency
+from hwsim.cost.energy import load_table
+from hwsim.app.study import StudyConfig
 
 RECIPE = StudyConfig.cut(limit=12, teacher_train_limit=12, student_train_limit=12, qat_train_limit=12, max_length=12)
 TINY = dict(recipe=RECIPE, ort_check=2, sweep_lengths=(8, 16))
@@ -183,7 +183,7 @@ def test_second_run_reuses_cache(demo, capsys):
 
 def test_demo_writes_a_ledger_record(demo):
     """The finished run appends one record: provenance, sizes, times, accuracies and hwsim's predictions."""
-    from hwsim.ledger import REQUIRED, SCHEMA, load_records, unpack_labels
+    from hwsim.app.ledger import REQUIRED, SCHEMA, load_records, unpack_labels
     from quant.data.tasks import load_split
 
     out, result = demo
@@ -208,7 +208,7 @@ def test_demo_writes_a_ledger_record(demo):
         assert 0 <= row["float"]["validation_accuracy"] <= 1 and 0 <= row["int8"]["validation_accuracy"] <= 1
     # a finished demo folder imported (as those made before the demo wrote records): the same record
     # but for the teacher's predictions, which such a folder lacks
-    from hwsim.ledger import import_demo
+    from hwsim.app.ledger import import_demo
     imported = json.loads(import_demo(out, out / "imported", "HEAD", None).read_text())
     assert imported["teacher"] == {**record["teacher"], "test_predictions": None}
     differ = {"created", "stage_s", "machine", "commit", "teacher", "note"}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hwsim.actions import ActionKey
-from hwsim.energy import COMPONENT_OF_OP, DEFAULT_TABLE, load_table, price, price_by_component, total_pj
+from hwsim.sim.actions import ActionKey
+from hwsim.cost.energy import COMPONENT_OF_OP, DEFAULT_TABLE, load_table, price, price_by_component, total_pj
 from models.errors import UserError
 
 ROOT = Path(__file__).parents[1]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hwsim.cli import main
+from hwsim.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = [a + b for a in "bcdfghjk" for b in "aeiouxyz"][:80]  # the model knows the first 45 (vocab 50)
@@ -101,7 +101,7 @@ def test_foreign_shard_folder_is_refused(kit, tmp_path, capsys):
 def start(args: list[str]) -> subprocess.Popen:
     """The CLI in a subprocess of its own session, so that SIGKILL can take its Dask workers too."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "hwsim.cli", *args], env=env, start_new_session=True,
+    return subprocess.Popen([sys.executable, "-m", "hwsim.app.cli", *args], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

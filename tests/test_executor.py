@@ -15,8 +15,8 @@ from onnx import helper, numpy_helper
 
 from export.onnx_lower import to_onnx
 from hwsim import simulate
-from hwsim.executor import execute
-from hwsim.graph import SimError, load_plan
+from hwsim.sim.executor import execute
+from hwsim.sim.graph import SimError, load_plan
 from models.errors import UserError
 from quant.intops.reference import run_program
 from quant.intops.synth import SynthConfig, synth_program

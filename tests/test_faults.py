@@ -21,7 +21,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 
 
 def _killed_at(args: list, cwd: Path, delay: float) -> int:
-    proc = subprocess.Popen([sys.executable, "-m", "hwsim.cli", *map(str, args)], cwd=cwd, env=ENV,
+    proc = subprocess.Popen([sys.executable, "-m", "hwsim.app.cli", *map(str, args)], cwd=cwd, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         proc.wait(timeout=delay)

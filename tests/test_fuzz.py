@@ -21,8 +21,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from export import to_onnx, validate
-from hwsim.executor import execute
-from hwsim.graph import SimError, load_plan
+from hwsim.sim.executor import execute
+from hwsim.sim.graph import SimError, load_plan
 from quant.intops.reference import run_program
 from quant.intops.synth import synth_program
 from tests.strategies import SINGLE_OPS, Case, ProgBuilder, load_profile, single_op_case, synth_configs, token_inputs

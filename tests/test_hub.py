@@ -50,7 +50,7 @@ def hub():
 def hwsim(*args: str, endpoint: str, home: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in OFFLINE_VARS}
     env.update(PYTHONPATH=str(ROOT), HF_ENDPOINT=endpoint, HF_HOME=str(home / "hf"), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "hwsim.cli", *args], cwd=home, env=env,
+    return subprocess.run([sys.executable, "-m", "hwsim.app.cli", *args], cwd=home, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwsim.kernels import elementwise, inhibitor, layernorm, matmul, requant, softmax
+from hwsim.sim.kernels import elementwise, inhibitor, layernorm, matmul, requant, softmax
 from quant import intops
 from quant.ir.spec import int_range
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from hwsim.cli import main
+from hwsim.app.cli import main
 from quant.train.checkpoint import checkpoint_dir, latest_checkpoint, load_state
 from tests.test_train import (cli_args, glue_dir, run_cli, saved_step, sigkill, start,  # noqa: F401 - fixtures
                               tiny_teacher, wait_for_step)

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from hwsim.cli import main
-from hwsim.ledger import SCHEMA, load_records, pack_labels, recipe, stage_times_from_log, unpack_labels, write_record
-from hwsim.ledger_stats import bootstrap_diff, markdown, summarise
+from hwsim.app.cli import main
+from hwsim.app.ledger import SCHEMA, load_records, pack_labels, recipe, stage_times_from_log, unpack_labels, write_record
+from hwsim.app.ledger_stats import bootstrap_diff, markdown, summarise
 from models.errors import UserError
 
 
@@ -190,7 +190,7 @@ def test_malformed_teacher_predictions_are_refused(tmp_path):
 def test_a_run_recorded_before_is_found(tmp_path):
     """A study run again after a kill finds the records of its finished seeds (times aside) instead of
     writing them twice; another commit's record of the same seed is another run."""
-    from hwsim.ledger import recorded
+    from hwsim.app.ledger import recorded
     path, _ = two_seeds(tmp_path)
     again = json.loads(path.read_text())
     again["created"], again["stage_s"] = "2026-05-01T00:00:00Z", {"total": 9.0}

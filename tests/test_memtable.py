@@ -239,5 +239,5 @@ def test_technology_choice(loader, header, row, tmp_path):
 
 def test_packaged_tables_are_package_data():
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert '"tables/*.csv"' in text
-    assert DEFAULT_MEMORY_TABLE.parent == DEFAULT_AREA_TABLE.parent == ROOT / "hwsim/tables"
+    assert '"hwsim.cost" = ["data/*.csv"' in text
+    assert DEFAULT_MEMORY_TABLE.parent == DEFAULT_AREA_TABLE.parent == ROOT / "hwsim/cost/data"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hwsim import report_cli
-from hwsim.energy import DEFAULT_TABLE, load_table, total_pj
+from hwsim.app import report_cli
+from hwsim.cost.energy import DEFAULT_TABLE, load_table, total_pj
 from models.errors import UserError
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from hwsim.graph import SimError, load_plan
+from hwsim.sim.graph import SimError, load_plan
 from models.errors import UserError
 
 

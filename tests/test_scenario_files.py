@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hwsim.cli import main
+from hwsim.app.cli import main
 from hwsim.cost.scenario import PACKAGED, load_scenario
 from hwsim.cost.table import load_tables, ratios, scenario_costs
 from models.errors import UserError

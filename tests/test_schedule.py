@@ -7,7 +7,7 @@ from export import to_onnx
 from hwsim.cost.model import tile_counts, workload_at
 from hwsim.cost.schedule import dram_bytes, peak_bytes, plan_group, plan_schedule, tiles_of
 from hwsim.cost.stages import GemmStage
-from hwsim.graph import load_plan
+from hwsim.sim.graph import load_plan
 from quant.intops.synth import SynthConfig, synth_program
 
 

@@ -17,11 +17,11 @@ from export.onnx_lower import HANDLERS, to_onnx
 from hwsim.cost.pricing import UNITS_OF
 from hwsim.cost.stages import ACC_BOUND
 from hwsim.cost.stages import BUILD as STAGE_BUILD
-from hwsim.counting import COUNTERS, ZERO_COST
-from hwsim.executor import execute
-from hwsim.graph import SimError, load_plan
-from hwsim.kernels.registry import BUILDERS as KERNELS
-from hwsim.energy import COMPONENT_OF_OP
+from hwsim.sim.counting import COUNTERS, ZERO_COST
+from hwsim.sim.executor import execute
+from hwsim.sim.graph import SimError, load_plan
+from hwsim.sim.kernels.registry import BUILDERS as KERNELS
+from hwsim.cost.energy import COMPONENT_OF_OP
 from models.errors import UserError
 from quant import intops
 from quant.intops.synth import SynthConfig, synth_program

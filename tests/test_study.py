@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from hwsim.demo import DemoConfig, config_dict
-from hwsim.ledger import data_sizes, load_records, recipe, recipe_of
-from hwsim.stages import Progress, Step, fingerprint
-from hwsim.study import StudyConfig
+from hwsim.app.demo import DemoConfig, config_dict
+from hwsim.app.ledger import data_sizes, load_records, recipe, recipe_of
+from hwsim.app.stages import Progress, Step, fingerprint
+from hwsim.app.study import StudyConfig
 from tests.test_train import run_cli, saved_step, sigkill, start, wait_for_step
 
 # the flat configuration `hwsim demo --full` hashed before the study existed (commit 3af99a1's DemoConfig.full)
@@ -84,7 +84,7 @@ def test_eta_from_the_stages_timed_so_far():
     (["--save-every", "0"], "need --save-every >= 1"),
 ])
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys, args, message):
-    from hwsim.cli import main
+    from hwsim.app.cli import main
     assert main(["study", "--out", str(tmp_path / "out"), "--results", str(tmp_path / "results"), *args]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hwsim.cli import main
+from hwsim.app.cli import main
 
 WORDS = "good bad great awful fine boring fun dull nice poor film movie plot cast very not a the".split()
 POSITIVE = {"good", "great", "fine", "fun", "nice"}
@@ -60,7 +60,7 @@ def cli_args(teacher, data, out, *extra) -> list[str]:
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None, module: list[str] | None = None):
-    cmd = [sys.executable, *(module or ["-m", "hwsim.cli"]), *args]
+    cmd = [sys.executable, *(module or ["-m", "hwsim.app.cli"]), *args]
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)
 
@@ -151,7 +151,7 @@ def test_transfer_set_is_taught_by_the_teacher_alone(tiny_teacher, tmp_path, cap
 def start(args: list[str]) -> subprocess.Popen:
     """The CLI in a subprocess, with the environment of `run_cli` (one thread, offline)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "hwsim.cli", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "hwsim.app.cli", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -211,7 +211,7 @@ def test_float_resume_after_sigkill_reaches_same_weights_and_history(tiny_teache
 def test_ddp_two_processes(tiny_teacher, glue_dir, tmp_path):
     args = cli_args(tiny_teacher, glue_dir, tmp_path / "ddp", "--float", "--epochs", 1, "--save-every", 2)
     proc = run_cli(args, module=["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                                 "-m", "hwsim.cli"])
+                                 "-m", "hwsim.app.cli"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["history"][0]["step"] == 4  # 64 examples / 2 processes / batch 8

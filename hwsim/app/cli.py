@@ -20,12 +20,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("quant.data.cli", "fetch a task's data and print its split sizes"),
     "train": ("quant.train.cli", "fine-tune, distil and quantization-aware-train a classifier"),
     "export": ("export.cli", "lower a trained quantized model to an integer-only ONNX graph"),
-    "run": ("hwsim.run_cli", "simulate samples bit for bit and count ops, memory and widths"),
-    "report": ("hwsim.report_cli", "price op counts with an energy table; tables, CSV and plots"),
-    "cost": ("hwsim.cost_cli", "energy, latency and area on accelerator scenarios (ZigZag mapping)"),
-    "demo": ("hwsim.demo", "the end-to-end energy study on real weights and real text"),
-    "study": ("hwsim.study", "the whole recipe over seeds: teacher, students, QAT, export, hwsim; cached, resumable"),
-    "results": ("hwsim.results_cli", "aggregate the results ledger over seeds: accuracy spread, paired tests"),
+    "run": ("hwsim.app.run_cli", "simulate samples bit for bit and count ops, memory and widths"),
+    "report": ("hwsim.app.report_cli", "price op counts with an energy table; tables, CSV and plots"),
+    "cost": ("hwsim.app.cost_cli", "energy, latency and area on accelerator scenarios (ZigZag mapping)"),
+    "demo": ("hwsim.app.demo", "the end-to-end energy study on real weights and real text"),
+    "study": ("hwsim.app.study", "the whole recipe over seeds: teacher, students, QAT, export, hwsim; cached, resumable"),
+    "results": ("hwsim.app.results_cli", "aggregate the results ledger over seeds: accuracy spread, paired tests"),
 }
 
 

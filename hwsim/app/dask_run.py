@@ -1,12 +1,12 @@
 """Simulate a sample set over a Dask cluster, one shard file per shard, resumable after a kill.
 
-The samples are cut into fixed shards (`hwsim.parallel.plan_shards`, same samples and shard size ->
+The samples are cut into fixed shards (`hwsim.app.parallel.plan_shards`, same samples and shard size ->
 same shards). Each shard is a Dask task: a worker loads the model once, simulates the shard and
 writes its partial atomically to `SHARD_DIR/shard-KKKKK.json`. The folder's `manifest.json` holds a
 fingerprint of the model, hardware config, settings and token ids; shard files carry it too, so a
 rerun of the same run skips every finished shard (no shard is written twice) and a different run
 is refused rather than mixed in. When all shards are on disk they are merged exactly
-(`hwsim.parallel.merge`). Workers must see the model, hardware config and shard folder at the same
+(`hwsim.app.parallel.merge`). Workers must see the model, hardware config and shard folder at the same
 paths (one machine, or a shared filesystem). A worker keeps the plan of a model between shards and
 between runs, keyed by a digest of the model and hardware files: the workers of a `--scheduler`
 cluster outlive a run, and a model rewritten at the same path must not be simulated with the old plan.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwsim.parallel import RunSpec, Shard, longest_first, merge, ort_session, plan_shards, simulate_shard, worker_plan
+from hwsim.app.parallel import RunSpec, Shard, longest_first, merge, ort_session, plan_shards, simulate_shard, worker_plan
 from models.errors import UserError
 from models.files import atomic_path
 
@@ -96,7 +96,7 @@ def claim_folder(shard_dir: Path, fp: str, spec: RunSpec, shards: int, samples: 
 @functools.lru_cache(maxsize=2)
 def _worker_files(digest: str, model: str, hw: str | None, check_ort: bool):
     """(plan, onnxruntime session or None) of a worker, loaded once per content `digest` of the files
-    (`files_digest`), not per path as in the one-run pool of `hwsim.parallel`."""
+    (`files_digest`), not per path as in the one-run pool of `hwsim.app.parallel`."""
     plan = worker_plan.__wrapped__(model, hw)  # its loading and BLAS setting, without its path-keyed cache
     return plan, ort_session(model, threads=1) if check_ort else None
 
@@ -130,7 +130,7 @@ def _probe():
     def probe():
         import importlib
         try:
-            return importlib.import_module("hwsim.dask_run").code_digest(), None
+            return importlib.import_module("hwsim.app.dask_run").code_digest(), None
         except Exception as err:  # noqa: BLE001 - any failure is reported to the driver
             return None, f"{type(err).__name__}: {err}"
     return probe
@@ -177,7 +177,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
 def simulate_dask(plan, spec: RunSpec, ids: list[np.ndarray], labels, client, shard_dir,
                   shard_size: int = 64, progress: bool = True) -> dict:
     """All samples as Dask tasks of `shard_size` samples, shards kept in `shard_dir`; the same
-    report as `hwsim.parallel.simulate_local`. Finished shards of an earlier run are not redone."""
+    report as `hwsim.app.parallel.simulate_local`. Finished shards of an earlier run are not redone."""
     from distributed import as_completed
     from tqdm import tqdm
 

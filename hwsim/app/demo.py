@@ -3,8 +3,8 @@
     hwsim demo [--out DIR] [--full] [--force] [--results DIR | --no-record]
 
 The demo is one seed of `hwsim study` at its cut, followed by the energy steps. Steps 1-5 are the
-study's stages (`hwsim.study`), each cached in DIR under the fingerprint of its settings and of the
-stages it reads (`hwsim.stages`): a changed setting reruns what it changes, --force reruns them all;
+study's stages (`hwsim.app.study`), each cached in DIR under the fingerprint of its settings and of the
+stages it reads (`hwsim.app.stages`): a changed setting reruns what it changes, --force reruns them all;
 a killed run resumes where it stopped when run again.
 1. fine-tune the float MiniLM teacher on the RT snippets (dot attention), and keep its test predictions;
 2. distil float students from the teacher (dot, inhibitor, symmetric; ReLU FFN; the inhibitor
@@ -16,9 +16,9 @@ a killed run resumes where it stopped when run again.
 7. price the counts (Horowitz 45 nm table: the op-count-only view, `today`'s rules);
 8. cost every variant on every packaged accelerator scenario at the sweep lengths and the test split's
    mean length (ZigZag mappings, `hwsim cost`);
-9. write report.json, report.csv, scenarios.csv, summary.md (the answer first: `hwsim.demo_answer`)
-   and its plots (`hwsim.demo_report`);
-10. append a record of the run to the results ledger (`results/` or --results DIR, `hwsim.ledger`;
+9. write report.json, report.csv, scenarios.csv, summary.md (the answer first: `hwsim.app.demo_answer`)
+   and its plots (`hwsim.app.demo_report`);
+10. append a record of the run to the results ledger (`results/` or --results DIR, `hwsim.app.ledger`;
     --no-record skips it); `hwsim results` aggregates the records over seeds.
 
 The default is cut to finish within about 20 minutes on 2 CPU cores (`StudyConfig.cut`): training
@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from hwsim.study import VARIANTS, StudyConfig
+from hwsim.app.study import VARIANTS, StudyConfig
 
 __all__ = ["VARIANTS", "DemoConfig", "run_demo"]
 
@@ -90,9 +90,9 @@ def sweep(cfg: DemoConfig, models: dict[str, Path], table) -> dict[str, list[tup
     """Energy per inference (total, attention arithmetic) at each sweep length, random token ids."""
     import numpy as np
 
-    from hwsim.energy import price_by_component
-    from hwsim.executor import execute
-    from hwsim.graph import load_plan
+    from hwsim.cost.energy import price_by_component
+    from hwsim.sim.executor import execute
+    from hwsim.sim.graph import load_plan
 
     rng = np.random.default_rng(cfg.seed)
     series: dict[str, list[tuple[int, float, float]]] = {}
@@ -118,7 +118,7 @@ def sweep(cfg: DemoConfig, models: dict[str, Path], table) -> dict[str, list[tup
 
 def scenario_lengths(cfg: DemoConfig, mean_tokens: float) -> tuple[int, ...]:
     """The sweep lengths plus the lengths the summary's answer is given at (the test split's mean length)."""
-    from hwsim.demo_answer import answer_lengths
+    from hwsim.app.demo_answer import answer_lengths
 
     return tuple(sorted({*cfg.sweep_lengths, *answer_lengths(mean_tokens, cfg.sweep_lengths)}))
 
@@ -130,7 +130,7 @@ def scenario_table(cfg: DemoConfig, models: dict[str, Path], reports: dict[str, 
 
     from hwsim.cost.scenario import load_scenario, packaged_names
     from hwsim.cost.table import load_tables, scenario_costs
-    from hwsim.demo_report import split_mean_length
+    from hwsim.app.demo_report import split_mean_length
 
     scenarios = [load_scenario(n) for n in packaged_names()]
     lengths = scenario_lengths(cfg, split_mean_length(reports))
@@ -143,11 +143,11 @@ def scenario_table(cfg: DemoConfig, models: dict[str, Path], reports: dict[str, 
 
 def run_demo(cfg: DemoConfig, results: str | Path | None = None) -> dict:
     """One seed of the study at `cfg.recipe`, then the energy steps and the report; with `results`, a
-    ledger record of the finished run is written there (`hwsim.ledger`)."""
-    from hwsim.demo_report import write_outputs
-    from hwsim.energy import load_table
-    from hwsim.stages import Progress
-    from hwsim.study import StudyRun, run_seed, stage_names
+    ledger record of the finished run is written there (`hwsim.app.ledger`)."""
+    from hwsim.app.demo_report import write_outputs
+    from hwsim.cost.energy import load_table
+    from hwsim.app.stages import Progress
+    from hwsim.app.study import StudyRun, run_seed, stage_names
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
@@ -177,7 +177,7 @@ def run_demo(cfg: DemoConfig, results: str | Path | None = None) -> dict:
     total = round(time.perf_counter() - t0, 1)
     _say(f"done in {total:.0f} s: {out / 'summary.md'}")
     if results is not None:
-        from hwsim.ledger import seed_record, write_record
+        from hwsim.app.ledger import seed_record, write_record
         record = seed_record("demo", cfg.recipe, cfg.seed, seed.metrics, seed.reports, seed.teacher_predictions,
                              {**stages, "total": total})
         path = write_record(record, Path(results))

@@ -1,6 +1,6 @@
 """The demo's outputs: report.json, report.csv, scenarios.csv, summary.md and its plots.
 
-The summary opens with the answer (`hwsim.demo_answer`, from the scenario table), then the accuracy,
+The summary opens with the answer (`hwsim.app.demo_answer`, from the scenario table), then the accuracy,
 the scenario details and, last, the op-count-only view (`today`'s rules). Every figure is derived
 here from the run reports (counts), the scenario costs, the energy table and the training metrics;
 `check_consistency` re-derives the totals so a test can assert that the parts add up and that
@@ -14,9 +14,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from hwsim.actions import MEMORY_PREFIXES, ActionKey
-from hwsim.energy import EnergyTable
-from hwsim.report import COMPONENTS, csv_text, label_variants, load_run_report, summarise
+from hwsim.sim.actions import MEMORY_PREFIXES, ActionKey
+from hwsim.cost.energy import EnergyTable
+from hwsim.cost.report import COMPONENTS, csv_text, label_variants, load_run_report, summarise
 from models.files import write_text_atomic
 
 TODAY_PLOTS = ("energy_breakdown.png", "energy_vs_seq_len.png", "attention_energy_vs_seq_len.png")
@@ -83,7 +83,7 @@ def _sum_action(actions: dict, action: str) -> float:
 
 def _shown_path(path: str) -> str:
     """`path` relative to the project folder when it lies inside it (the packaged tables), else as is."""
-    root, full = Path(__file__).resolve().parents[1], Path(path).resolve()
+    root, full = Path(__file__).resolve().parents[2], Path(path).resolve()
     return str(full.relative_to(root)) if full.is_relative_to(root) else str(path)
 
 
@@ -131,7 +131,7 @@ def today_section(result: dict) -> list[str]:
         "## Op-count-only view (`today`'s rules: weights streamed from DRAM per sample, no operand delivery)", "",
         f"Energy figures here are **estimates from operation counts** priced with `{result['energy_table']}` "
         "(Horowitz, ISSCC 2014, 45 nm; interpolated widths marked in the table), not measurements; memory is "
-        "counted by hwsim's own rules (`hwsim/configs/default.json`), without a mapping.", ""]
+        "counted by hwsim's own rules (`hwsim/sim/configs/default.json`), without a mapping.", ""]
     table = []
     for v, r in rows.items():
         a, comp = r["actions_per_inference"], r["energy_pj"]["by_component"]
@@ -189,9 +189,9 @@ def split_mean_length(reports: dict[str, Path]) -> float:
 def scenario_plots(out: Path, results: list, mapped: list, accuracy: dict, lengths: tuple[int, ...],
                    shown: str, split: dict, bits: int) -> dict[str, str]:
     """Write the scenario plots into `out`; returns {file name: caption}, the answer's pictures first."""
-    from hwsim import demo_answer as da
+    from hwsim.app import demo_answer as da
     from hwsim.cost.table import plot_energy_vs_length
-    from hwsim.plots import accuracy_vs_energy, share_vs_seq_len_panels, stacked_bar_panels
+    from hwsim.cost.plots import accuracy_vs_energy, share_vs_seq_len_panels, stacked_bar_panels
 
     stacked_bar_panels(split, out / f"energy_split_{shown}.png")
     accuracy_vs_energy(da.accuracy_energy_points(mapped, accuracy, lengths[0]), out / "accuracy_vs_energy.png",
@@ -209,7 +209,7 @@ def scenario_plots(out: Path, results: list, mapped: list, accuracy: dict, lengt
 def scenario_outputs(out: Path, result: dict, results: list, scenarios: list) -> tuple[str, str]:
     """From the scenario table: the answer (into `result["answer"]`), scenarios.csv, the scenario plots;
     returns the answer's Markdown and the scenario section's."""
-    from hwsim import demo_answer as da
+    from hwsim.app import demo_answer as da
     from hwsim.cost.table import csv_text as cost_csv, markdown as cost_markdown
 
     bits, rows = result["config"]["bits"], result["variants"]
@@ -239,9 +239,9 @@ def scenario_outputs(out: Path, result: dict, results: list, scenarios: list) ->
 def write_outputs(cfg, metrics: dict, models: dict[str, Path], reports: dict[str, Path], series: dict,
                   table: EnergyTable, timings: dict, costs: tuple[list, list] | None = None) -> dict:
     """`costs` = (scenario table results, scenarios) from `hwsim.cost.table.scenario_costs`."""
-    from hwsim.demo import config_dict
-    from hwsim.graph import load_plan
-    from hwsim.plots import energy_stack, energy_vs_seq_len
+    from hwsim.app.demo import config_dict
+    from hwsim.sim.graph import load_plan
+    from hwsim.cost.plots import energy_stack, energy_vs_seq_len
 
     out = Path(cfg.out)
     variants = {}

@@ -4,7 +4,7 @@ A record says which commit and which settings made it, how long each stage took 
 the float and int8 accuracies of every variant, and every variant's int8 test predictions (hwsim's,
 bit-exact) packed as a hex string, one digit per test example in the order of the test split, next to
 the gold labels and the float teacher's predictions packed the same way, so paired tests over seeds
-can be recomputed later (`hwsim results`, `hwsim.ledger_stats`). `hwsim study` writes one record per
+can be recomputed later (`hwsim results`, `hwsim.app.ledger_stats`). `hwsim study` writes one record per
 seed, `hwsim demo` one per run (`seed_record`).
 
 Record (schema `hwsim-ledger/2`; `hwsim-ledger/1` records are read as well):
@@ -17,7 +17,7 @@ Record (schema `hwsim-ledger/2`; `hwsim-ledger/1` records are read as well):
 | recipe | {"fingerprint": 12 hex digits, "settings": what was hashed} |
 | seed, task | the run's seed and task |
 | data | {"train", "validation", "test"}: split sizes; "train_used": {stage: snippets trained on} |
-| stage_s | {stage: seconds} (`hwsim.study` stage names; the demo adds its energy steps), "total" included; "train_runs": {run: seconds of its training loop} from the runs' metrics |
+| stage_s | {stage: seconds} (`hwsim.app.study` stage names; the demo adds its energy steps), "total" included; "train_runs": {run: seconds of its training loop} from the runs' metrics |
 | machine | {"platform", "cpu_count", "torch", "threads", "python"} |
 | teacher | {"validation_accuracy", "test_accuracy", "test_predictions": hex, or null where not kept} |
 | variants | {variant: {"float": {"validation_accuracy", "test_accuracy"}, "int8": {"validation_accuracy", "test_accuracy_qat", "test_accuracy_hwsim", "hwsim_equals_qat"}, "test_predictions": hex}}; a study may run a subset of the variants |
@@ -25,13 +25,13 @@ Record (schema `hwsim-ledger/2`; `hwsim-ledger/1` records are read as well):
 
 What /2 adds to /1: kind "study", stage times per stage, the teacher's predictions (records of /1 and
 imported demo folders have none: null). A stage cached from an earlier invocation reports the seconds
-it took when it ran (its marker's, `hwsim.stages`); a stage resumed after a kill, those of the
+it took when it ran (its marker's, `hwsim.app.stages`); a stage resumed after a kill, those of the
 invocation that finished it.
 
 `hwsim_equals_qat` is true when hwsim's bit-exact run and the QAT evaluation get the same number of
 test examples right (the QAT evaluation keeps no per-example predictions).
 
-The fingerprint hashes the recipe (`hwsim.study.StudyConfig`, `recipe_of`) without its task, under
+The fingerprint hashes the recipe (`hwsim.app.study.StudyConfig`, `recipe_of`) without its task, under
 the key "demo", beside the task and the split sizes: exactly what the demo hashed before the study
 existed (its flat configuration without `NOT_RECIPE`: output folder, --force, the seed, which is
 recorded by itself, the onnxruntime cross-check count and the energy sweep lengths), so a record of
@@ -57,7 +57,7 @@ SCHEMAS = ("hwsim-ledger/1", SCHEMA)  # read
 NOT_RECIPE = ("out", "force", "seed", "ort_check", "sweep_lengths")
 REQUIRED = ("schema", "kind", "created", "commit", "recipe", "seed", "task", "data", "stage_s", "machine",
             "teacher", "variants", "test_labels")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- packing
@@ -119,7 +119,7 @@ def recipe(config: dict, task: str, data: dict) -> dict:
 # ---------------------------------------------------------------- a seed's record
 
 def recipe_of(cfg) -> dict:
-    """The recipe fingerprint of a `hwsim.study.StudyConfig` (its fields but the task, which is hashed
+    """The recipe fingerprint of a `hwsim.app.study.StudyConfig` (its fields but the task, which is hashed
     beside them, as the demo's flat configuration was), its task and split sizes."""
     settings = {k: v for k, v in asdict(cfg).items() if k != "task"}
     return recipe(settings, cfg.task, data_sizes(cfg))
@@ -280,7 +280,7 @@ def stage_times_from_log(lines) -> dict:
 def import_demo(out: Path, results: Path, commit: str, log: Path | None) -> Path:
     """Write the record of an already finished demo folder `out` (made at `commit`, before the demo
     wrote records; it kept no teacher predictions)."""
-    from hwsim.demo import DemoConfig
+    from hwsim.app.demo import DemoConfig
 
     report = json.loads((out / "report.json").read_text())
     cfg = DemoConfig.from_flat(report["config"])

@@ -1,4 +1,4 @@
-"""Aggregates of the results ledger (`hwsim.ledger`): per recipe and variant, over seeds.
+"""Aggregates of the results ledger (`hwsim.app.ledger`): per recipe and variant, over seeds.
 
 Per recipe fingerprint, one record per seed (the latest; older records of the same seed are counted
 and left out). Per variant: mean, sample standard deviation and range over seeds of the int8 test
@@ -20,7 +20,7 @@ from collections import defaultdict
 import numpy as np
 import scipy.stats
 
-from hwsim.ledger import unpack_labels
+from hwsim.app.ledger import unpack_labels
 from quant.data.metrics import mcnemar
 
 BASE = "dot"

@@ -71,7 +71,7 @@ def ort_session(model: str, threads: int = 0):
 
 def simulate_shard(plan, spec: RunSpec, shard: Shard, sess=None, on_sample=None) -> dict:
     """Simulate a shard's samples one at a time; its partial (see module docstring)."""
-    from hwsim.executor import execute
+    from hwsim.sim.executor import execute
 
     per_node: dict[str, Counter] = {}
     max_abs: dict[str, int] = {}
@@ -153,9 +153,9 @@ def worker_plan(model: str, hw: str | None):
     processes x 2 BLAS threads ran 3x slower than one process)."""
     from threadpoolctl import threadpool_limits
 
-    from hwsim.graph import load_plan
+    from hwsim.sim.graph import load_plan
     threadpool_limits(1)
-    from hwsim.hwconfig import load_hw
+    from hwsim.sim.hwconfig import load_hw
     return load_plan(model, load_hw(hw))
 
 

@@ -16,13 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--technology", default=None, help="technology rows of the table to use (default: the only one)")
     parser.add_argument("--csv", default=None, metavar="OUT.csv", help="write the figures as CSV")
     parser.add_argument("--plot", default=None, metavar="OUT.png", help="write a stacked bar chart by component")
-    from hwsim.cost_cli import add_scenario_argument
+    from hwsim.app.cost_cli import add_scenario_argument
     add_scenario_argument(parser, default_all=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwsim import report as rep
-    from hwsim.energy import load_table
+    from hwsim.cost import report as rep
+    from hwsim.cost.energy import load_table
     from models.files import write_text_atomic
 
     table = load_table(args.energy_table, args.technology)
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     cost_text = None
     if args.scenario:
         from hwsim.cost.table import costs_at_mean_length, load_tables, markdown
-        from hwsim.cost_cli import load_scenarios
+        from hwsim.app.cost_cli import load_scenarios
 
         scenarios = load_scenarios(args.scenario)
         results = costs_at_mean_length([(r.label, r.model, r.mean_seq_len) for r in reports], scenarios,
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(args.csv, rep.csv_text(summaries))
         print(f"wrote {args.csv}")
     if args.plot:
-        from hwsim.plots import energy_stack
+        from hwsim.cost.plots import energy_stack
 
         energy_stack({s.report.label: s.energy("component") for s in summaries}, rep.COMPONENTS, args.plot)
         print(f"wrote {args.plot}")

@@ -1,4 +1,4 @@
-"""`hwsim results`: aggregate the results ledger over seeds (`hwsim.ledger`, `hwsim.ledger_stats`).
+"""`hwsim results`: aggregate the results ledger over seeds (`hwsim.app.ledger`, `hwsim.app.ledger_stats`).
 
     hwsim results [DIR] [--markdown FILE]
     hwsim results [DIR] --import-demo DEMO_DIR --commit REV [--log FILE]
@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwsim.ledger import import_demo, load_records
-    from hwsim.ledger_stats import markdown, summarise
+    from hwsim.app.ledger import import_demo, load_records
+    from hwsim.app.ledger_stats import markdown, summarise
     from models.errors import UserError
     from models.files import write_text_atomic
 

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-ort", nargs="?", type=int, const=-1, default=0, metavar="N",
                         help="also run onnxruntime and require equal logits: on every sample, or on the first N")
     parser.add_argument("--hw", default=None, help="hardware config JSON for counting (default: packaged)")
-    from hwsim.cost_cli import add_scenario_argument
+    from hwsim.app.cost_cli import add_scenario_argument
     add_scenario_argument(parser, default_all=False)
     parser.add_argument("--overflow", choices=("error", "saturate", "wrap"), default="error",
                         help="what a value outside its declared width does")
@@ -63,7 +63,7 @@ def needs_hub(args: argparse.Namespace) -> bool:
 
 def _engine(args: argparse.Namespace) -> tuple[int, int | None, str | None]:
     """(jobs, Dask workers, Dask scheduler) of the command line, checked."""
-    from hwsim.parallel import default_jobs
+    from hwsim.app.parallel import default_jobs
 
     if sum(x is not None for x in (args.jobs, args.workers, args.scheduler)) > 1:
         raise UserError("give at most one of --jobs, --workers and --scheduler")
@@ -76,14 +76,14 @@ def _engine(args: argparse.Namespace) -> tuple[int, int | None, str | None]:
 
 def _simulate(args: argparse.Namespace, plan, ids, labels) -> tuple[dict, str]:
     """The run report of `ids` by the engine the command line asks for, and the engine's name."""
-    from hwsim.parallel import MIN_POOL_SAMPLES, RunSpec, simulate_pool
+    from hwsim.app.parallel import MIN_POOL_SAMPLES, RunSpec, simulate_pool
 
     jobs, workers, scheduler = _engine(args)
     spec = RunSpec(args.model, args.hw, args.overflow, args.check_ort)
     if workers is None and scheduler is None:
         used = 1 if len(ids) < MIN_POOL_SAMPLES else min(jobs, len(ids))
         return simulate_pool(plan, spec, ids, labels, jobs), f"{used} processes"
-    from hwsim.dask_run import dask_client, simulate_dask
+    from hwsim.app.dask_run import dask_client, simulate_dask
     shard_dir = args.shard_dir or str(Path(args.report).with_suffix("")) + ".shards"
     with dask_client(workers, scheduler) as client:
         report = simulate_dask(plan, spec, ids, labels, client, shard_dir, args.shard_size or 64)
@@ -130,9 +130,9 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from hwsim.graph import load_plan
-    from hwsim.hwconfig import load_hw
-    from hwsim.texts import encode_texts, max_tokens, resolve_tokenizer
+    from hwsim.sim.graph import load_plan
+    from hwsim.sim.hwconfig import load_hw
+    from hwsim.app.texts import encode_texts, max_tokens, resolve_tokenizer
     from models.files import atomic_path
 
     if not Path(args.model).is_file():
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan(args.model, load_hw(args.hw))
     scenarios = None
     if args.scenario:
-        from hwsim.cost_cli import load_scenarios
+        from hwsim.app.cost_cli import load_scenarios
         scenarios = load_scenarios(args.scenario)      # a bad scenario fails before any simulation
     if args.task:
         from quant.data.tasks import load_split

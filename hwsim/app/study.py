@@ -12,10 +12,10 @@ Per seed, in DIR/seed<s>/ (the demo's layout: `runs/`, `models/`, `reports/`, `s
 5. `export-<v>`: integer-only ONNX;
 6. `simulate-<v>`: hwsim over the whole test split, truncated like training, so that its accuracy is the
    QAT evaluation's (the record's `hwsim_equals_qat`);
-then one record per seed in the results ledger (`hwsim.ledger`, kind "study"). `hwsim demo` is one
+then one record per seed in the results ledger (`hwsim.app.ledger`, kind "study"). `hwsim demo` is one
 seed of this at its 20-minute cut (`StudyConfig.cut`), followed by the energy steps.
 
-Caching and resuming (`hwsim.stages`): each stage's marker holds the fingerprint of its settings and
+Caching and resuming (`hwsim.app.stages`): each stage's marker holds the fingerprint of its settings and
 of the stages it reads; a stage is skipped only when its fingerprint matches, and a changed setting
 reruns it and what follows. Training stages write a training checkpoint every `--save-every` steps:
 after a kill, the same command resumes the killed stage bit-exactly (`quant.train`, `--resume`) and
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
-from hwsim.stages import Progress, Step
+from hwsim.app.stages import Progress, Step
 from models.errors import UserError
 
 VARIANTS = ("dot", "inhibitor", "symmetric")
@@ -47,7 +47,7 @@ def _opt(default, help: str):
 @dataclass(frozen=True)
 class StudyConfig:
     """The recipe: every setting that decides a seed's accuracies (hashed into the ledger's recipe
-    fingerprint, `hwsim.ledger.recipe_of`). The defaults are the whole recipe; `cut` is the demo's."""
+    fingerprint, `hwsim.app.ledger.recipe_of`). The defaults are the whole recipe; `cut` is the demo's."""
     task: str = _opt("rt", "the task")
     bits: int = _opt(8, "weight and activation bits of the QAT students")
     max_length: int = _opt(64, "tokens per snippet in training and evaluation (and in hwsim's simulation)")
@@ -268,9 +268,9 @@ def predict_split(run_dir: Path, recipe: StudyConfig, path: Path) -> None:
 
 
 def simulate_split(model: Path, recipe: StudyConfig, ort_check: int, path: Path, say) -> None:
-    """hwsim's run report of the test split (`hwsim.texts.simulate_texts`, truncated like training)."""
-    from hwsim.graph import load_plan
-    from hwsim.texts import resolve_tokenizer, simulate_texts
+    """hwsim's run report of the test split (`hwsim.app.texts.simulate_texts`, truncated like training)."""
+    from hwsim.sim.graph import load_plan
+    from hwsim.app.texts import resolve_tokenizer, simulate_texts
     from models.files import write_text_atomic
     from quant.data.tasks import load_split
 
@@ -291,8 +291,8 @@ def _say(msg: str) -> None:
 def run_study(recipe: StudyConfig, run: StudyRun, results: str | Path | None = "results",
               say: Callable[[str], None] = _say) -> list[Path]:
     """Every seed in turn; one ledger record per finished seed in `results` (None: none), unless the
-    ledger holds it already (`hwsim.ledger.recorded`). Returns the records' paths."""
-    from hwsim.ledger import recorded, seed_record, write_record
+    ledger holds it already (`hwsim.app.ledger.recorded`). Returns the records' paths."""
+    from hwsim.app.ledger import recorded, seed_record, write_record
 
     progress = Progress(list(run.seeds), stage_names(recipe, run.variants), say)
     out, written = Path(run.out), []

@@ -1,7 +1,7 @@
 """Texts -> token ids -> a run report: the tokenizer of a model and `simulate_texts`.
 
-    from hwsim.graph import load_plan
-    from hwsim.texts import resolve_tokenizer, simulate_texts
+    from hwsim.sim.graph import load_plan
+    from hwsim.app.texts import resolve_tokenizer, simulate_texts
     plan = load_plan("model.onnx")
     report = simulate_texts(plan, "model.onnx", ["a gripping, funny film"], None,
                             resolve_tokenizer(None, plan.meta))
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwsim.parallel import RunSpec, simulate_local
+from hwsim.app.parallel import RunSpec, simulate_local
 
 
 def resolve_tokenizer(name_or_dir: str | None, meta: dict):
@@ -49,8 +49,8 @@ def simulate_texts(plan, model_path, texts, labels, tok, check_ort: int = 0, ove
     returns the run report as a dict. `check_ort`: 0 = no onnxruntime check, -1 = every sample,
     N = the first N. Texts are truncated to `max_length` tokens (default: `max_tokens`, what the model
     was trained and evaluated with).
-    For worker processes or a Dask cluster see `hwsim.parallel.simulate_pool` and
-    `hwsim.dask_run.simulate_dask`, which take the `encode_texts` ids and give the same report."""
+    For worker processes or a Dask cluster see `hwsim.app.parallel.simulate_pool` and
+    `hwsim.app.dask_run.simulate_dask`, which take the `encode_texts` ids and give the same report."""
     ids = encode_texts(texts, tok, max_tokens(plan.meta, max_length))
     spec = RunSpec(str(model_path), hw, overflow, check_ort)
     return simulate_local(plan, spec, ids, labels, progress)

@@ -2,11 +2,11 @@
 
 A table is a CSV file (`#` lines are comments stating its rules) with columns
 `action,width,technology,pJ,source,interpolated`; its key is `action@width` (`add@8`, `mul@8x8`,
-`read.dram@64`; `hwsim.actions.ActionKey`). `hwsim/tables/horowitz45.csv` is generated once by
+`read.dram@64`; `hwsim.sim.actions.ActionKey`). `hwsim/cost/data/horowitz45.csv` is generated once by
 `bench/make_energy_table.py` and loaded as is: no arithmetic happens at load time. Traffic volumes
-(`bytes.` keys from `hwsim.memory`) are not actions and are never priced.
+(`bytes.` keys from `hwsim.sim.memory`) are not actions and are never priced.
 
-Counting stays separate: `price` and `price_by_component` take hwsim's counts (`hwsim.counting`) as
+Counting stays separate: `price` and `price_by_component` take hwsim's counts (`hwsim.sim.counting`) as
 they are. `price_by_component` is the one place that says which component of the energy breakdown a
 node's energy belongs to (`COMPONENT_OF_OP`; memory accesses are "memory" in the breakdown); the
 report, the demo's sweep and the cost model all price through it.
@@ -19,10 +19,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
-from hwsim.actions import ActionKey
+from hwsim.sim.actions import ActionKey
 from models.errors import UserError
 
-DEFAULT_TABLE = Path(__file__).with_name("tables") / "horowitz45.csv"
+DEFAULT_TABLE = Path(__file__).with_name("data") / "horowitz45.csv"
 COLUMNS = ("action", "width", "technology", "pJ", "source", "interpolated")
 # op type -> component of the energy breakdown; memory accesses of every op go to MEMORY.
 COMPONENT_OF_OP: dict[str, str] = {

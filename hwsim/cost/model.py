@@ -7,8 +7,8 @@ passes, the inputs it reads whole, whether its params are tables):
 1. Schedule and residency: `hwsim.cost.schedule` (row tiles of 128 rows, row groups of the batch,
    segments cut at attention, attention per head and query tile, spills decided per tensor by the
    buffer's peak occupancy under that schedule).
-2. Arithmetic: hwsim's exact per-width action counts of every node (`hwsim.counting`), priced with
-   the energy table by `hwsim.energy.price_by_component` (which names the node's component).
+2. Arithmetic: hwsim's exact per-width action counts of every node (`hwsim.sim.counting`), priced with
+   the energy table by `hwsim.cost.energy.price_by_component` (which names the node's component).
 3. GEMM-shaped stages (`hwsim.cost.stages`: Linear, attention scores and mixing) are mapped by ZigZag
    one tile at a time on the scenario's array (a node whose stages need no multiplier, the inhibitor's,
    on the attention unit when the scenario has one): a Linear tile is up to 128 rows of its row group
@@ -50,7 +50,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from hwsim.actions import ActionKey
+from hwsim.sim.actions import ActionKey
 from hwsim.cost.latency import spatial_unrolling, stage_latency
 from hwsim.cost.own import stated
 from hwsim.cost.pricing import (REG_KINDS, multiplies, pe_units, resolve_accelerator, units_area_mm2,
@@ -59,10 +59,10 @@ from hwsim.cost.scenario import OPERAND_OF, Scenario, dram_level, homes_accelera
 from hwsim.cost.schedule import Flow, Schedule, flow_of, plan_schedule, tiles_of
 from hwsim.cost.stages import GemmStage, gemm_stages, magnitude, proven_acc_bits, stage_kinds
 from hwsim.cost.zigzag_map import MappedStage, map_stage
-from hwsim.counting import count_op
-from hwsim.energy import price_by_component
-from hwsim.hwconfig import HwConfig
-from hwsim.memory import MemoryPlan, read_elems
+from hwsim.sim.counting import count_op
+from hwsim.cost.energy import price_by_component
+from hwsim.sim.hwconfig import HwConfig
+from hwsim.sim.memory import MemoryPlan, read_elems
 from quant.ir import spec
 
 ENERGY_CLASSES = ("dram", "buffer", "register", "link", "leakage")
@@ -143,7 +143,7 @@ def _linear_weight_bound(plan, site, ins: tuple[str, ...], mags: tuple[int, ...]
 
 def workload_at(plan, seq_len: int) -> Workload:
     """`plan` at one sequence length (batch 1), from one run on constant ids."""
-    from hwsim.executor import execute, op_site
+    from hwsim.sim.executor import execute, op_site
 
     ids = np.full((1, seq_len), 1000 % int(plan.meta.get("vocab_size", 1001)), dtype=np.int64)
     res = execute(plan, ids, np.ones_like(ids), overflow="saturate", count=False, track_widths=False)

@@ -34,7 +34,7 @@ UNBOUNDED_BITS = 2 ** 30
 COSTS = ("r_cost", "w_cost", "area")
 IM2COL = {"OX": "B", "OY": "B", "FX": "C", "FY": "C"}
 GEMM_DIMS = ("G", "T", "B", "K", "C")
-PACKAGED_MAPPING = "hwsim/scenarios/mappings/ws32.yaml"
+PACKAGED_MAPPING = "hwsim/cost/scenarios/mappings/ws32.yaml"
 
 
 def stated(mem: Mapping) -> bool:

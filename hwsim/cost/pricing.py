@@ -2,7 +2,7 @@
 
 Memories whose accelerator entry leaves `r_cost`/`w_cost`/`area` out are priced by `mem_type`, at
 the width of their widest port (ZigZag counts accesses in units of that width):
-- `sram`: the memory table's SRAM row for (size, width) (CACTI, `hwsim/tables/memory45.csv`);
+- `sram`: the memory table's SRAM row for (size, width) (CACTI, `hwsim/cost/data/memory45.csv`);
 - `dram`: the memory table's pJ per bit for the scenario's `dram_kind`, times the width; no area;
 - `reg` and `link` (per-PE operand registers; `link` = a register an operand passes through on its way
   from one PE to the next): a write costs the energy table's flip-flop bit (`regwrite@1`, a cited
@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 from typing import Callable, Iterable, Mapping
 
-from hwsim.actions import ActionKey
+from hwsim.sim.actions import ActionKey
 from hwsim.cost.own import stated
 from hwsim.cost.scenario import Scenario
 from models.errors import UserError
@@ -40,7 +40,7 @@ def register_write_pj_per_bit(energy_pj: Mapping[str, float]) -> float:
     """pJ per flip-flop bit written (the energy table's `regwrite@1`)."""
     if REGISTER_WRITE not in energy_pj:
         raise UserError(f"the energy table has no {REGISTER_WRITE} row (pJ per flip-flop bit written); add one with "
-                        f"its source (see hwsim/tables/horowitz45.csv) to price registers and links")
+                        f"its source (see hwsim/cost/data/horowitz45.csv) to price registers and links")
     return energy_pj[REGISTER_WRITE]
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
-from hwsim.energy import COMPONENTS, MEMORY, EnergyTable, price_by_component
+from hwsim.cost.energy import COMPONENTS, MEMORY, EnergyTable, price_by_component
 from models.errors import UserError
 
 REQUIRED = ("model", "meta", "samples", "seq_lens", "accuracy", "counts")

@@ -1,6 +1,6 @@
 """Scenarios: an accelerator, its mapping and how a model is served on it, as data files.
 
-A scenario is a small YAML file (`hwsim/scenarios/*.yaml`, or any file a user passes):
+A scenario is a small YAML file (`hwsim/cost/scenarios/*.yaml`, or any file a user passes):
 
     name: edge                      # what reports call it
     source: ...                     # where its figures come from (printed with every table)
@@ -44,7 +44,7 @@ from hwsim.cost.own import default_homes, gemm_mapping, stated_note, typed_accel
 from hwsim.cost.validate import SCENARIO, check_accelerator, check_fields, check_mapping
 from models.errors import UserError
 
-PACKAGED = Path(__file__).resolve().parents[1] / "scenarios"
+PACKAGED = Path(__file__).resolve().with_name("scenarios")
 OPERAND_OF = {"I": "I1", "W": "I2", "O": "O"}
 """Workload operand -> the accelerator's memory operand (the mapping files link them the same way)."""
 

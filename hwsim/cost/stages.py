@@ -165,7 +165,7 @@ def stage_kinds(op: str) -> tuple[str, ...]:
 
 
 def gemm_stages(site, acc_bits: Mapping[str, int] | None = None) -> list[GemmStage]:
-    """The GEMM-shaped stages of one `hwsim.counting.OpSite` ([] for vector and data-movement ops);
+    """The GEMM-shaped stages of one `hwsim.sim.counting.OpSite` ([] for vector and data-movement ops);
     partial sums at `acc_bits` (stage kind -> bits, e.g. `proven_acc_bits`), else the declared width."""
     kinds = stage_kinds(site.op_type)
     return BUILD[kinds](site, dict(acc_bits) if acc_bits else _declared(site)) if kinds else []

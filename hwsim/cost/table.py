@@ -29,18 +29,18 @@ CSV_COLUMNS = ("scenario", "variant", "model", "seq_len", "batch", "energy_uJ", 
 
 def load_tables(energy_table=None, technology=None) -> Tables:
     from hwsim.cost.tables import load_area_table, load_memory_table
-    from hwsim.energy import load_table
+    from hwsim.cost.energy import load_table
 
     energy = load_table(energy_table, technology)
     return Tables(energy, load_memory_table(None, energy.technology), load_area_table(None, energy.technology))
 
 
 def counts_cost(work: Workload, scenario: Scenario, tables: Tables, model: str, variant: str, n: int) -> CostResult:
-    """A `kind: counts` scenario: hwsim's own memory rules (`hwsim.counting.count_graph`), energy only."""
-    from hwsim.actions import ActionKey
-    from hwsim.counting import count_graph
-    from hwsim.energy import price_by_component
-    from hwsim.hwconfig import load_hw
+    """A `kind: counts` scenario: hwsim's own memory rules (`hwsim.sim.counting.count_graph`), energy only."""
+    from hwsim.sim.actions import ActionKey
+    from hwsim.sim.counting import count_graph
+    from hwsim.cost.energy import price_by_component
+    from hwsim.sim.hwconfig import load_hw
 
     energy: dict[str, float] = {}
     attention = 0.0
@@ -62,7 +62,7 @@ def _map_job(args) -> None:
 def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: Iterable[int], tables: Tables,
                    jobs: int = 1, say: Callable[[str], None] = lambda _: None) -> list[CostResult]:
     """Every (scenario, model, length) cell; lengths beyond a model's positions are skipped."""
-    from hwsim.graph import load_plan
+    from hwsim.sim.graph import load_plan
 
     t0 = time.perf_counter()
     schedules: dict = {}      # one schedule per (workload, batch, buffer) for every scenario that shares them
@@ -190,7 +190,7 @@ def csv_text(results: list[CostResult]) -> str:
 
 def plot_energy_vs_length(results: list[CostResult], path: str | Path) -> None:
     """One panel per scenario: energy per inference against sequence length, one line per variant."""
-    from hwsim.plots import energy_vs_seq_len_panels
+    from hwsim.cost.plots import energy_vs_seq_len_panels
 
     panels: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for r in results:

@@ -1,8 +1,8 @@
 """Memory and area tables for mapping-aware cost: data files read as is, one documented interpolation.
 
-`hwsim/tables/memory45.csv` (from `bench/make_memory_table.py`, CACTI 7 at 45 nm, low-standby-power
+`hwsim/cost/data/memory45.csv` (from `bench/make_memory_table.py`, CACTI 7 at 45 nm, low-standby-power
 cells) holds SRAM read/write pJ per access of a word, array area and leakage per (size, word width) up to
-the bank limit (its largest size), DRAM pJ per bit per standard, and on-chip wire pJ per bit per mm. `hwsim/tables/area45.csv` (from `bench/make_area_table.py`) holds um^2 per `action@width`
+the bank limit (its largest size), DRAM pJ per bit per standard, and on-chip wire pJ per bit per mm. `hwsim/cost/data/area45.csv` (from `bench/make_area_table.py`) holds um^2 per `action@width`
 unit, keyed like the energy table. Comment lines (`#`) state each table's rules and sources.
 
 SRAM sizes or word widths between rows are interpolated by `MemoryTable.sram` (log-log in size between
@@ -20,10 +20,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-from hwsim.actions import ActionKey
+from hwsim.sim.actions import ActionKey
 from models.errors import UserError
 
-TABLES = Path(__file__).parents[1] / "tables"
+TABLES = Path(__file__).with_name("data")
 DEFAULT_MEMORY_TABLE = TABLES / "memory45.csv"
 DEFAULT_AREA_TABLE = TABLES / "area45.csv"
 MEMORY_COLUMNS = ("kind", "size_bytes", "word_bits", "technology", "read_pJ", "write_pJ", "area_mm2",

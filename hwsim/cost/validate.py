@@ -169,4 +169,4 @@ def check_mapping(data: Any, where: str) -> None:
         check_fields(entry, MAPPING_ENTRY, where, f"[{i}].")
     if not any(e["name"] in ("default", "Gemm") for e in data):
         raise UserError(f"{where} has no entry named 'default' or 'Gemm' (the GEMM stages' operator type); "
-                        f"add one, e.g. as in hwsim/scenarios/mappings/ws32.yaml")
+                        f"add one, e.g. as in hwsim/cost/scenarios/mappings/ws32.yaml")

@@ -1,7 +1,7 @@
 """The `action@width` key of hwsim's counts and of the energy and area tables: one type writes and reads it.
 
 An action is an arithmetic step (`add`, `mul`, `abs`, `cmp`, `relu`, `shiftc`, ...), a memory
-access (`read.<level>`, `write.<level>`: words of the level's width; `hwsim.memory`) or a traffic
+access (`read.<level>`, `write.<level>`: words of the level's width; `hwsim.sim.memory`) or a traffic
 volume (`bytes.read.<level>`, `bytes.write.<level>`: bytes moved, counted but never priced). The
 width is in bits: one number, or `AxB` (A >= B) for the operand widths of a multiplication
 (`mul@8x8`). Counts and tables keep the text form (`format`) as their keys; `parse` reads it back.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hwsim.executor import execute
-from hwsim.graph import Plan, load_plan
+from hwsim.sim.executor import execute
+from hwsim.sim.graph import Plan, load_plan
 
 _PLANS: dict[tuple[str, float, object], Plan] = {}
 
@@ -32,6 +32,6 @@ def get_plan(model_path, hw=None) -> Plan:
 def simulate(model_path, input_ids, attention_mask=None, overflow: str = "error", hw=None) -> SimResult:
     """Run the integer ONNX model at `model_path` bit for bit on `input_ids` [B, n] (int), with
     `attention_mask` [B, n] (default all ones); `overflow` 'error' | 'saturate' | 'wrap'; `hw` a
-    `hwsim.hwconfig.HwConfig` for counting (default: the packaged config)."""
+    `hwsim.sim.hwconfig.HwConfig` for counting (default: the packaged config)."""
     res = execute(get_plan(model_path, hw), input_ids, attention_mask, overflow=overflow)
     return SimResult(res.outputs, res.counts, res.max_abs)

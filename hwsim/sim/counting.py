@@ -1,7 +1,7 @@
 """Action counts of one integer op, from its shapes, declared widths and attributes only.
 
 `count_op(site, hw) -> {"action@width": count}` over the whole batch of the site's shapes: the
-arithmetic of the op's DESIGN.md steps plus its memory accesses (`hwsim.memory`). Counts are
+arithmetic of the op's DESIGN.md steps plus its memory accesses (`hwsim.sim.memory`). Counts are
 data-independent (padded keys are computed like valid ones; masks are selects, not arithmetic), so
 an executor may cache them per shape.
 
@@ -43,9 +43,9 @@ from math import isqrt, prod
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
-from hwsim.actions import ActionKey
-from hwsim.hwconfig import HwConfig
-from hwsim.memory import MemoryPlan, default_plan, op_traffic, plan_memory
+from hwsim.sim.actions import ActionKey
+from hwsim.sim.hwconfig import HwConfig
+from hwsim.sim.memory import MemoryPlan, default_plan, op_traffic, plan_memory
 from models.errors import UserError
 from quant.ir import spec
 from quant.ir.spec import int_range
@@ -370,13 +370,13 @@ COUNTERS: dict[str, Callable[[OpSite, Tally], None]] = {
 }
 
 ZERO_COST = frozenset(op for op in (*spec.OPS, *spec.STANDARD_OPS) if spec.moves(op) is not None)
-"""Pure data movement (`quant.ir.spec`): no arithmetic; memory traffic still counted by `hwsim.memory`."""
+"""Pure data movement (`quant.ir.spec`): no arithmetic; memory traffic still counted by `hwsim.sim.memory`."""
 
 
 def count_op(site: OpSite, hw: HwConfig, plan: MemoryPlan | None = None) -> dict[str, int]:
     """`{action@width: count}` of one op over its batch: arithmetic plus memory accesses.
 
-    `plan` places the params (`hwsim.memory.plan_memory` over the whole graph); without it params
+    `plan` places the params (`hwsim.sim.memory.plan_memory` over the whole graph); without it params
     stream from DRAM, which is only valid when `hw.weights_on_chip` is false. Raises `UserError`
     for an op type that has no counting function.
     """
@@ -386,7 +386,7 @@ def count_op(site: OpSite, hw: HwConfig, plan: MemoryPlan | None = None) -> dict
     elif site.op_type not in ZERO_COST:
         raise UserError(f"unsupported op {site.op_type!r} in node {site.name!r}: hwsim counts "
                         f"{sorted(COUNTERS)} and data movement {sorted(ZERO_COST)}; "
-                        f"add a counting function to hwsim/counting.py")
+                        f"add a counting function to hwsim/sim/counting.py")
     tally.update(op_traffic(site, hw, plan if plan is not None else default_plan(hw)))
     return dict(sorted(tally.items()))
 

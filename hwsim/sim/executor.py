@@ -8,12 +8,12 @@ complement. Internal accumulators (Linear `acc`, DotAttention `scores`/`pv`, Inh
 cannot be saturated or wrapped after the fact.
 
 `max_abs` (with `track_widths`) records per tensor and accumulator the two's-complement magnitude
-`max(v, -v - 1)` over every value seen (`hwsim.kernels.requant.tc_magnitude`): a signed value fits
+`max(v, -v - 1)` over every value seen (`hwsim.sim.kernels.requant.tc_magnitude`): a signed value fits
 `bits` bits exactly when it is at most `2**(bits-1) - 1`, so the check accepts and rejects exactly
 what `quant.intops.reference` does (-2**31 fits 32 bits) and `max_abs.bit_length() + 1` is the signed width
 needed.
 
-Counting calls `hwsim.counting.count_graph` on the per-node `OpSite`s (shapes, declared widths,
+Counting calls `hwsim.sim.counting.count_graph` on the per-node `OpSite`s (shapes, declared widths,
 params) once per distinct set of input shapes; later samples of the same shape reuse the counts.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwsim.graph import Plan, SimError
+from hwsim.sim.graph import Plan, SimError
 from quant.ir import spec
 
 OVERFLOW_MODES = ("error", "saturate", "wrap")
@@ -60,7 +60,7 @@ def _fit(plan: Plan, node: str, tensor: str, x: np.ndarray, overflow: str, max_a
 
 
 def op_site(plan: Plan, node, shapes: dict[str, tuple[int, ...]]):
-    from hwsim.counting import OpSite
+    from hwsim.sim.counting import OpSite
     bits = lambda t: plan.formats[t].bits if t in plan.formats else 64  # noqa: E731 - shape operands: int64
     ins = [t for t in node.inputs if t]
     return OpSite(node.op_type, node.name, {k: v for k, v in node.attrs.items() if isinstance(v, int)},
@@ -72,8 +72,8 @@ def op_site(plan: Plan, node, shapes: dict[str, tuple[int, ...]]):
 def _counts(plan: Plan, shapes: dict[str, tuple[int, ...]]) -> dict[str, dict[str, int]]:
     key = tuple(shapes[t] for t in plan.inputs)
     if key not in plan.count_cache:
-        from hwsim.counting import count_graph
-        from hwsim.hwconfig import load_hw
+        from hwsim.sim.counting import count_graph
+        from hwsim.sim.hwconfig import load_hw
         hw = plan.hw if plan.hw is not None else load_hw(None)
         plan.count_cache[key] = count_graph([op_site(plan, node, shapes) for node in plan.nodes], hw)
     return plan.count_cache[key]

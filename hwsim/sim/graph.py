@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from hwsim.kernels.registry import BUILDERS, Kernel, KernelSpec
+from hwsim.sim.kernels.registry import BUILDERS, Kernel, KernelSpec
 from models.errors import UserError
 from quant.ir import spec
 from quant.ir.contract import DOMAIN
@@ -127,7 +127,7 @@ def _check_op(node: onnx.NodeProto) -> None:
     if not (semantic or standard):
         raise SimError(f"unsupported op {node.domain + '.' if node.domain else ''}{node.op_type} in node "
                        f"{node.name!r}: hwsim runs {DOMAIN} ops {sorted(spec.COMPUTE_OPS)} and data movement "
-                       f"{sorted(spec.STANDARD_OPS)}; export with `hwsim export` or add a kernel in hwsim/kernels")
+                       f"{sorted(spec.STANDARD_OPS)}; export with `hwsim export` or add a kernel in hwsim/sim/kernels")
 
 
 def _check_function_bodies(model: onnx.ModelProto) -> None:

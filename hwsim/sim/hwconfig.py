@@ -1,9 +1,9 @@
 """`HwConfig`: the hardware facts that counting needs (memory sizes, word widths, technology).
 
-Loaded from a JSON file (`load_hw(path)`; `None` = the packaged `hwsim/configs/default.json`).
+Loaded from a JSON file (`load_hw(path)`; `None` = the packaged `hwsim/sim/configs/default.json`).
 Every key of the file must be a field below; unknown keys and bad values raise `UserError`.
-Counting (`hwsim.counting`, `hwsim.memory`) reads it; pricing uses `technology` to pick the rows of
-an energy table. No energy figures live here: those are table data (`hwsim/tables/`).
+Counting (`hwsim.sim.counting`, `hwsim.sim.memory`) reads it; pricing uses `technology` to pick the rows of
+an energy table. No energy figures live here: those are table data (`hwsim/cost/data/`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class HwConfig:
     """An integer accelerator, as far as op and memory counting is concerned.
 
     - `rf_bytes`: register file / local buffer of a fused op; an attention score matrix of one head
-      that fits stays here and costs no memory access (`hwsim.memory`).
+      that fits stays here and costs no memory access (`hwsim.sim.memory`).
     - `sram_bytes`: on-chip SRAM; activations (per sample) live here when they fit.
     - `sram_word_bits`, `dram_word_bits`: access granularity; accesses are counted in these words.
     - `weights_on_chip`: true = params stay in SRAM when all of them fit next to the activations

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from math import prod
 from typing import Iterable
 
-from hwsim.actions import TRAFFIC_PREFIX, ActionKey
-from hwsim.hwconfig import HwConfig
+from hwsim.sim.actions import TRAFFIC_PREFIX, ActionKey
+from hwsim.sim.hwconfig import HwConfig
 from quant.ir import spec
 from quant.ir.spec import word_bytes
 
@@ -68,7 +68,7 @@ def default_plan(hw: HwConfig) -> MemoryPlan:
     """The plan when no graph is at hand: valid only for `weights_on_chip = false`."""
     if hw.weights_on_chip:
         raise ValueError("weights_on_chip needs the whole graph: pass plan=plan_memory(sites, hw) "
-                         "to count_op, or call hwsim.counting.count_graph")
+                         "to count_op, or call hwsim.sim.counting.count_graph")
     return MemoryPlan("dram", hw.sram_bytes)
 
 

@@ -2,7 +2,7 @@
 
 Every function accepts any integer dtype, computes in int64 and returns int64. Each docstring
 states widths, rounding and saturation; the ONNX function bodies (`export/functions.py`) and the
-Numba kernels (`hwsim/kernels/`) cite these definitions and are tested `==` against them.
+Numba kernels (`hwsim/sim/kernels/`) cite these definitions and are tested `==` against them.
 
 Conventions (DESIGN.md "Rounding and saturation"):
 - `requant`: round half towards +inf (add `2**(shift-1)`, arithmetic right shift), left shift for

@@ -5,7 +5,7 @@ Examples:
   hwsim train --task rt --attention inhibitor --teacher runs/teacher --float --distill task \
       --layer-init-steps -1 --out runs/inh
   hwsim train --task rt --attention inhibitor --teacher runs/teacher --init-student runs/inh --bits 8 --out runs/inh8
-  torchrun --nproc_per_node=2 -m hwsim.cli train ...   (DistributedDataParallel)
+  torchrun --nproc_per_node=2 -m hwsim.app.cli train ...   (DistributedDataParallel)
 
 The options are generated from `quant.train.config.TrainConfig` and its `DistillConfig`: one per field,
 named, typed, defaulted and documented by the field (`add_config_arguments`); `--distill`'s default

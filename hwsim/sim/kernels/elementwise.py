@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwsim.kernels.requant import requant
+from hwsim.sim.kernels.requant import requant
 
 
 def _left_shifts_ok(**shifts: int) -> None:

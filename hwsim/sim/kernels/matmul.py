@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hwsim.kernels.requant import rq
+from hwsim.sim.kernels.requant import rq
 from quant.ir.spec import int_range
 
 

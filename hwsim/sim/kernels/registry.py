@@ -10,7 +10,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from hwsim.kernels import elementwise, inhibitor, layernorm, matmul, softmax
+from hwsim.sim.kernels import elementwise, inhibitor, layernorm, matmul, softmax
 from quant.ir.spec import acc_width, int_range
 
 Kernel = Callable[..., tuple[tuple[np.ndarray, ...], dict[str, int]]]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hwsim.kernels.matmul import exact_float_dtype
-from hwsim.kernels.requant import requant, tc_magnitude
+from hwsim.sim.kernels.matmul import exact_float_dtype
+from hwsim.sim.kernels.requant import requant, tc_magnitude
 
 
 @njit(cache=True)
