@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-window", type=int, default=50,
                         help="batches per window sorted by length before batching, for little padding "
                              "(training, layer-by-layer init, inhibitor calibration; 0: random batches)")
+    parser.add_argument("--teacher-store", default=None, metavar="DIR",
+                        help="compute the teacher's outputs on the training data once into DIR (a store per "
+                             "teacher, data and --max-length) and read them instead of running the teacher")
     parser.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
     parser.add_argument("--alpha-kl", type=float, default=1.0, help="weight of the KL loss on the teacher's logits (MSE for regression)")
     parser.add_argument("--alpha-ce", type=float, default=1.0, help="weight of the cross-entropy on the labels")
@@ -98,7 +101,7 @@ def config_from_args(args: argparse.Namespace):
                        transfer_copies=args.transfer_copies, transfer_plots=args.transfer_plots,
                        inhibitor_center=args.inhibitor_center, inhibitor_signed=args.inhibitor_signed,
                        alpha_init=args.inhibitor_alpha, calibrate_inhibitor=args.calibrate_inhibitor,
-                       group_window=args.group_window)
+                       group_window=args.group_window, teacher_store=args.teacher_store)
 
 
 def run(args: argparse.Namespace) -> int:
