@@ -9,7 +9,8 @@ padded to their longest snippet (dynamic padding). Same snippets (the first `--s
 RT training split), batch 16, truncation 64, same thread count. The steps alternate (one of ours,
 one of the peer's), so load on a shared machine hits both alike; the first `--warmup` of each are
 not timed. Prints real (non-pad) training tokens per second of each and the ratio ours / peer
-(target >= 1.0), in wall time and in the process's CPU time.
+(target >= 1.0), in wall time and in the process's CPU time. OpenMP threads wait passively unless
+OMP_WAIT_POLICY says otherwise, as under `hwsim`.
 
     python bench/train_throughput.py [--steps 40] [--teacher DIR] [--threads N] [--peer-fused-adamw]
 
@@ -19,11 +20,13 @@ the cost is the same).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `hwsim` sets it (hwsim/cli.py), for both loops
+import torch  # noqa: E402
 
 
 def teacher_folder(arg: str | None, scratch: Path) -> str:
@@ -70,7 +73,9 @@ def peer(train: dict[str, torch.Tensor], fused: bool):
     """The plain transformers loop on the same snippets, from MiniLM's weights; the step returns its
     batch's real tokens."""
     from transformers import BertForSequenceClassification
+    from transformers.utils import logging
     from models.teacher import resolve_teacher
+    logging.set_verbosity_error()  # the classifier head is new: no report of it
     model = BertForSequenceClassification.from_pretrained(resolve_teacher("minilm"), num_labels=2).train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-4, **({"fused": True} if fused else {}))
     n = len(train["labels"])
