@@ -87,6 +87,9 @@ class TrainConfig:
                             help="inhibitor student: initial score shift alpha (<= 0 disables it)")
     calibrate_inhibitor: bool = opt(True, help="fit the inhibitor student's gamma and beta per layer to the "
                                                "dot-product model's attention contexts before training")
+    teacher_store: str | None = opt(None, help="compute the teacher's outputs on the training data once into DIR (a "
+                                         "store per teacher, data and --max-length) and read them instead of "
+                                         "running the teacher")
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "eval_batch_size", "max_length", "calib_batches")
