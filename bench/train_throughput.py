@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `hwsim` sets it (hwsim/cli.py), for both loops
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `hwsim` sets it (hwsim/app/cli.py), for both loops
 import torch  # noqa: E402
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwsim.cli import main
+from hwsim.app.cli import main
 from models.errors import UserError
 from tests.test_train import cli_args, glue_dir, tiny_teacher  # noqa: F401 - fixtures
 
@@ -121,7 +121,7 @@ def test_a_training_step_from_the_store_runs_no_teacher_module(fine_tuned, glue_
     from quant.train.runtime import setup_distributed, take
     from quant.train.state import make_optimizer
     from quant.train.store import TeacherStore
-    from hwsim.cli import build_parser
+    from hwsim.app.cli import build_parser
     args = build_parser().parse_args(cli_args(fine_tuned, glue_dir, tmp_path / "s", "--float", "--distill", "task",
                                               "--teacher-store", tmp_path / "store"))
     cfg = config_from_args(args)
