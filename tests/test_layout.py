@@ -18,7 +18,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "models": ("models",),
     "quant.data": ("models", "quant.data"),
     "quant.ir": ("quant.ir",),
-    "quant.intops": ("quant.ir", "quant.intops"),
+    # a synthetic program's variant is found through the (torch-free) registry
+    "quant.intops": ("models.variants", "quant.ir", "quant.intops"),
     "quant.qat": ("models", "quant.ir", "quant.intops", "quant.qat"),
     "quant.train": ("models", "quant.data", "quant.ir", "quant.intops", "quant.qat", "quant.train"),
     "quant": ("quant",),
