@@ -36,7 +36,9 @@ from models import variants as registry
 from models.errors import UserError
 
 TASKS = ("rt",)  # the ledger and the simulation read rt's labelled test split
-NOT_SETTINGS = ("out", "resume", "save_every")  # TrainConfig fields that cannot change a result
+# TrainConfig fields that cannot change a result; the teacher store's folder is one (a store is keyed by
+# the teacher's fingerprint, the data and max_length, `quant.train.store`), whether a store is used is not
+NOT_SETTINGS = ("out", "resume", "save_every", "teacher_store")
 
 
 def _opt(default, help: str):
@@ -164,6 +166,7 @@ class SeedStages:
         cfg = TrainConfig(out=str(out), task=r.task, max_length=r.max_length, seed=self.seed, limit=r.limit,
                           save_every=self.run.save_every, **paths, **kw)
         settings = {k: v for k, v in cfg.to_dict().items() if k not in NOT_SETTINGS}
+        settings["teacher_outputs"] = "stored" if cfg.teacher_store else "online"
         settings.update({f: {"stage": stage, "fingerprint": self.fps[stage]} for f, stage in reads.items()})
 
         def compute(resuming: bool) -> None:
@@ -223,8 +226,7 @@ def train_students(st: SeedStages) -> dict[str, dict]:
     students = r.students(variants)
     student = dict(float_model=True, distill=DistillConfig(mode="task"), transfer_copies=r.transfer_copies,
                    transfer_plots=r.transfer_plots, epochs=r.student_epochs, train_limit=r.student_train_limit,
-                   batch_size=r.student_batch_size, lr=r.student_lr)
-    # offline teacher outputs: add teacher_store=str(st.folder / "teacher_store") to `student` (and its fingerprint to `reads`)
+                   batch_size=r.student_batch_size, lr=r.student_lr, teacher_store=str(st.folder / "teacher_store"))
     for v in students:
         metrics[f"float-{v}"] = st.train(f"float-{v}", {"teacher": "teacher"}, attention=v,
                                          layer_init_steps=0 if v == registry.baseline() else r.layer_init_steps, **student)
@@ -232,6 +234,7 @@ def train_students(st: SeedStages) -> dict[str, dict]:
         reads = {"teacher": "teacher", **({"init_student": f"float-{v}"} if v in students else {})}
         metrics[f"int{r.bits}-{v}"] = st.train(f"int{r.bits}-{v}", reads, attention=v, bits=r.bits,
                                                distill=DistillConfig(mode="task"), epochs=r.qat_epochs,
+                                               teacher_store=str(st.folder / "teacher_store"),
                                                train_limit=r.qat_train_limit, batch_size=r.qat_batch_size)
     return metrics
 

@@ -159,17 +159,32 @@ def inhibit_reference(q, k, v, mask, gamma=1.0, alpha=None, beta=1.0, center=Fal
     return beta * h
 
 
-def inhibit_fast(q, k, v, mask, gamma=1.0, alpha=None, beta=1.0, center=False, signed=False):
-    """Same result as `inhibit_reference`, through ReLU(v - z) = (v - z + |v - z|) / 2.
+def l1_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """sum_c |q_ic - k_jc|: (B, H, n_q, d), (B, H, n_k, d) -> (B, H, n_q, n_k) (the CPU kernel of
+    `models.inhibitor_ops` on the CPU, `torch.cdist` elsewhere)."""
+    if q.device.type == "cpu":
+        from models.inhibitor_ops import l1_distance
+        return l1_distance(q, k)
+    return torch.cdist(q, k, p=1)
 
-    Scores are `torch.cdist(q, k, p=1)`; the pairwise sum_j |Z_ij - V_jk| is an L1 distance between
-    row i of Z and column k of V, so it is `torch.cdist(Z, V^T, p=1)` too (no (n, n, d) tensor).
+
+def inhibit_fast(q, k, v, mask, gamma=1.0, alpha=None, beta=1.0, center=False, signed=False, l1=None):
+    """Same result as `inhibit_reference` without its (n, n, d) tensors.
+
+    On the CPU: the Numba kernels of `models.inhibitor_ops` (scores and the mixing sum, each with its
+    own backward; the mixing summed directly). Elsewhere, through ReLU(v - z) = (v - z + |v - z|) / 2:
+    scores are `torch.cdist(q, k, p=1)`; the pairwise sum_j |Z_ij - V_jk| is an L1 distance between
+    row i of Z and column k of V, so it is `torch.cdist(Z, V^T, p=1)` too.
     Unsigned: H = (sum_j V - sum_j Z + sum_j |Z - V|) / 2.
     Signed:   H = (sum_j V + sum_j |Z - V+| - sum_j |Z - V-|) / 2, V+ = ReLU(V), V- = ReLU(-V) (Z >= 0).
     The identity cancels large sums: in float32 the difference from `inhibit_reference` grows like
     eps * sum_j Z_ij (measured: < 2e-6 for n <= 12, d <= 16; up to 4e-5 for n = 32, d = 64, N(0,1) inputs).
+    `l1`: `l1_scores(q, k)` when already computed (the calibration tries many gamma on one q, k).
     """
-    l1 = torch.cdist(q, k, p=1)  # (B, H, n_q, n_k)
+    l1 = l1_scores(q, k) if l1 is None else l1  # (B, H, n_q, n_k)
+    if q.device.type == "cpu":
+        from models.inhibitor_ops import inhibit_mix
+        return beta * inhibit_mix(inhibitor_scores(q, k, mask, gamma, alpha, center, v, l1), v, signed)
     z = inhibitor_scores(q, k, mask, gamma, alpha, center, v, l1)
     v_sum = v.sum(-2, keepdim=True)  # (B, H, 1, d)
     if signed:
@@ -204,12 +219,17 @@ class InhibitorAttention(Attention):
         """gamma, beta and alpha: at the projections' learning rate they move by < 0.02 in an epoch."""
         return [p for p in (self.gamma, self.beta, self.alpha) if p is not None]
 
-    def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        q = split_heads(self.q_lin(x), self.heads)  # (B, H, n, d)
-        k = split_heads(self.k_lin(x), self.heads)
-        v = split_heads(self.v_lin(x), self.heads)
-        h = inhibit_fast(q, k, v, mask, self.gamma, self.alpha, self.beta, self.center, self.signed)
+    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values of `x`, each (B, H, n, d)."""
+        return tuple(split_heads(lin(x), self.heads) for lin in (self.q_lin, self.k_lin, self.v_lin))
+
+    def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, l1=None) -> torch.Tensor:
+        """The context (B, n, D) from `qkv`'s heads with this module's scalars (`l1`: see `inhibit_fast`)."""
+        h = inhibit_fast(q, k, v, mask, self.gamma, self.alpha, self.beta, self.center, self.signed, l1)
         return merge_heads(h)  # (B, n, D)
+
+    def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.mix(*self.qkv(x), mask)
 
 
 # ---------------------------------------------------------------- symmetric (Courtois et al. 2024)

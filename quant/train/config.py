@@ -91,6 +91,9 @@ class TrainConfig:
                           help="before training, fit the student's own scalars per layer to the attention "
                                "contexts of the dot product model it is built from (a variant with a calibration: "
                                "the inhibitor's gamma, alpha and beta)")
+    teacher_store: str | None = opt(None, help="compute the teacher's outputs on the training data once into DIR (a "
+                                         "store per teacher, data and --max-length) and read them instead of "
+                                         "running the teacher")
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "eval_batch_size", "max_length", "calib_batches")

@@ -144,9 +144,10 @@ def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dic
                    lr: float = 1e-4, scalar_lr: float = 1e-3, progress=None) -> list[float]:
     """Fit every student layer's attention context to the teacher's, one pass over `batches`.
 
-    Both are float `SequenceClassifier`s of equal depth and width. Layer l of the student gets the
-    teacher's hidden state l as input (teacher forcing), so the layers do not interact and are fitted
-    side by side: per batch one teacher forward, then for each layer the MSE over valid tokens between
+    Both are float `SequenceClassifier`s of equal depth and width (the teacher may be its
+    `quant.train.store.TeacherStore`). Layer l of the student gets the teacher's hidden state l as
+    input (teacher forcing), so the layers do not interact and are fitted side by side: per batch
+    one teacher forward (or store read), then for each layer the MSE over valid tokens between
     its context and the teacher's layer-l context; one AdamW step on the sum (AdamW is per parameter,
     so this equals one optimizer per layer). Only `attention_core_parameters` train: q/k/v at `lr`,
     the attention's declared scalars (`scalar_ids`) at `scalar_lr`. `batches` is typically the shuffled whole
@@ -159,7 +160,7 @@ def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dic
     scalars = scalar_ids(student)
     groups = [{"params": [p for p in core if id(p) not in scalars], "lr": lr},
               {"params": [p for p in core if id(p) in scalars], "lr": scalar_lr}]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0, fused=True)
     history: list[list[float]] = []
     for step, b in enumerate(batches):
         with torch.no_grad():
@@ -192,9 +193,10 @@ def calibrate_inhibitor(student: nn.Module, teacher: nn.Module, batches: Iterabl
                         alphas: Iterable[float] = CALIBRATION_ALPHAS) -> list[dict[str, float]]:
     """Set each inhibitor layer's gamma, alpha and beta so that its context best matches the teacher's.
 
-    Both are float `SequenceClassifier`s of equal depth and width; every student layer has
-    inhibitor attention (`gamma`, `beta` parameters, `alpha` unless disabled). Layer l gets the
-    teacher's hidden state l (teacher forcing). For each candidate pair gamma/sqrt(d) = 2**e (a power
+    Both are float `SequenceClassifier`s of equal depth and width (the teacher may be its
+    `quant.train.store.TeacherStore`); every student layer has inhibitor attention (`gamma`, `beta`
+    parameters, `alpha` unless disabled). Layer l gets the teacher's hidden state l (teacher forcing);
+    its queries, keys, values and L1 scores are computed once and reused by every candidate. For each candidate pair gamma/sqrt(d) = 2**e (a power
     of two, as the integer model folds it into a shift) and alpha in `alphas` (alpha as it is when the
     student has none), beta is the least-squares fit of the student's context to the teacher's over
     valid tokens; the candidate with the smallest residual is kept. Dropout is off while fitting.
@@ -202,6 +204,7 @@ def calibrate_inhibitor(student: nn.Module, teacher: nn.Module, batches: Iterabl
     contexts' squared norm (1.0: no better than zero; alpha 0.0 when the student has none). The
     teacher's q/k/v are not changed.
     """
+    from models.attention import l1_scores
     batches, exponents = list(batches), list(exponents)
     was_training = student.training
     teacher.eval()
@@ -210,6 +213,8 @@ def calibrate_inhibitor(student: nn.Module, teacher: nn.Module, batches: Iterabl
     fits = []
     for layer, block in enumerate(student.encoder.blocks):
         attn = block.attn
+        heads = [attn.qkv(out.hidden_states[layer]) for out in targets]  # the scalars do not change them
+        l1s = [l1_scores(q, k) for q, k, _ in heads]
         best = {"exponent": 0.0, "alpha": 0.0, "beta": 0.0, "residual": float("inf")}
         for e in exponents:
             for a in (list(alphas) if attn.alpha is not None else [0.0]):
@@ -218,9 +223,9 @@ def calibrate_inhibitor(student: nn.Module, teacher: nn.Module, batches: Iterabl
                 if attn.alpha is not None:
                     attn.alpha.fill_(a)
                 ht = hh = tt = 0.0
-                for b, out in zip(batches, targets):
+                for b, out, qkv, l1 in zip(batches, targets, heads, l1s):
                     keep = b["attention_mask"][..., None].to(out.contexts[layer].dtype)  # (B, n, 1)
-                    h, t = attn.context(out.hidden_states[layer], b["attention_mask"]), out.contexts[layer]
+                    h, t = attn.mix(*qkv, b["attention_mask"], l1), out.contexts[layer]
                     ht += float((h * t * keep).sum())
                     hh += float((h * h * keep).sum())
                     tt += float((t * t * keep).sum())

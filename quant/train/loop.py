@@ -42,7 +42,7 @@ from quant.train import checkpoint as ckpt
 from quant.train.config import TrainConfig
 from quant.train.distill import HiddenProjection, distill_loss
 from quant.train.runtime import (Dist, add_transfer_set, evaluate, final_metrics, initialise_student, length_sampler,
-                                 load_data, quantize, setup_distributed, take, wrap_model)
+                                 load_data, quantize, setup_distributed, take, use_teacher_store, wrap_model)
 from quant.train.sampler import LengthGroupedSampler
 from quant.train.state import make_optimizer, restore, resume_state, save_training_state
 
@@ -136,7 +136,8 @@ def build(cfg: TrainConfig, spec) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Run:
     """Everything the loop reads; `model` is the trained classifier, `wrapped` it with the hidden
-    projection (what a training checkpoint holds), `runner` that under DDP when distributed."""
+    projection (what a training checkpoint holds), `runner` that under DDP when distributed; `teacher`
+    the distillation teacher, or its `quant.train.store.TeacherStore` (None: no distillation)."""
     cfg: TrainConfig
     world: Dist
     spec: Any
@@ -146,7 +147,7 @@ class Run:
     enc_cfg: Any
     qcfg: Any
     model: nn.Module
-    teacher: nn.Module | None
+    teacher: Any
     proj: HiddenProjection | None
     wrapped: nn.Module
     runner: nn.Module
@@ -168,6 +169,8 @@ def _prepare(cfg: TrainConfig, world: Dist, spec, state) -> Run:
     parts = build(cfg, spec)
     if cfg.transfer_copies or cfg.transfer_plots:
         data["train"] = add_transfer_set(cfg, data["train"], tokenizer, parts["teacher"], _say(world))
+    if cfg.teacher_store:
+        parts = use_teacher_store(cfg, parts, data["train"], world, _say(world))
     if state is None:
         initialise_student(cfg, parts, data["train"], _say(world), world.main)
     model, qcfg = parts["model"].to(world.device), None

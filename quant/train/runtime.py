@@ -138,9 +138,32 @@ def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say,
             f"{[round(f, 5) for f in finals]}")
 
 
+def use_teacher_store(cfg: TrainConfig, parts: dict[str, Any], train_data, world: Dist, say) -> dict[str, Any]:
+    """`parts` with every teacher role (distillation, layer-by-layer init, calibration) whose model is
+    the stored one replaced by the `quant.train.store.TeacherStore` of `cfg.teacher_store` (built by
+    rank 0 when missing); a role held by another model (a calibration model read from --init-student)
+    stays online."""
+    from quant.train.store import model_digest, open_store
+    roles = ("teacher", "init_teacher", "calib_teacher")
+    source = next((parts[r] for r in roles if parts[r] is not None), None)
+    if source is None:
+        return parts
+    store = open_store(cfg.teacher_store, source, train_data, cfg.max_length, say) if world.main else None
+    if world.world > 1:
+        dist.barrier()
+        if not world.main:
+            store = open_store(cfg.teacher_store, source, train_data, cfg.max_length, say, build=False)
+    digest = store.meta["fingerprint"]["teacher"]
+    replaced = {r: store for r in roles if parts[r] is source or
+                (parts[r] is not None and model_digest(parts[r]) == digest)}
+    say(f"teacher store {store.folder}: read for {', '.join(replaced)} instead of running the teacher")
+    return {**parts, **replaced}
+
+
 def wrap_model(world: Dist, model: nn.Module, teacher, enc_cfg, state):
-    """(teacher on the device, projection, Outputs wrapper with a resumed state loaded, runner)."""
-    if teacher is not None:
+    """(teacher on the device, projection, Outputs wrapper with a resumed state loaded, runner);
+    `teacher` may be a `quant.train.store.TeacherStore`, which answers on any device."""
+    if isinstance(teacher, nn.Module):
         teacher = teacher.to(world.device).eval().requires_grad_(False)
     full = teacher is not None
     proj = HiddenProjection(enc_cfg.hidden, teacher.cfg.hidden, enc_cfg.layers + 1) if full else None
