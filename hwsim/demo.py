@@ -156,7 +156,8 @@ def run_demo(cfg: DemoConfig, results: str | Path | None = None) -> dict:
     _say(f"writing to {out.resolve()} ({'full recipe' if cfg.recipe == StudyConfig() else 'default 20-minute cut'})")
     run = StudyRun(out=str(out), seeds=(cfg.seed,), variants=variants.names(), save_every=cfg.save_every,
                    ort_check=cfg.ort_check, force=cfg.force)
-    seed = run_seed(cfg.recipe, cfg.seed, out, run, Progress([cfg.seed], stage_names(cfg.recipe, variants.names()), _say))
+    stages = stage_names(cfg.recipe, variants.names())
+    seed = run_seed(cfg.recipe, cfg.seed, out, run, Progress([cfg.seed], stages, _say))
     stages = dict(seed.stage_s)
     metrics = {"float-dot": seed.metrics["teacher"], **seed.metrics}  # the teacher's without a dot student
     t1 = time.perf_counter()

@@ -9,9 +9,10 @@ into one paired sample:
   10,000 resamples, numpy generator seeded 0);
 - McNemar's exact test on the pooled pairs (`quant.data.metrics.mcnemar`, as the demo's).
 
-The int8 subjects of the study (`models.variants.subjects()`: the inhibitor) vs the float teacher use the same bootstrap when every record holds the teacher's
-predictions; otherwise (the demo keeps none) the mean over seeds of the per-seed difference of
-accuracies with a Student t 95 % interval over seeds (none with one seed).
+The int8 subjects of the study (`models.variants.subjects()`: the inhibitor) vs the float teacher use
+the same bootstrap when every record holds the teacher's predictions; otherwise (the demo keeps none)
+the mean over seeds of the per-seed difference of accuracies with a Student t 95 % interval over seeds
+(none with one seed).
 """
 from __future__ import annotations
 

@@ -229,7 +229,8 @@ def train_students(st: SeedStages) -> dict[str, dict]:
                    batch_size=r.student_batch_size, lr=r.student_lr, teacher_store=str(st.folder / "teacher_store"))
     for v in students:
         metrics[f"float-{v}"] = st.train(f"float-{v}", {"teacher": "teacher"}, attention=v,
-                                         layer_init_steps=0 if v == registry.baseline() else r.layer_init_steps, **student)
+                                         layer_init_steps=0 if v == registry.baseline() else r.layer_init_steps,
+                                         **student)
     for v in variants:
         reads = {"teacher": "teacher", **({"init_student": f"float-{v}"} if v in students else {})}
         metrics[f"int{r.bits}-{v}"] = st.train(f"int{r.bits}-{v}", reads, attention=v, bits=r.bits,

@@ -165,7 +165,8 @@ def load_pretrained(path: str | os.PathLike, attention: str = "dot", num_labels:
     The head (pooler / pre_classifier and classifier) is loaded when the checkpoint has it; a
     classifier whose label count differs from `num_labels` is initialised afresh, and so is any missing
     head part. `num_labels` defaults to the checkpoint classifier's, else 2. `overrides` are
-    `EncoderConfig` fields (e.g. attention_options=InhibitorOptions(center=False), dropout=0.0). Returns the model in eval mode.
+    `EncoderConfig` fields (e.g. attention_options=InhibitorOptions(center=False), dropout=0.0). Returns
+    the model in eval mode.
     """
     folder = _check_dir(path)
     hf = _read_json(folder / "config.json")

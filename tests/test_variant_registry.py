@@ -196,7 +196,8 @@ def test_scalars_are_declared_by_the_modules():
     assert names == {f"encoder.blocks.{i}.attn.{s}" for i in range(2) for s in ("gamma", "beta", "alpha")}
     qmodel = quantize_model(model, QuantConfig())
     names = {n for n, p in qmodel.named_parameters() if id(p) in scalar_ids(qmodel)}
-    assert names == {f"encoder.blocks.{i}.attn.core.{s}" for i in range(2) for s in ("log2_gamma", "log2_beta", "alpha")}
+    assert names == {f"encoder.blocks.{i}.attn.core.{s}" for i in range(2)
+                     for s in ("log2_gamma", "log2_beta", "alpha")}
     for v in ("dot", "symmetric"):
         assert scalar_ids(SequenceClassifier(EncoderConfig(attention=v, vocab_size=40, hidden=16, layers=1, heads=2,
                                                            ffn=24, max_position=16))) == set()
