@@ -106,7 +106,9 @@ def load_model(path: Path, args) -> Model:
     meta = dict(plan.meta)
     max_len = min(args.max_len, int(meta.get("max_position", 512)))
     heads, hidden = int(meta.get("heads", 1)), int(meta.get("hidden", 1))
-    per_head = max_len * max_len * (hidden // heads if meta.get("attention") == "inhibitor" else 1)
+    # onnxruntime's InhibitorAttention function materialises (n, n, d) per head; DotAttention (n, n)
+    l1_pairs = any(node.op_type == "InhibitorAttention" for node in plan.nodes)
+    per_head = max_len * max_len * (hidden // heads if l1_pairs else 1)
     return Model(path, plan, prog, sess, meta, max_len, heads * per_head)
 
 

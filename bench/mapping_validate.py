@@ -70,6 +70,7 @@ from hwsim.cost.table import load_tables, scenario_costs  # noqa: E402
 from hwsim.cost.zigzag_map import (ZIGZAG_OPTIONS, MappedStage, fit_words, run_zigzag,  # noqa: E402
                                    summarise_cme, workload)
 from hwsim.sim.graph import load_plan  # noqa: E402
+from models import variants  # noqa: E402
 from quant.ir import spec  # noqa: E402
 
 HIDDEN, FFN, HEADS, HEAD_DIM, LAYERS = 384, 1536, 12, 32, 6
@@ -79,7 +80,7 @@ BERT_5NM_UJ = 577.0            # Keller et al., 5 nm 4-bit BERT-base, uJ per inf
 BERT_BASE_MACS_128 = 12 * (4 * 128 * 768 * 768 + 2 * 128 * 768 * 3072)   # its Linear MACs at 128 tokens
 MODELS_DIR = Path(os.environ.get("MV_MODELS", "/tmp/mv"))
 CITATIONS = ROOT / "hwsim" / "cost" / "data" / "CITATIONS.md"
-VARIANTS = ("dot", "inhibitor", "symmetric")
+VARIANTS = variants.names()  # every registered attention variant
 
 
 def linear(node: str, rows: int, cols: int, reduce: int) -> GemmStage:

@@ -22,7 +22,9 @@ import onnx
 import onnx.inliner
 import onnxruntime as ort
 
-VARIANTS = ("dot", "symmetric", "inhibitor")
+from models import variants
+
+VARIANTS = variants.names()  # every registered attention variant
 
 
 def body_nodes(model: onnx.ModelProto) -> int:

@@ -14,7 +14,9 @@ import argparse
 import csv
 from collections import defaultdict
 
-VARIANTS = ("dot", "inhibitor", "symmetric")
+from models import variants
+
+VARIANTS = variants.names()  # every registered attention variant
 
 
 def load(path: str) -> dict[tuple[str, int], dict[str, dict[str, str]]]:

@@ -122,9 +122,8 @@ def main() -> None:
         start = time.perf_counter()
         teacher = open_store(args.store, teacher, {k: v[rows] for k, v in train.items()}, tcfg.max_length)
         print(f"teacher store of {len(rows)} snippets: {time.perf_counter() - start:.1f} s wall")
-    overrides = dict(activation="relu", inhibitor_center=True, inhibitor_signed=True, alpha_init=0.5)
     dot = student_from(source_teacher, "dot", activation="relu")[0]
-    inh = student_from(source_teacher, "inhibitor", **overrides)[0]
+    inh = student_from(source_teacher, "inhibitor", activation="relu")[0]  # the trained options (InhibitorOptions())
     start = now()  # always: an uncalibrated inhibitor inhibits everything, which the kernels skip
     calibrate_inhibitor(inh, teacher, calib)
     print(f"inhibitor calibration (4 batches): {now() - start:.1f} s")

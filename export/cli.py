@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from export.pipeline import export_quant_model, load_run, run_max_length, run_task
+from models import variants
 from models.errors import UserError
 
 
@@ -22,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", choices=["random"], help="export a randomly initialised quantized model")
     parser.add_argument("--arch", default="minilm",
                         help="with --init random: distilbert-base, minilm or an EncoderConfig JSON file")
-    parser.add_argument("--attention", default="inhibitor", help="with --init random: dot, inhibitor, symmetric")
+    parser.add_argument("--attention", default="inhibitor",
+                        help="with --init random: the attention variant (models.variants: "
+                             f"{', '.join(variants.names())}), with its default options")
     parser.add_argument("--bits", type=int, default=8, help="with --init random: weight/activation bits")
     parser.add_argument("--seed", type=int, default=0, help="with --init random: seed of the weights")
     parser.add_argument("--format", choices=["onnx", "qonnx"], default="onnx",

@@ -1,4 +1,4 @@
-"""The float reference encoder: config, attention variants, model, loading, teacher.
+"""The float reference encoder: config, the attention variants' registry and modules, model, loading, teacher.
 
 The public names below are imported lazily (PEP 562): `models.errors` and `models.files` are used by
 the CLI dispatcher, and `import models` must not pull in torch and transformers for `hwsim --help`.
@@ -9,15 +9,16 @@ import importlib
 
 # public name -> submodule defining it
 _EXPORTS = {
-    "ATTENTIONS": "attention", "DotAttention": "attention", "InhibitorAttention": "attention",
+    "DotAttention": "attention", "InhibitorAttention": "attention",
     "SymmetricAttention": "attention", "inhibit_fast": "attention", "inhibit_reference": "attention",
-    "make_attention": "attention", "register": "attention",
+    "make_attention": "attention",
     "EncoderConfig": "config",
     "Encoder": "encoder", "EncoderOutput": "encoder", "SequenceClassifier": "encoder",
     "UserError": "errors",
     "load_checkpoint": "loading", "load_pretrained": "loading", "load_tokenizer": "loading",
     "save_checkpoint": "loading",
     "resolve_teacher": "teacher",
+    "InhibitorOptions": "variants", "Variant": "variants", "VARIANTS": "variants",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,4 +1,5 @@
-"""Attention variants behind one signature, picked by name from `ATTENTIONS`.
+"""The float attention variants behind one signature; each is the `float_module` of its
+`models.variants` entry, which a config names by `EncoderConfig.attention`.
 
 Every variant is an `nn.Module` built from an `EncoderConfig` with
 `forward(x: (B, n, D), mask: (B, n) 1=token 0=pad) -> (B, n, D)` (after the output projection
@@ -11,40 +12,26 @@ encoder hands out as the per-layer "attention output" for distillation.
 
 Besides `context`, a variant says how it is made from a dot-product model (a Hugging Face checkpoint
 or a fine-tuned teacher): `dot_renames` (which of q_lin/k_lin/v_lin/out_lin it takes under which name,
-or drops), `student_overrides` and `calibrates_from_dot` (its config choices and calibration when
-`quant.train.loop.build` makes it from another variant). Its quantized form is registered under the
-same name in `quant.qat.attention.Q_ATTENTIONS` (docs/QUANT.md "Attention variants").
+or drops) and `from_dot_state`; and which of its parameters train at their own learning rate
+(`scalar_parameters`). Its options are `cfg.attention_options`; its quantized form and the rest of it
+are the other facets of its entry (docs/QUANT.md "Attention variants").
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import variants
 from models.config import EncoderConfig
-from models.errors import UserError
-
-ATTENTIONS: dict[str, type["Attention"]] = {}
-
-
-def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator adding an attention variant to `ATTENTIONS`; a duplicate name is an error."""
-    def add(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in ATTENTIONS:
-            raise ValueError(f"attention {name!r} is already registered ({ATTENTIONS[name].__name__})")
-        ATTENTIONS[name] = cls
-        return cls
-    return add
 
 
 def attention_class(name: str) -> type["Attention"]:
-    """The attention variant registered as `name`."""
-    if name not in ATTENTIONS:
-        raise UserError(f"unknown attention {name!r}: use one of {', '.join(sorted(ATTENTIONS))}")
-    return ATTENTIONS[name]
+    """The float attention module of the variant registered as `name`."""
+    return variants.get(name).facet("float_module")
 
 
 def make_attention(cfg: EncoderConfig) -> nn.Module:
@@ -98,17 +85,9 @@ class Attention(nn.Module):
                 out[block + sep + local] = value
         return out
 
-    @classmethod
-    def student_overrides(cls, options: Any) -> dict[str, Any]:
-        """`EncoderConfig` fields of a student of this variant made from another variant, read from the
-        training options `options` (a `quant.train.loop.TrainConfig`); none by default."""
-        return {}
-
-    @classmethod
-    def calibrates_from_dot(cls, options: Any) -> bool:
-        """Whether a student of this variant made from a dot-product model has its own scalars fitted
-        to that model's attention contexts first (`quant.train.distill.calibrate_inhibitor`)."""
-        return False
+    def scalar_parameters(self) -> list[nn.Parameter]:
+        """The parameters that train at their own learning rate (`TrainConfig.scalar_lr`); none by default."""
+        return []
 
     def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -124,7 +103,6 @@ def softmax_mix(scores: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, drop:
     return drop(scores.softmax(dim=-1)) @ v  # (B, H, n, d)
 
 
-@register("dot")
 class DotAttention(Attention):
     """softmax(Q K^T / sqrt(d)) V per head."""
 
@@ -219,34 +197,27 @@ def inhibit_fast(q, k, v, mask, gamma=1.0, alpha=None, beta=1.0, center=False, s
     return beta * h
 
 
-@register("inhibitor")
 class InhibitorAttention(Attention):
     """Inhibitor attention with learnable scalars gamma (score scale), alpha (shift), beta (output).
 
-    alpha exists only when `cfg.alpha_init > 0`; centring and signed inhibition follow the config.
+    Its options are `models.variants.InhibitorOptions`: alpha exists only when `alpha_init > 0`;
+    centring and signed inhibition as they say. gamma, beta and alpha are its scalars.
     """
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__(cfg)
+        opts = cfg.attention_options
         self.q_lin = nn.Linear(cfg.hidden, cfg.hidden)
         self.k_lin = nn.Linear(cfg.hidden, cfg.hidden)
         self.v_lin = nn.Linear(cfg.hidden, cfg.hidden)
-        self.gamma = nn.Parameter(torch.tensor(float(cfg.gamma_init)))
-        self.beta = nn.Parameter(torch.tensor(float(cfg.beta_init)))
-        self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha_init))) if cfg.alpha_init > 0 else None
-        self.center, self.signed = cfg.inhibitor_center, cfg.inhibitor_signed
+        self.gamma = nn.Parameter(torch.tensor(float(opts.gamma_init)))
+        self.beta = nn.Parameter(torch.tensor(float(opts.beta_init)))
+        self.alpha = nn.Parameter(torch.tensor(float(opts.alpha_init))) if opts.alpha_init > 0 else None
+        self.center, self.signed = opts.center, opts.signed
 
-    @classmethod
-    def student_overrides(cls, options: Any) -> dict[str, Any]:
-        """Centring, signed inhibition and alpha as the training options say (docs/QUANT.md: a
-        dot-product model's signed softmax mixtures need signed, centred inhibition)."""
-        return {"inhibitor_center": options.inhibitor_center, "inhibitor_signed": options.inhibitor_signed,
-                "alpha_init": options.alpha_init}
-
-    @classmethod
-    def calibrates_from_dot(cls, options: Any) -> bool:
-        """With gamma = beta = 1 a student from a dot-product model is dead; fit them unless switched off."""
-        return options.calibrate_inhibitor
+    def scalar_parameters(self) -> list[nn.Parameter]:
+        """gamma, beta and alpha: at the projections' learning rate they move by < 0.02 in an epoch."""
+        return [p for p in (self.gamma, self.beta, self.alpha) if p is not None]
 
     def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries, keys and values of `x`, each (B, H, n, d)."""
@@ -315,7 +286,6 @@ def symmetric_from_dot(wq: torch.Tensor, bq: torch.Tensor, wk: torch.Tensor, bk:
     return factors[:, :D].contiguous(), factors[:, D].contiguous(), c.to(wq.dtype)
 
 
-@register("symmetric")
 class SymmetricAttention(Attention):
     """Symmetric dot-product attention (Courtois et al. 2024), in the form implemented here:
 

@@ -1,7 +1,8 @@
 """`EncoderConfig`: the one frozen description of a float reference encoder.
 
 Every module of `models/` is built from it; it round-trips through JSON (`to_dict`/`from_dict`) and
-is stored in our checkpoints under the key "encoder_config".
+is stored in our checkpoints under the key "encoder_config". The attention variant's own settings are
+its options dataclass (`models.variants`) in `attention_options`.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from models import variants
 from models.errors import UserError
 
 ACTIVATIONS = ("gelu", "relu")
@@ -28,16 +30,11 @@ class EncoderConfig:
     layer_norm_eps: float = 1e-12
     dropout: float = 0.1
     attention_dropout: float = 0.1
-    attention: str = "dot"            # a name in models.attention.ATTENTIONS
+    attention: str = "dot"            # a name in models.variants.VARIANTS
     pooler: str = "distilbert"        # 'bert': dense+tanh | 'distilbert': pre_classifier+ReLU
     num_labels: int = 2               # 1 = regression
     pad_token_id: int = 0
-    # inhibitor attention options (REFERENCE.md section 1)
-    inhibitor_center: bool = False
-    inhibitor_signed: bool = False
-    alpha_init: float = 0.5           # <= 0 disables the shift
-    gamma_init: float = 1.0
-    beta_init: float = 1.0
+    attention_options: Any = None     # the variant's options dataclass; None: its defaults
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden", "layers", "heads", "ffn", "max_position", "num_labels"):
@@ -60,20 +57,26 @@ class EncoderConfig:
             raise UserError(f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise UserError(f"pad_token_id {self.pad_token_id} is outside the vocabulary [0, {self.vocab_size})")
-        from models.attention import ATTENTIONS  # late: attention.py imports this module
-        if self.attention not in ATTENTIONS:
-            raise UserError(f"unknown attention {self.attention!r}: use one of {', '.join(sorted(ATTENTIONS))}")
+        options = variants.get(self.attention).options
+        if self.attention_options is None:
+            object.__setattr__(self, "attention_options", options())
+        elif not isinstance(self.attention_options, options):
+            raise UserError(f"attention {self.attention!r} takes {options.__name__}, got "
+                            f"{type(self.attention_options).__name__}: pass attention_options={options.__name__}(...)")
 
     @property
     def head_dim(self) -> int:
         return self.hidden // self.heads
 
     def replace(self, **changes: Any) -> "EncoderConfig":
-        """A copy with `changes` applied (validated again)."""
+        """A copy with `changes` applied (validated again); another attention without `attention_options`
+        gets that variant's default options."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise UserError(f"unknown EncoderConfig field(s) {sorted(unknown)}; "
                             f"known: {', '.join(f.name for f in dataclasses.fields(self))}")
+        if changes.get("attention", self.attention) != self.attention:
+            changes.setdefault("attention_options", None)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,9 +86,13 @@ class EncoderConfig:
     def from_dict(cls, data: dict[str, Any]) -> "EncoderConfig":
         if not isinstance(data, dict):
             raise UserError(f"an encoder config must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        legacy = {k: data.pop(k) for k in variants.legacy_keys() if k in data}  # written before attention_options
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise UserError(f"unknown EncoderConfig field(s) {sorted(unknown)} in the config; "
                             f"remove them or upgrade inhibitor-hwsim")
+        name = data.get("attention", cls.attention)
+        data["attention_options"] = variants.options_from_dict(name, data.get("attention_options"), legacy)
         return cls(**data)

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.attention import ATTENTIONS, attention_class
+from models import variants
+from models.attention import attention_class
 from models.config import EncoderConfig
 from models.encoder import SequenceClassifier
 from models.errors import UserError
@@ -55,8 +56,7 @@ def config_from_hf(hf: dict[str, Any], attention: str, num_labels: int, **overri
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise UserError(f"unsupported model_type {model_type!r} in config.json: supported are "
                         f"{', '.join(SUPPORTED_MODEL_TYPES)}")
-    if attention not in ATTENTIONS:
-        raise UserError(f"unknown attention {attention!r}: use one of {', '.join(sorted(ATTENTIONS))}")
+    variants.get(attention)  # UserError naming the registered variants
     act_key = "hidden_act" if model_type == "bert" else "activation"
     act = hf.get(act_key, "gelu")
     if act not in HF_ACTIVATIONS:
@@ -165,7 +165,8 @@ def load_pretrained(path: str | os.PathLike, attention: str = "dot", num_labels:
     The head (pooler / pre_classifier and classifier) is loaded when the checkpoint has it; a
     classifier whose label count differs from `num_labels` is initialised afresh, and so is any missing
     head part. `num_labels` defaults to the checkpoint classifier's, else 2. `overrides` are
-    `EncoderConfig` fields (e.g. inhibitor_center=True, dropout=0.0). Returns the model in eval mode.
+    `EncoderConfig` fields (e.g. attention_options=InhibitorOptions(center=False), dropout=0.0). Returns
+    the model in eval mode.
     """
     folder = _check_dir(path)
     hf = _read_json(folder / "config.json")

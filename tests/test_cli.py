@@ -15,6 +15,7 @@ import pytest
 
 from models.hub import OFFLINE_VARS
 from quant.train.config import opt
+from models.variants import InhibitorOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = [a + b for a in "bcdfghjk" for b in "aeiou"]  # 40 tokens, all inside the synth model's 50
@@ -191,7 +192,7 @@ def test_train_defaults_live_on_the_fields():
             "--bits", "4", "--data-dir", "d", "--eval-batch-size", "7"]
     assert config_from_args(parser.parse_args(argv)) == TrainConfig(
         out="o", float_model=True, distill=DistillConfig(mode="agnostic", temperature=3.0, hidden_loss="mse"),
-        alpha_init=0.25, inhibitor_center=False, calibrate_inhibitor=False, limit=5, bits=4, data_dir="d",
+        inhibitor=InhibitorOptions(alpha_init=0.25, center=False), calibrate=False, limit=5, bits=4, data_dir="d",
         eval_batch_size=7)
 
 

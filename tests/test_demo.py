@@ -17,10 +17,11 @@ from dataclasses import replace
 import pytest
 
 from hwsim.sim.actions import ActionKey
-from hwsim.app.demo import VARIANTS, DemoConfig, run_demo, scenario_lengths
+from hwsim.app.demo import DemoConfig, run_demo, scenario_lengths
 from hwsim.app.demo_report import check_consistency
 from hwsim.cost.energy import load_table
 from hwsim.app.study import StudyConfig
+from models.variants import names as variant_names
 
 RECIPE = StudyConfig.cut(limit=12, teacher_train_limit=12, student_train_limit=12, qat_train_limit=12, max_length=12)
 TINY = dict(recipe=RECIPE, ort_check=2, sweep_lengths=(8, 16))
@@ -39,8 +40,8 @@ def test_demo_writes_every_output(demo):
                  "attention_energy_vs_seq_len.png", "scenarios.csv", "energy_vs_seq_len_by_scenario.png",
                  "energy_split_edge.png", "accuracy_vs_energy.png", "attention_share_vs_seq_len.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    assert set(result["variants"]) == set(VARIANTS)
-    for v in VARIANTS:
+    assert set(result["variants"]) == set(variant_names())
+    for v in variant_names():
         assert (out / "models" / f"{v}-w8.onnx").is_file()
         row = result["variants"][v]
         assert row["ort_checked"] == 2
@@ -53,12 +54,12 @@ def test_demo_writes_every_output(demo):
     cells = {(r["scenario"], r["variant"], int(r["seq_len"])) for r in result["scenarios"]}
     lengths = scenario_lengths(DemoConfig(**TINY), result["variants"]["dot"]["mean_tokens"])
     assert round(result["variants"]["dot"]["mean_tokens"]) in lengths and set(TINY["sweep_lengths"]) <= set(lengths)
-    assert cells == {(s, v, n) for s in packaged_names() for v in VARIANTS for n in lengths}
+    assert cells == {(s, v, n) for s in packaged_names() for v in variant_names() for n in lengths}
     assert "On accelerator scenarios" in (out / "summary.md").read_text()
     # the paired test counts the test snippets where exactly one of the two int8 models is right
     from quant.data.tasks import load_split
     gold = load_split("rt", "test", limit=RECIPE.limit).labels
-    pred = {v: json.loads((out / "reports" / f"{v}.json").read_text())["predictions"] for v in VARIANTS}
+    pred = {v: json.loads((out / "reports" / f"{v}.json").read_text())["predictions"] for v in variant_names()}
     assert result["mcnemar_inhibitor_vs_dot"] == result["mcnemar_vs_dot"]["inhibitor"]
     for v in ("inhibitor", "symmetric"):
         m = result["mcnemar_vs_dot"][v]
@@ -72,11 +73,11 @@ def test_demo_writes_every_output(demo):
 def test_report_is_internally_consistent(demo):
     out, result = demo
     saved = json.loads((out / "report.json").read_text())
-    reports = {v: out / "reports" / f"{v}.json" for v in VARIANTS}
+    reports = {v: out / "reports" / f"{v}.json" for v in variant_names()}
     check_consistency(saved, reports, load_table())
     with open(out / "report.csv") as fh:
         rows = list(csv.DictReader(fh))
-    for v in VARIANTS:
+    for v in variant_names():
         total = [float(r["energy_pj"]) for r in rows if r["variant"] == v and r["group"] == "total"]
         layers = sum(float(r["energy_pj"]) for r in rows if r["variant"] == v and r["group"] == "layer")
         assert total and layers == pytest.approx(total[0], rel=1e-5)
@@ -102,7 +103,7 @@ def test_summary_numbers_come_from_the_report(demo):
     out, result = demo
     text = (out / "summary.md").read_text()
     assert "estimates from operation counts" in text
-    for v in VARIANTS:
+    for v in variant_names():
         total_nj = result["variants"][v]["energy_pj"]["total"] / 1e3
         assert f"| {v} |" in text and f"{total_nj:.0f}" in text
     # every Markdown table: delimiter row right under the header, all rows with the header's cell count
@@ -167,7 +168,7 @@ def outputs(out: Path) -> dict[str, int]:
     """Modification times of every stage's output (run metrics, models, reports), by stage."""
     files = {f"{p.parent.name}": p for p in (out / "runs").glob("*/metrics.json")}
     files |= {f"export-{p.stem.split('-')[0]}": p for p in (out / "models").glob("*.onnx")}
-    files |= {f"simulate-{v}": out / "reports" / f"{v}.json" for v in VARIANTS}
+    files |= {f"simulate-{v}": out / "reports" / f"{v}.json" for v in variant_names()}
     files["predict-teacher"] = out / "reports" / "teacher-predictions.json"
     return {name: p.stat().st_mtime_ns for name, p in files.items()}
 
@@ -193,14 +194,14 @@ def test_demo_writes_a_ledger_record(demo):
     assert record["commit"] != "unknown" and len(record["recipe"]["fingerprint"]) == 12
     assert {k: record["data"][k] for k in ("validation", "test")} == {"validation": 12, "test": 12}
     assert set(record["stage_s"]) >= {"teacher", "predict-teacher", *(f"{s}-{v}" for s in ("float", "int8", "export", "simulate")
-                                                                     for v in VARIANTS), "sweep", "scenarios", "report", "total"}
+                                                                     for v in variant_names()), "sweep", "scenarios", "report", "total"}
     assert record["machine"]["cpu_count"] and record["machine"]["torch"]
     assert unpack_labels(record["test_labels"]) == list(load_split("rt", "test", limit=12).labels)
     assert record["teacher"]["test_accuracy"] == result["teacher_accuracy"]
     teacher = json.loads((out / "reports" / "teacher-predictions.json").read_text())
     assert unpack_labels(record["teacher"]["test_predictions"]) == teacher["predictions"]
     assert teacher["accuracy"] == result["teacher_accuracy"]
-    for v in VARIANTS:
+    for v in variant_names():
         row, hw = record["variants"][v], json.loads((out / "reports" / f"{v}.json").read_text())
         assert unpack_labels(row["test_predictions"]) == hw["predictions"]
         assert row["int8"]["test_accuracy_hwsim"] == result["variants"][v]["int8_accuracy_hwsim"]
@@ -224,8 +225,8 @@ def test_changed_setting_recomputes_what_it_changes(demo):
     result = run_demo(DemoConfig(out=str(out), **{**TINY, "recipe": replace(RECIPE, qat_train_limit=8)}))
     after = outputs(out)
     changed = {name for name in before if after[name] != before[name]}
-    assert changed == {f"{stage}-{v}" for stage in ("int8", "export", "simulate") for v in VARIANTS}
-    for v in VARIANTS:
+    assert changed == {f"{stage}-{v}" for stage in ("int8", "export", "simulate") for v in variant_names()}
+    for v in variant_names():
         metrics = json.loads((out / "runs" / f"int8-{v}" / "metrics.json").read_text())
         assert metrics["config"]["train_limit"] == 8
         assert result["variants"][v]["int8_accuracy_hwsim"] == pytest.approx(result["variants"][v]["int8_accuracy_qat_eval"])

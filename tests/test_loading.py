@@ -9,6 +9,7 @@ import torch
 from models.errors import UserError
 from models.loading import load_checkpoint, load_pretrained, load_tokenizer, save_checkpoint
 from models.teacher import resolve_teacher
+from models.variants import InhibitorOptions
 
 
 def padded_batch(vocab=99, lengths=(10, 7, 3), seed=0):
@@ -65,9 +66,9 @@ def test_head_initialised_when_absent_or_relabelled(tiny_distilbert_dir, tiny_be
 def test_variants_load_from_checkpoint(tiny_bert_dir):
     from safetensors.torch import load_file
     hf = load_file(str(tiny_bert_dir / "model.safetensors"))
-    inh = load_pretrained(tiny_bert_dir, attention="inhibitor", inhibitor_center=True)
+    inh = load_pretrained(tiny_bert_dir, attention="inhibitor", attention_options=InhibitorOptions(center=True))
     assert torch.equal(inh.encoder.blocks[1].attn.k_lin.weight, hf["encoder.layer.1.attention.self.key.weight"])
-    assert inh.cfg.inhibitor_center
+    assert inh.cfg.attention_options.center
     sym = load_pretrained(tiny_bert_dir, attention="symmetric")
     attn = sym.encoder.blocks[0].attn
     assert torch.equal(attn.qk_lin.weight, hf["encoder.layer.0.attention.self.query.weight"])
@@ -78,7 +79,7 @@ def test_variants_load_from_checkpoint(tiny_bert_dir):
 
 
 def test_checkpoint_round_trip(tiny_bert_dir, tmp_path):
-    model = load_pretrained(tiny_bert_dir, attention="inhibitor", inhibitor_signed=True)
+    model = load_pretrained(tiny_bert_dir, attention="inhibitor", attention_options=InhibitorOptions(signed=True))
     save_checkpoint(model, model.cfg, tmp_path / "ck", extra={"task": "rt"})
     assert json.loads((tmp_path / "ck" / "config.json").read_text())["extra"] == {"task": "rt"}
     assert not list((tmp_path / "ck").glob("*.part"))

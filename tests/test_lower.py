@@ -11,6 +11,7 @@ from quant.intops.reference import run_program
 from quant.qat.lower import lower
 from quant.qat.model import calibrate, quantize_model, random_quant_model
 from quant.intops.synth import SynthConfig, synth_program
+from models.variants import InhibitorOptions
 
 
 def tiny_qmodel(attention, wbits, abits, seed=0, dtype=torch.float64, **overrides):
@@ -43,10 +44,15 @@ def assert_exact(qmodel, prog, ids, mask):
     assert torch.equal(ints.double() * 2.0 ** -prog.meta["logits_exp"], fake)
 
 
+def inh(**options) -> dict:
+    """EncoderConfig fields of an inhibitor with `options`, uncentred and unsigned unless they say so."""
+    return {"attention_options": InhibitorOptions(**{"center": False, "signed": False, **options})}
+
+
 VARIANTS = [
     ("dot", {}), ("symmetric", {}),
-    ("inhibitor", {}), ("inhibitor", dict(inhibitor_center=True)), ("inhibitor", dict(inhibitor_signed=True)),
-    ("inhibitor", dict(inhibitor_center=True, inhibitor_signed=True, alpha_init=0.0)),
+    ("inhibitor", inh()), ("inhibitor", inh(center=True)), ("inhibitor", inh(signed=True)),
+    ("inhibitor", inh(center=True, signed=True, alpha_init=0.0)),
 ]
 
 
@@ -124,8 +130,8 @@ def test_exact_on_rt_snippets_with_minilm_initialised_model(attention):
 
 # ---------------------------------------------------------------- training-mode values (quant.qat.stvalues)
 
-TRAIN_VARIANTS = [("dot", {}), ("symmetric", {}), ("inhibitor", {}), ("inhibitor", dict(inhibitor_center=True)),
-                  ("inhibitor", dict(inhibitor_signed=True))]
+TRAIN_VARIANTS = [("dot", {}), ("symmetric", {}), ("inhibitor", inh()), ("inhibitor", inh(center=True)),
+                  ("inhibitor", inh(signed=True))]
 
 
 def train_eval_logits(qmodel, ids, mask):

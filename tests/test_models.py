@@ -7,10 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from models.attention import (ATTENTIONS, inhibit_fast, inhibit_reference, make_attention, register)
+from models import variants
+from models.attention import inhibit_fast, inhibit_reference, make_attention
 from models.config import EncoderConfig
 from models.encoder import SequenceClassifier
 from models.errors import UserError
+from models.variants import InhibitorOptions
 
 TINY = dict(vocab_size=50, hidden=16, layers=2, heads=2, ffn=24, max_position=20, dropout=0.0,
             attention_dropout=0.0)
@@ -18,6 +20,12 @@ TINY = dict(vocab_size=50, hidden=16, layers=2, heads=2, ffn=24, max_position=20
 
 def tiny(**changes) -> EncoderConfig:
     return EncoderConfig(**{**TINY, **changes})
+
+
+def centred(name: str) -> EncoderConfig:
+    """`name`'s tiny config; the inhibitor centred, unsigned."""
+    options = InhibitorOptions(center=True, signed=False) if name == "inhibitor" else None
+    return tiny(attention=name, attention_options=options)
 
 
 def batch(B=3, n=9, vocab=50, seed=0):
@@ -31,7 +39,7 @@ def batch(B=3, n=9, vocab=50, seed=0):
 # ---------------------------------------------------------------- config
 
 def test_config_round_trip():
-    cfg = tiny(attention="inhibitor", inhibitor_center=True, type_vocab_size=2, pooler="bert", num_labels=1)
+    cfg = centred("inhibitor").replace(type_vocab_size=2, pooler="bert", num_labels=1)
     assert EncoderConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
@@ -58,8 +66,8 @@ def test_config_unknown_field():
 
 def test_register_rejects_duplicates():
     with pytest.raises(ValueError, match="already registered"):
-        register("dot")(nn.Module)
-    assert set(ATTENTIONS) >= {"dot", "inhibitor", "symmetric"}
+        variants.register(variants.VARIANTS["dot"])
+    assert set(variants.VARIANTS) >= {"dot", "inhibitor", "symmetric"}
 
 
 def test_make_attention_unknown_name():
@@ -73,7 +81,7 @@ def test_make_attention_unknown_name():
 def test_same_signature_and_padding_invariance(name):
     """(B, n, D) in and out; valid positions do not depend on what sits in padded positions."""
     torch.manual_seed(0)
-    attn = make_attention(tiny(attention=name, inhibitor_center=True)).eval()
+    attn = make_attention(centred(name)).eval()
     x = torch.randn(2, 7, 16)
     mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
     y = attn(x, mask)
@@ -115,7 +123,7 @@ def test_inhibit_reference_by_hand():
 
 
 def test_alpha_disabled():
-    assert make_attention(tiny(attention="inhibitor", alpha_init=0.0)).alpha is None
+    assert make_attention(tiny(attention="inhibitor", attention_options=InhibitorOptions(alpha_init=0.0))).alpha is None
     assert make_attention(tiny(attention="inhibitor")).alpha.item() == 0.5
 
 
@@ -137,7 +145,7 @@ def test_gradients_reach_attention_parameters(name, params):
     """With BERT's init (std 0.02) every |V| is below alpha = 0.5 and the inhibitor passes nothing,
     so the projections are re-drawn at the scale of trained weights first."""
     torch.manual_seed(0)
-    model = SequenceClassifier(tiny(attention=name, inhibitor_center=True))
+    model = SequenceClassifier(centred(name))
     for block in model.encoder.blocks:
         for lin in (m for m in block.attn.modules() if isinstance(m, nn.Linear)):
             nn.init.normal_(lin.weight, std=0.5)

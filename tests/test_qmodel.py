@@ -12,6 +12,7 @@ from quant.qat.config import QuantConfig
 from quant.intops import requant
 from quant.qat.model import calibrate, quantize_model
 from quant.qat.quantizers import fixed_point_value, round_half_up
+from models.variants import InhibitorOptions
 
 
 @settings(max_examples=200, deadline=None)
@@ -116,8 +117,8 @@ def test_gamma_beta_remainders_fold_into_projections_without_changing_the_float_
     from quant.qat.model import _float_to_quant_state
     torch.manual_seed(1)
     cfg = EncoderConfig(vocab_size=40, hidden=32, layers=2, heads=4, ffn=48, max_position=16, dropout=0.0,
-                        attention_dropout=0.0, attention="inhibitor", inhibitor_signed=bool(signed),
-                        inhibitor_center=bool(center))
+                        attention_dropout=0.0, attention="inhibitor",
+                        attention_options=InhibitorOptions(signed=bool(signed), center=bool(center)))
     model = SequenceClassifier(cfg).eval()
     with torch.no_grad():
         for i, block in enumerate(model.encoder.blocks):
@@ -151,7 +152,8 @@ def test_qat_context_equals_the_float_students_context(attention, signed, center
     torch.manual_seed(0)
     cfg = EncoderConfig(vocab_size=40, hidden=32, layers=1, heads=4, ffn=48, max_position=16, dropout=0.0,
                         attention_dropout=0.0, attention=attention, activation="relu",
-                        inhibitor_signed=bool(signed), inhibitor_center=bool(center), alpha_init=alpha)
+                        attention_options=InhibitorOptions(signed=bool(signed), center=bool(center), alpha_init=alpha)
+                        if attention == "inhibitor" else None)
     model = SequenceClassifier(cfg).eval()
     if attention == "inhibitor":
         with torch.no_grad():

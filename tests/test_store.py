@@ -104,7 +104,7 @@ def test_student_trained_from_the_store_equals_the_online_one(fine_tuned, glue_d
         assert main(cli_args(fine_tuned, glue_dir, tmp_path / name, *args, *extra)) == 0
     online, stored = loss_parts(tmp_path / "online"), loss_parts(tmp_path / "stored")
     assert set(online) == {"ce", "kl", "hid", "ctx"} and online.keys() == stored.keys()
-    assert all(stored[k] == pytest.approx(online[k], rel=1e-4, abs=1e-6) for k in online), (online, stored)
+    assert all(stored[k] == pytest.approx(online[k], rel=1e-5, abs=1e-7) for k in online), (online, stored)
     a, b, c = (load_checkpoint(tmp_path / n)[0].state_dict() for n in ("online", "stored", "again"))
     # Adam divides each gradient element by its own scale, so an element whose gradient is ~0 moves by
     # up to the learning rate (1e-4 in the init) on rounding noise: measured up to 3e-5

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from hwsim.app.cli import main
+from models.variants import InhibitorOptions
 
 WORDS = "good bad great awful fine boring fun dull nice poor film movie plot cast very not a the".split()
 POSITIVE = {"good", "great", "fine", "fun", "nice"}
@@ -282,7 +283,7 @@ def test_calibrate_inhibitor_picks_the_best_power_of_two_gamma_and_least_squares
     from quant.train.distill import calibrate_inhibitor, token_loss
     from quant.train.loop import student_from
     teacher = load_pretrained(tiny_teacher, "dot", 2, dropout=0.0, attention_dropout=0.0)
-    student, _ = student_from(teacher, "inhibitor", inhibitor_center=True, inhibitor_signed=True)
+    student, _ = student_from(teacher, "inhibitor", attention_options=InhibitorOptions(center=True, signed=True))
     ids = torch.randint(5, 23, (8, 7))
     mask = torch.ones_like(ids)
     mask[:3, 5:] = 0
@@ -325,5 +326,5 @@ def test_inhibitor_student_from_a_hugging_face_teacher_is_centred_signed_and_cal
     assert main(cli_args(tiny_teacher, glue_dir, tmp_path / "inh", "--float", "--attention", "inhibitor",
                          "--train-limit", 8)) == 0
     model, cfg = load_checkpoint(tmp_path / "inh")
-    assert cfg.inhibitor_center and cfg.inhibitor_signed
+    assert cfg.attention_options.center and cfg.attention_options.signed
     assert all(b.attn.beta.item() != 1.0 for b in model.encoder.blocks)  # calibrated, then trained

@@ -33,9 +33,10 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from hwsim.app.study import VARIANTS, StudyConfig
+from hwsim.app.study import StudyConfig
+from models import variants
 
-__all__ = ["VARIANTS", "DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,10 @@ def run_demo(cfg: DemoConfig, results: str | Path | None = None) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     _say(f"writing to {out.resolve()} ({'full recipe' if cfg.recipe == StudyConfig() else 'default 20-minute cut'})")
-    run = StudyRun(out=str(out), seeds=(cfg.seed,), variants=VARIANTS, save_every=cfg.save_every,
+    run = StudyRun(out=str(out), seeds=(cfg.seed,), variants=variants.names(), save_every=cfg.save_every,
                    ort_check=cfg.ort_check, force=cfg.force)
-    seed = run_seed(cfg.recipe, cfg.seed, out, run, Progress([cfg.seed], stage_names(cfg.recipe, VARIANTS), _say))
+    stages = stage_names(cfg.recipe, variants.names())
+    seed = run_seed(cfg.recipe, cfg.seed, out, run, Progress([cfg.seed], stages, _say))
     stages = dict(seed.stage_s)
     metrics = {"float-dot": seed.metrics["teacher"], **seed.metrics}  # the teacher's without a dot student
     t1 = time.perf_counter()

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Callable, Iterable, Mapping
 
 from hwsim.cost.model import CostResult
+from models import variants
 
-BASE = "dot"
+BASE = variants.baseline()  # the registry's baseline (dot), what every other variant is compared with
 DEFAULT_SCENARIO = "edge"
 METRICS: dict[str, Callable[[CostResult], float | None]] = {
     "energy": lambda r: r.total_pj,

@@ -17,6 +17,7 @@ from pathlib import Path
 from hwsim.sim.actions import MEMORY_PREFIXES, ActionKey
 from hwsim.cost.energy import EnergyTable
 from hwsim.cost.report import COMPONENTS, csv_text, label_variants, load_run_report, summarise
+from models import variants as registry
 from models.files import write_text_atomic
 
 TODAY_PLOTS = ("energy_breakdown.png", "energy_vs_seq_len.png", "attention_energy_vs_seq_len.png")
@@ -103,9 +104,9 @@ def _table_rows(head: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def accuracy_section(result: dict) -> list[str]:
-    """The set-up and the accuracy of every variant, with the paired tests against dot."""
-    bits, rows = result["config"]["bits"], result["variants"]
-    base = rows.get("dot", {}).get(f"int{bits}_accuracy_hwsim")
+    """The set-up and the accuracy of every variant, with the paired tests against the baseline (dot)."""
+    bits, rows, name = result["config"]["bits"], result["variants"], registry.baseline()
+    base = rows.get(name, {}).get(f"int{bits}_accuracy_hwsim")
     lines = [
         "## Accuracy (RT test split)", "",
         f"RT snippets test split ({next(iter(rows.values()))['test_samples']} snippets, split by movie); "
@@ -113,15 +114,15 @@ def accuracy_section(result: dict) -> list[str]:
         f"tokens). Wall time: {result['timings']['total_s']:.0f} s.",
         *([f"Float teacher (GELU, dot): {_fmt_acc(result['teacher_accuracy'])} %; float acc % below is each "
            "float student's (ReLU, distilled)."] if result.get("teacher_accuracy") is not None else []),
-        *[_mcnemar_line(v, m, bits) for v, m in (result.get("mcnemar_vs_dot") or {}).items() if m], ""]
+        *[_mcnemar_line(v, m, bits) for v, m in (result.get(f"mcnemar_vs_{name}") or {}).items() if m], ""]
     table = []
     for v, r in rows.items():
         hw = r[f"int{bits}_accuracy_hwsim"]
-        diff = "" if v == "dot" or hw is None or base is None else f"{100 * (hw - base):+.2f}"
+        diff = "" if v == name or hw is None or base is None else f"{100 * (hw - base):+.2f}"
         table.append([v, _fmt_acc(r["float_accuracy"]), _fmt_acc(r[f"int{bits}_accuracy_qat_eval"]), _fmt_acc(hw),
                       diff, f"{r['parameters'] / 1e6:.2f} M"])
     return lines + _table_rows(["variant", "float acc %", f"int{bits} acc % (QAT eval)", f"int{bits} acc % (hwsim)",
-                                f"int{bits} vs int{bits} dot (points)", "params"], table) + [""]
+                                f"int{bits} vs int{bits} {name} (points)", "params"], table) + [""]
 
 
 def today_section(result: dict) -> list[str]:
@@ -170,15 +171,16 @@ def summary_markdown(result: dict, answer: str = "", scenarios: str = "") -> str
 
 
 def paired_tests(cfg, reports: dict[str, Path]) -> dict[str, dict]:
-    """McNemar test (`quant.data.metrics.mcnemar`) of every other int8 variant against the int8 dot on the
-    simulated test split (hwsim's predictions): {variant: test}; empty without a dot report."""
-    if "dot" not in reports:
+    """McNemar test (`quant.data.metrics.mcnemar`) of every other int8 variant against the int8 baseline
+    (dot) on the simulated test split (hwsim's predictions): {variant: test}; empty without its report."""
+    base = registry.baseline()
+    if base not in reports:
         return {}
     from quant.data.metrics import mcnemar
     from quant.data.tasks import load_split
     labels = load_split("rt", "test", limit=cfg.recipe.limit).labels
     pred = {v: json.loads(Path(p).read_text())["predictions"] for v, p in reports.items()}
-    return {v: mcnemar(pred[v], pred["dot"], labels) for v in reports if v != "dot"}
+    return {v: mcnemar(pred[v], pred[base], labels) for v in reports if v != base}
 
 
 def split_mean_length(reports: dict[str, Path]) -> float:
@@ -217,7 +219,7 @@ def scenario_outputs(out: Path, result: dict, results: list, scenarios: list) ->
     mapped = da.mapped_results(results, [s.name for s in scenarios if s.kind == "mapped"])
     lengths = da.answer_lengths(first["mean_tokens"], [r.seq_len for r in results])
     accuracy = {v: r[f"int{bits}_accuracy_hwsim"] for v, r in rows.items()}
-    acc = da.accuracy_figures(accuracy, result.get("mcnemar_vs_dot") or {})
+    acc = da.accuracy_figures(accuracy, result.get(f"mcnemar_vs_{registry.baseline()}") or {})
     answer = da.answer_rows(mapped, lengths)
     shown = mapped[0].scenario if mapped else da.DEFAULT_SCENARIO
     split = da.split_panels(mapped, shown, lengths)
@@ -248,12 +250,13 @@ def write_outputs(cfg, metrics: dict, models: dict[str, Path], reports: dict[str
     for v, path in reports.items():
         params = sum(int(a.size) for a in load_plan(models[v]).params.values())
         variants[v] = variant_figures(path, metrics, cfg.recipe.bits, v, table, params)
-    tests = paired_tests(cfg, reports)
+    tests, base = paired_tests(cfg, reports), registry.baseline()
     result = {"config": config_dict(cfg), "timings": timings, "energy_table": _shown_path(table.path),
               "technology": table.technology, "note": "energy = estimates from op counts x energy table",
               "variants": variants, "sweep": {v: [list(p) for p in pts] for v, pts in series.items()},
               "teacher_accuracy": metrics["teacher"]["test"]["accuracy"] if "teacher" in metrics else None,
-              "mcnemar_vs_dot": tests, "mcnemar_inhibitor_vs_dot": tests.get("inhibitor")}
+              f"mcnemar_vs_{base}": tests,
+              **{f"mcnemar_{v}_vs_{base}": tests.get(v) for v in registry.subjects()}}
     check_consistency(result, reports, table)
     answer, scenario_md = scenario_outputs(out, result, *costs) if costs is not None else ("", "")
     write_text_atomic(out / "report.json", json.dumps(result, indent=1) + "\n")

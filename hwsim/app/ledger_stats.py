@@ -9,9 +9,10 @@ into one paired sample:
   10,000 resamples, numpy generator seeded 0);
 - McNemar's exact test on the pooled pairs (`quant.data.metrics.mcnemar`, as the demo's).
 
-int8 inhibitor vs the float teacher uses the same bootstrap when every record holds the teacher's
-predictions; otherwise (the demo keeps none) the mean over seeds of the per-seed difference of
-accuracies with a Student t 95 % interval over seeds (none with one seed).
+The int8 subjects of the study (`models.variants.subjects()`: the inhibitor) vs the float teacher use
+the same bootstrap when every record holds the teacher's predictions; otherwise (the demo keeps none)
+the mean over seeds of the per-seed difference of accuracies with a Student t 95 % interval over seeds
+(none with one seed).
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ import numpy as np
 import scipy.stats
 
 from hwsim.app.ledger import unpack_labels
+from models import variants as registry
 from quant.data.metrics import mcnemar
 
-BASE = "dot"
+BASE = registry.baseline()  # what every other variant is compared with (dot)
 REPS = 10_000
 
 
@@ -103,7 +105,7 @@ def summarise(records: list[tuple]) -> list[dict]:
                            "hwsim_equals_qat": all(r["variants"][v]["int8"]["hwsim_equals_qat"] for r in held),
                            "seeds": [r["seed"] for r in held]}
         pairs = [(v, BASE) for v in names if v != BASE and BASE in names]
-        pairs += [("inhibitor", "teacher")] if "inhibitor" in names else []
+        pairs += [(v, "teacher") for v in registry.subjects() if v in names]
         out.append({"fingerprint": fp, "settings": runs[0]["recipe"]["settings"], "seeds": sorted(g["seeds"]),
                     "superseded": g["superseded"], "commits": sorted({r["commit"][:7] for r in runs}),
                     "test_n": len(runs[0]["test_labels"]),

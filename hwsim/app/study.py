@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Callable
 
 from hwsim.app.stages import Progress, Step
+from models import variants as registry
 from models.errors import UserError
 
-VARIANTS = ("dot", "inhibitor", "symmetric")
 TASKS = ("rt",)  # the ledger and the simulation read rt's labelled test split
 # TrainConfig fields that cannot change a result; the teacher store's folder is one (a store is keyed by
 # the teacher's fingerprint, the data and max_length, `quant.train.store`), whether a store is used is not
@@ -83,8 +83,8 @@ class StudyConfig:
                            student_train_limit=2000, qat_epochs=1, qat_train_limit=1000), **changes)
 
     def students(self, variants) -> list[str]:
-        """The variants that get a float student (dot only with `dot_student`)."""
-        return [v for v in variants if v != "dot" or self.dot_student]
+        """The variants that get a float student (the teacher's, the baseline dot, only with `dot_student`)."""
+        return [v for v in variants if v != registry.baseline() or self.dot_student]
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,15 @@ class StudyRun:
     """How a study runs (none of it changes a result): seeds, variants, folders, checkpoints."""
     out: str = "study_out"
     seeds: tuple[int, ...] = (0,)
-    variants: tuple[str, ...] = VARIANTS
+    variants: tuple[str, ...] = field(default_factory=registry.names)  # every registered one
     save_every: int = 100         # training steps between training checkpoints (resume after a kill)
     ort_check: int = 16           # first N test samples also run in onnxruntime
     force: bool = False           # recompute every stage
 
     def __post_init__(self) -> None:
-        unknown = [v for v in self.variants if v not in VARIANTS]
+        unknown = [v for v in self.variants if v not in registry.VARIANTS]
         if unknown or not self.variants or len(set(self.variants)) != len(self.variants):
-            raise UserError(f"--variants must name distinct variants among {', '.join(VARIANTS)}, got "
+            raise UserError(f"--variants must name distinct variants among {', '.join(registry.names())}, got "
                             f"{','.join(self.variants)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise UserError(f"--seeds must be distinct integers >= 0, got {','.join(map(str, self.seeds))}")
@@ -214,7 +214,7 @@ def train_teacher(st: SeedStages) -> dict:
     """The teacher's metrics."""
     from quant.train.distill import DistillConfig
     r = st.recipe
-    return st.train("teacher", {}, attention="dot", teacher=r.teacher, float_model=True,
+    return st.train("teacher", {}, attention=registry.baseline(), teacher=r.teacher, float_model=True,
                     distill=DistillConfig(mode="none"), epochs=r.teacher_epochs, train_limit=r.teacher_train_limit)
 
 
@@ -229,7 +229,8 @@ def train_students(st: SeedStages) -> dict[str, dict]:
                    batch_size=r.student_batch_size, lr=r.student_lr, teacher_store=str(st.folder / "teacher_store"))
     for v in students:
         metrics[f"float-{v}"] = st.train(f"float-{v}", {"teacher": "teacher"}, attention=v,
-                                         layer_init_steps=0 if v == "dot" else r.layer_init_steps, **student)
+                                         layer_init_steps=0 if v == registry.baseline() else r.layer_init_steps,
+                                         **student)
     for v in variants:
         reads = {"teacher": "teacher", **({"init_student": f"float-{v}"} if v in students else {})}
         metrics[f"int{r.bits}-{v}"] = st.train(f"int{r.bits}-{v}", reads, attention=v, bits=r.bits,
@@ -336,7 +337,8 @@ def _optional_int(text: str) -> int | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="rt", choices=TASKS, help="the task")
     parser.add_argument("--seeds", type=_int_list, default="0", help="comma-separated seeds, run in turn")
-    parser.add_argument("--variants", type=_names, default=",".join(VARIANTS), help="comma-separated attention variants")
+    parser.add_argument("--variants", type=_names, default=",".join(registry.names()),
+                        help="comma-separated attention variants")
     parser.add_argument("--out", default=StudyRun.out, help="study folder (one sub-folder per seed)")
     parser.add_argument("--results", default="results", help="folder the seeds' ledger records are written to")
     parser.add_argument("--no-record", action="store_true", help="write no ledger record")

@@ -139,7 +139,7 @@ def _segments(nodes: tuple[FlowNode, ...]) -> list[list[int]]:
     feeds = {}                       # node -> the barrier it feeds row-wise and alone
     for i, node in enumerate(nodes):
         users = {r for t in node.writes for r in readers.get(t, [])}
-        if node.writes and len({j for j, _ in users}) == 1:
+        if node.writes and len(users) == 1:  # one reader, one way (queries = keys: read both ways)
             (j, w), = users
             if _barrier(nodes[j].op_type) and not w and not _barrier(node.op_type):
                 feeds[i] = j

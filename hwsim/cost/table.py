@@ -1,4 +1,5 @@
-"""The scenario table: models x scenarios x sequence lengths, with the inhibitor/dot ratios.
+"""The scenario table: models x scenarios x sequence lengths, with the ratios of the registry's subjects to
+their baselines (`models.variants`: inhibitor/dot).
 
 `scenario_costs` loads each model once, takes its workload at every length (`hwsim.cost.model.workload_at`),
 collects every stage mapping the table needs, runs the ones not cached yet on `jobs` processes
@@ -18,6 +19,7 @@ from hwsim.cost.model import ARITH, CostResult, MappedCost, Tables, Workload, wo
 from hwsim.cost.scenario import Scenario
 from hwsim.cost.stages import GemmStage
 from hwsim.cost.zigzag_map import MappedStage, cache_path, dump_accelerator, fit_words, map_stage
+from models import variants
 
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
 CSV_COLUMNS = ("scenario", "variant", "model", "seq_len", "batch", "energy_uJ", "dram_uJ", "buffer_uJ",
@@ -131,14 +133,19 @@ def _uj(x: float | None) -> str:
     return "-" if x is None else f"{x / 1e6:,.2f}"
 
 
-def ratios(results: list[CostResult]) -> list[tuple[str, int, float, float]]:
-    """(scenario, length, inhibitor/dot attention energy, inhibitor/dot total energy) per cell that has both."""
+def ratios(results: list[CostResult]) -> dict[tuple[str, str], list[tuple[str, int, float, float]]]:
+    """Per (subject, its baseline) of the registry (`models.variants.subjects()`: the inhibitor against
+    dot), (scenario, length, subject/baseline attention energy, subject/baseline total energy) per cell
+    that has both, in the order of the baseline's cells; pairs without a cell left out."""
+    pairs = [(v, variants.get(v).compared_with) for v in variants.subjects()]
     by = {(r.scenario, r.variant, r.seq_len): r for r in results}
-    out = []
-    for (scenario, variant, n), dot in by.items():
-        inh = by.get((scenario, "inhibitor", n))
-        if variant == "dot" and inh is not None:
-            out.append((scenario, n, inh.attention_pj / dot.attention_pj, inh.total_pj / dot.total_pj))
+    out: dict[tuple[str, str], list[tuple[str, int, float, float]]] = {}
+    for subject, base in pairs:
+        for (scenario, variant, n), b in by.items():
+            s = by.get((scenario, subject, n))
+            if variant == base and s is not None:
+                out.setdefault((subject, base), []).append(
+                    (scenario, n, s.attention_pj / b.attention_pj, s.total_pj / b.total_pj))
     return out
 
 
@@ -161,10 +168,10 @@ def markdown(results: list[CostResult], scenarios: list[Scenario]) -> str:
                  "-" if r.area_total_mm2 is None else f"{r.area_total_mm2:.1f}",
                  "-" if r.latency_us is None else str(r.group), "-" if r.latency_us is None else str(len(r.spilled))]
         lines.append("| " + " | ".join(cells) + " |")
-    rat = ratios(results)
-    if rat:
-        lines += ["", "| scenario | tokens | inhibitor/dot attention | inhibitor/dot whole model |", "|---|---|---|---|"]
-        lines += [f"| {s} | {n} | {a:.3f} | {t:.4f} |" for s, n, a, t in rat]
+    for (subject, base), rows in ratios(results).items():
+        pair = f"{subject}/{base}"
+        lines += ["", f"| scenario | tokens | {pair} attention | {pair} whole model |", "|---|---|---|---|"]
+        lines += [f"| {s} | {n} | {a:.3f} | {t:.4f} |" for s, n, a, t in rows]
     lines += ["", "Scenarios:"] + [f"- **{s.name}** ({Path(s.path).name}): {' '.join(s.source.split())}" for s in scenarios]
     return "\n".join(lines) + "\n"
 

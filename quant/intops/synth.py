@@ -1,8 +1,9 @@
 """Synthetic integer encoder classifiers: complete `IntProgram`s with random integer parameters.
 
 For tests of the exporter, the simulator and fuzzing; no training needed. The layout is the
-encoder's (`quant.ir.encoder`, the one the lowering of a trained model produces too); the variants'
-queries and keys and attention nodes are `VARIANTS`.
+encoder's (`quant.ir.encoder`, the one the lowering of a trained model produces too); a variant's
+queries and keys and attention node are the `synthesis` facet of its `models.variants` entry: a
+`Synthesis` (`DOT`, `INHIBITOR`, `SYMMETRIC` below, built from the pieces `qk_separate`...).
 
 Params are named `<node>.w`, `<node>.b` (Linear), `<node>.gamma`, `<node>.beta` (LayerNorm),
 `<node>.c` (ScaleChannels), `emb.word`, `emb.pos`, `emb.type`. Widths: weights, gamma, c and
@@ -21,11 +22,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
+from models import variants
 from quant.intops import OPS, l1_scores, linear_acc_bits, softmax_constants
 from quant.ir.encoder import Part, build_encoder
 from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
@@ -51,8 +53,8 @@ class SynthConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.attention not in VARIANTS:
-            raise ValueError(f"attention {self.attention!r} unknown; choose one of {tuple(VARIANTS)}")
+        if self.attention not in variants.VARIANTS:
+            raise ValueError(f"attention {self.attention!r} unknown; choose one of {variants.names()}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
 
@@ -155,19 +157,22 @@ class _Builder:
                      "logits": (cfg.num_labels, {"shift": 0, "bits": 32})}[part.role]
         return self.linear(part.name, x, n_out, **kw)
 
+    def synthesis(self) -> "Synthesis":
+        return variants.get(self.cfg.attention).facet("synthesis")
+
     def queries_keys(self, layer: int, prefix: str, x: str) -> tuple[str, str]:
-        return VARIANTS[self.cfg.attention][0](self, prefix, x)
+        return self.synthesis().queries_keys(self, prefix, x)
 
     def attention_core(self, layer: int, name: str, inputs: tuple[str, str, str, str]) -> str:
-        return VARIANTS[self.cfg.attention][1](self, name, inputs)
+        return self.synthesis().attention_core(self, name, inputs)
 
 
-def _qk_separate(bld: _Builder, p: str, x: str) -> tuple[str, str]:
+def qk_separate(bld: _Builder, p: str, x: str) -> tuple[str, str]:
     """dot: q and k from their own Linears, each with its own format."""
     return bld.linear(p + "q", x, bld.cfg.hidden), bld.linear(p + "k", x, bld.cfg.hidden)
 
 
-def _qk_shared_format(bld: _Builder, p: str, x: str) -> tuple[str, str]:
+def qk_shared_format(bld: _Builder, p: str, x: str) -> tuple[str, str]:
     """inhibitor: q and k from their own Linears, in one format (one shift for both)."""
     cfg = bld.cfg
     wq, bq, acc_q = bld.linear_params(p + "q", x, cfg.hidden)
@@ -181,7 +186,7 @@ def _qk_shared_format(bld: _Builder, p: str, x: str) -> tuple[str, str]:
     return q, k
 
 
-def _qk_shared_projection(bld: _Builder, p: str, x: str) -> tuple[str, str]:
+def qk_shared_projection(bld: _Builder, p: str, x: str) -> tuple[str, str]:
     """symmetric: one Linear qk; q = ScaleChannels(qk, c), k = qk."""
     cfg = bld.cfg
     qk = bld.linear(p + "qk", x, cfg.hidden)
@@ -192,7 +197,7 @@ def _qk_shared_projection(bld: _Builder, p: str, x: str) -> tuple[str, str]:
     return q, qk
 
 
-def _dot_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
+def dot_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
     """DotAttention with out_shift = prob_bits = bits (output in v's format)."""
     cfg, (qh, kh, vh, _) = bld.cfg, inputs
     scale = 2.0 ** -(bld.exp(qh) + bld.exp(kh)) / math.sqrt(cfg.hidden // cfg.heads)
@@ -200,7 +205,7 @@ def _dot_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str]) -> st
                     n_clip=30, prob_bits=cfg.bits, out_shift=cfg.bits, bits=cfg.bits)
 
 
-def _inhibitor_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
+def inhibitor_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
     """InhibitorAttention with `_inhibitor_attrs` and a calibrated out_shift."""
     cfg, (qh, kh, vh, _) = bld.cfg, inputs
     attrs = _inhibitor_attrs(bld, qh, kh, vh)
@@ -222,14 +227,16 @@ def _inhibitor_attrs(bld: _Builder, qh: str, kh: str, vh: str) -> dict[str, int]
             "signed": int(cfg.signed)}
 
 
-# attention name -> (queries and keys, attention op); the same names as models.attention.ATTENTIONS
-# and quant.qat.attention.Q_ATTENTIONS (tests/test_variants.py), without importing the float model here
-VARIANTS: dict[str, tuple[Callable[[_Builder, str, str], tuple[str, str]],
-                          Callable[[_Builder, str, tuple[str, str, str, str]], str]]] = {
-    "dot": (_qk_separate, _dot_core),
-    "inhibitor": (_qk_shared_format, _inhibitor_core),
-    "symmetric": (_qk_shared_projection, _dot_core),
-}
+class Synthesis(NamedTuple):
+    """A variant's part of a synthetic program: its queries and keys of the layer input, its attention node."""
+
+    queries_keys: Callable[[_Builder, str, str], tuple[str, str]]
+    attention_core: Callable[[_Builder, str, tuple[str, str, str, str]], str]
+
+
+DOT = Synthesis(qk_separate, dot_core)
+INHIBITOR = Synthesis(qk_shared_format, inhibitor_core)
+SYMMETRIC = Synthesis(qk_shared_projection, dot_core)
 
 
 def synth_program(cfg: SynthConfig) -> IntProgram:

@@ -1,21 +1,23 @@
-"""Quantized attention variants, picked by name from `Q_ATTENTIONS` (the names of `models.attention.ATTENTIONS`).
+"""Quantized attention variants: the `quantized_module` facet of each `models.variants` entry.
 
 A variant is a `QAttention`: the quantized module (`qkv` + a `QCore` on the heads), its part of the
-lowering to IntProgram nodes (`lower_qk` and `core.lower`; the rest is `quant.ir.encoder`) and the mapping of its float
-twin's parameters to its own (`quant_state`, where the inhibitor moves gamma/beta into the log2 domain
-and folds their power-of-two remainders into the projections). `register` rejects a duplicate name and
-a class that lacks one of these hooks (docs/QUANT.md "Attention variants").
+lowering to IntProgram nodes (`lower_qk` and `core.lower`; the rest is `quant.ir.encoder`), the mapping
+of its float twin's parameters to its own (`quant_state`, where the inhibitor moves gamma/beta into the
+log2 domain and folds their power-of-two remainders into the projections) and its scalars
+(`scalar_parameters`). `quantized_class` rejects a class that lacks one of these hooks (docs/QUANT.md
+"Attention variants").
 """
 from __future__ import annotations
 
 import inspect
 import math
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from models import variants
 from models.attention import inhibit_fast, merge_heads, split_heads
 from models.config import EncoderConfig
 from models.errors import UserError
@@ -83,10 +85,11 @@ class QInhibitorCore(QCore):
 
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__()
-        self.head_dim, self.center, self.signed = cfg.head_dim, cfg.inhibitor_center, cfg.inhibitor_signed
-        self.log2_gamma = nn.Parameter(torch.tensor(math.log2(max(cfg.gamma_init, 1e-6) / math.sqrt(cfg.head_dim))))
-        self.log2_beta = nn.Parameter(torch.tensor(math.log2(max(cfg.beta_init, 1e-6))))
-        self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha_init))) if cfg.alpha_init > 0 else None
+        opts = cfg.attention_options  # models.variants.InhibitorOptions
+        self.head_dim, self.center, self.signed = cfg.head_dim, opts.center, opts.signed
+        self.log2_gamma = nn.Parameter(torch.tensor(math.log2(max(opts.gamma_init, 1e-6) / math.sqrt(cfg.head_dim))))
+        self.log2_beta = nn.Parameter(torch.tensor(math.log2(max(opts.beta_init, 1e-6))))
+        self.alpha = nn.Parameter(torch.tensor(float(opts.alpha_init))) if opts.alpha_init > 0 else None
         self.act = ActQuant(qcfg)
 
     def powers(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,6 +184,15 @@ class QAttention(nn.Module, ABC):
     def quant_state(cls, attn: str, state: dict[str, torch.Tensor], cfg: EncoderConfig) -> dict[str, torch.Tensor]:
         """The float attention module `attn`'s state (names relative to it) under this variant's names."""
 
+    def scalar_parameters(self) -> list[nn.Parameter]:
+        """The parameters that train at their own learning rate (`TrainConfig.scalar_lr`); none by default."""
+        return []
+
+    def lower_meta(self) -> dict[str, bool]:
+        """The model facts `quant.ir.contract.ModelMeta` declares for the inhibitor's options (center,
+        signed); false for a variant without them."""
+        return {"center": False, "signed": False}
+
     def context(self, x: Fx, mask: torch.Tensor) -> Fx:
         q, k, v = (t.map(lambda z: split_heads(z, self.heads)) for t in self.qkv(x))  # (B, H, n, d)
         return self.core(q, k, v, mask).map(merge_heads)  # (B, n, D)
@@ -199,24 +211,18 @@ class QProjectedAttention(QAttention):
         return bld.linear(p + "q", x, self.q_lin, bias_bits), bld.linear(p + "k", x, self.k_lin, bias_bits)
 
 
-Q_ATTENTIONS: dict[str, type[QAttention]] = {}
+def quantized_class(name: str) -> type[QAttention]:
+    """The quantized module of the variant registered as `name`; TypeError for a class that is not a
+    `QAttention` or leaves one of its hooks abstract."""
+    cls = variants.get(name).facet("quantized_module")
+    if not (isinstance(cls, type) and issubclass(cls, QAttention)):
+        raise TypeError(f"quantized attention {name!r} ({cls!r}) is not a QAttention subclass")
+    if inspect.isabstract(cls):
+        raise TypeError(f"quantized attention {name!r} ({cls.__name__}) lacks the hooks "
+                        f"{', '.join(sorted(cls.__abstractmethods__))}: define them (see QAttention)")
+    return cls
 
 
-def register(name: str) -> Callable[[type[QAttention]], type[QAttention]]:
-    """Class decorator adding a quantized variant to `Q_ATTENTIONS`; a duplicate name or a class with a
-    hook left abstract is an error."""
-    def add(cls: type[QAttention]) -> type[QAttention]:
-        if name in Q_ATTENTIONS:
-            raise ValueError(f"quantized attention {name!r} is already registered ({Q_ATTENTIONS[name].__name__})")
-        if inspect.isabstract(cls):
-            raise TypeError(f"quantized attention {name!r} ({cls.__name__}) lacks the hooks "
-                            f"{', '.join(sorted(cls.__abstractmethods__))}: define them (see QAttention)")
-        Q_ATTENTIONS[name] = cls
-        return cls
-    return add
-
-
-@register("dot")
 class QDotAttention(QProjectedAttention):
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__(cfg, qcfg)
@@ -229,7 +235,6 @@ class QDotAttention(QProjectedAttention):
         return dict(state)  # same names
 
 
-@register("inhibitor")
 class QInhibitorAttention(QProjectedAttention):
     """q and k share one output quantizer (one format), as the Manhattan score needs."""
 
@@ -239,6 +244,13 @@ class QInhibitorAttention(QProjectedAttention):
         self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, shared)
         self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, shared)
         self.core = QInhibitorCore(cfg, qcfg)
+
+    def scalar_parameters(self) -> list[nn.Parameter]:
+        core = self.core
+        return [p for p in (core.log2_gamma, core.log2_beta, core.alpha) if p is not None]
+
+    def lower_meta(self) -> dict[str, bool]:
+        return {"center": self.core.center, "signed": self.core.signed}
 
     @classmethod
     def quant_state(cls, attn: str, state: dict[str, torch.Tensor], cfg: EncoderConfig) -> dict[str, torch.Tensor]:
@@ -270,7 +282,6 @@ class QInhibitorAttention(QProjectedAttention):
         return state
 
 
-@register("symmetric")
 class QSymmetricAttention(QAttention):
     """u = qk_lin(x); q = ScaleChannels(u, c); k = u; then integer dot attention."""
 

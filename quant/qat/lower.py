@@ -123,6 +123,6 @@ def lower(model: QuantClassifier, tokenizer: str | None = None) -> IntProgram:
     meta = {"vocab_size": cfg.vocab_size, "max_position": cfg.max_position, "hidden": cfg.hidden,
             "heads": cfg.heads, "layers": cfg.layers, "ffn": cfg.ffn, "attention": cfg.attention,
             "bits": qcfg.act_bits, "weight_bits": qcfg.weight_bits, "num_labels": cfg.num_labels,
-            "logits_exp": bld.exp(logits), "center": cfg.inhibitor_center, "signed": cfg.inhibitor_signed,
+            "logits_exp": bld.exp(logits), **model.encoder.blocks[0].attn.lower_meta(),
             "pooler": cfg.pooler, "tokenizer": tokenizer}
     return IntProgram(nodes=tuple(bld.nodes), params=bld.params, tensors=bld.tensors, meta=meta)

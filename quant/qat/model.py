@@ -16,7 +16,7 @@ from models.attention import Attention
 from models.config import EncoderConfig
 from models.encoder import EncoderOutput, SequenceClassifier
 from models.errors import UserError
-from quant.qat.attention import Q_ATTENTIONS
+from quant.qat.attention import quantized_class
 from quant.qat.config import QuantConfig
 from quant.qat.modules import ActQuant, Fx, QEmbeddings, QLayerNorm, QLinear, residual_add
 
@@ -26,7 +26,7 @@ class QBlock(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__()
-        self.attn = Q_ATTENTIONS[cfg.attention](cfg, qcfg)
+        self.attn = quantized_class(cfg.attention)(cfg, qcfg)
         self.attn_norm = QLayerNorm(cfg.hidden, cfg.layer_norm_eps, qcfg)
         self.ffn = nn.Module()
         self.ffn.lin1 = QLinear(cfg.hidden, cfg.ffn, qcfg, ActQuant(qcfg), relu=True)
@@ -85,7 +85,7 @@ class QuantClassifier(nn.Module):
 def _float_to_quant_state(model: SequenceClassifier) -> dict[str, torch.Tensor]:
     """The float state dict renamed to QuantClassifier's names: each attention module's parameters
     through its variant's `quant_state` (the inhibitor's gamma/beta -> log2 domain, remainders folded)."""
-    variant = Q_ATTENTIONS[model.cfg.attention]
+    variant = quantized_class(model.cfg.attention)
     state = {name: value.detach().clone() for name, value in model.state_dict().items()}
     for attn in [name for name, module in model.named_modules() if isinstance(module, Attention)]:
         own = {k[len(attn) + 1:]: state.pop(k) for k in list(state) if k.startswith(attn + ".")}

@@ -108,14 +108,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.attention import ATTENTIONS
-    from models.errors import UserError
+    from models import variants
     from quant.data.tasks import get_task
     from quant.train.loop import train
 
     get_task(args.task)  # unknown task: UserError before anything is loaded
-    if args.attention not in ATTENTIONS:
-        raise UserError(f"unknown attention {args.attention!r}: use one of {', '.join(sorted(ATTENTIONS))}")
+    variants.get(args.attention)  # unknown attention: UserError naming the registered ones
     result = train(config_from_args(args))
     if result:
         shown = {s: result[s] for s in ("validation", "test") if s in result}

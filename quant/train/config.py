@@ -9,11 +9,14 @@ error there (and a failing test), so a new setting comes with its documentation.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import MISSING, dataclass
 from typing import Any
 
+from models import variants
 from models.config import ACTIVATIONS
 from models.errors import UserError
+from models.variants import InhibitorOptions
 
 DISTILL_MODES = ("task", "agnostic", "none")
 HIDDEN_LOSSES = ("cosine", "mse")
@@ -43,7 +46,8 @@ class DistillConfig:
 class TrainConfig:
     out: str = opt(help="run folder (best checkpoint, metrics.json, checkpoints/)")
     task: str = opt("rt", help="task name (rt, sst2, mrpc, ...; `hwsim data TASK` shows one)")
-    attention: str = opt("dot", help="dot | inhibitor | symmetric")
+    attention: str = opt("dot", help="the attention variant: a name in models.variants (dot, inhibitor, "
+                                     "symmetric)")
     teacher: str = opt("minilm", help="'minilm' or a folder: a Hugging Face BERT/DistilBERT folder, or a run of "
                                       "`hwsim train --float` (needed for distillation)")
     float_model: bool = opt(False, flag="--float",
@@ -80,13 +84,13 @@ class TrainConfig:
     calib_batches: int = opt(4, help="training batches the quantizers and the inhibitor calibration are fitted on")
     group_window: int = opt(50, help="batches per window sorted by length before batching, for little padding "
                                      "(training, layer-by-layer init, inhibitor calibration; 0: random batches)")
-    # an inhibitor student built from a dot-product model's weights (REFERENCE.md section 1)
-    inhibitor_center: bool = opt(True, help="inhibitor student: subtract the mean score over keys")
-    inhibitor_signed: bool = opt(True, help="inhibitor student: signed inhibition (off drops negative values)")
-    alpha_init: float = opt(0.5, flag="--inhibitor-alpha",
-                            help="inhibitor student: initial score shift alpha (<= 0 disables it)")
-    calibrate_inhibitor: bool = opt(True, help="fit the inhibitor student's gamma and beta per layer to the "
-                                               "dot-product model's attention contexts before training")
+    # a student built from a dot-product model's weights
+    inhibitor: InhibitorOptions = opt(factory=InhibitorOptions,
+                                      help="an inhibitor student's options (the flags of InhibitorOptions)")
+    calibrate: bool = opt(True, flag="--calibrate-inhibitor",
+                          help="before training, fit the student's own scalars per layer to the attention "
+                               "contexts of the dot product model it is built from (a variant with a calibration: "
+                               "the inhibitor's gamma, alpha and beta)")
     teacher_store: str | None = opt(None, help="compute the teacher's outputs on the training data once into DIR (a "
                                          "store per teacher, data and --max-length) and read them instead of "
                                          "running the teacher")
@@ -115,3 +119,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def attention_options(self) -> Any:
+        """The options of a student of `attention`: the field holding that variant's options dataclass,
+        its defaults when no field does."""
+        options = variants.get(self.attention).options
+        hints = typing.get_type_hints(type(self))
+        held = [getattr(self, f.name) for f in dataclasses.fields(self) if hints[f.name] is options]
+        return held[0] if held else options()

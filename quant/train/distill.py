@@ -133,13 +133,11 @@ def attention_core_parameters(attn: nn.Module) -> list[nn.Parameter]:
     return [p for name, p in attn.named_parameters() if not name.startswith("out_lin.")]
 
 
-SCALAR_NAMES = ("gamma", "beta", "alpha", "log2_gamma", "log2_beta")  # the inhibitor's scalars
-
-
-def is_scalar(name: str) -> bool:
-    """Whether parameter `name` (dotted) is one of an inhibitor's scalars (`SCALAR_NAMES`), which
-    train at their own learning rate: at the projections' 5e-5 they move by < 0.02 in an epoch."""
-    return name.rsplit(".", 1)[-1] in SCALAR_NAMES
+def scalar_ids(module: nn.Module) -> set[int]:
+    """The ids of the parameters of `module` that train at their own learning rate: those its
+    attention modules declare (`scalar_parameters()`, e.g. the inhibitor's gamma, beta and alpha)."""
+    return {id(p) for m in module.modules() if callable(getattr(m, "scalar_parameters", None))
+            for p in m.scalar_parameters()}
 
 
 def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
@@ -152,16 +150,16 @@ def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dic
     one teacher forward (or store read), then for each layer the MSE over valid tokens between
     its context and the teacher's layer-l context; one AdamW step on the sum (AdamW is per parameter,
     so this equals one optimizer per layer). Only `attention_core_parameters` train: q/k/v at `lr`,
-    the inhibitor scalars (`is_scalar`) at `scalar_lr`. `batches` is typically the shuffled whole
+    the attention's declared scalars (`scalar_ids`) at `scalar_lr`. `batches` is typically the shuffled whole
     training split (`quant.train.runtime.initialise_student`). Returns per layer the mean loss over the
     last quarter of the batches. Leaves the student in train mode, the teacher in eval mode.
     """
     teacher.eval()
     student.train()
-    core = {n: p for block in student.encoder.blocks for n, p in
-            ((f"{id(block)}.{n}", p) for n, p in block.attn.named_parameters() if not n.startswith("out_lin."))}
-    groups = [{"params": [p for n, p in core.items() if not is_scalar(n)], "lr": lr},
-              {"params": [p for n, p in core.items() if is_scalar(n)], "lr": scalar_lr}]
+    core = [p for block in student.encoder.blocks for p in attention_core_parameters(block.attn)]
+    scalars = scalar_ids(student)
+    groups = [{"params": [p for p in core if id(p) not in scalars], "lr": lr},
+              {"params": [p for p in core if id(p) in scalars], "lr": scalar_lr}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0, fused=True)
     history: list[list[float]] = []
     for step, b in enumerate(batches):

@@ -73,7 +73,7 @@ def student_from(teacher: nn.Module, attention: str, **overrides):
     """A float classifier with `attention`, initialised from `teacher`'s weights under the variant's
     names (`Attention.from_dot_state`: symmetric attention is eigen-initialised from the teacher's
     queries and keys; parameters new to the variant keep their initial values). `overrides` are
-    further `EncoderConfig` fields (inhibitor options, the FFN activation)."""
+    further `EncoderConfig` fields (the variant's options, the FFN activation)."""
     from models.attention import attention_class
     from models.encoder import SequenceClassifier
     cfg = teacher.cfg.replace(attention=attention, **overrides)
@@ -90,13 +90,16 @@ def _is_fine_tuned(folder: Path) -> bool:
 
 def build(cfg: TrainConfig, spec) -> dict[str, Any]:
     """The float model to train (before quantization), its config, the distillation teacher (or
-    None), the teacher for the layer-by-layer initialisation (or None) and the dot-product model an
-    inhibitor student was just built from (for `calibrate_inhibitor`, or None).
+    None), the teacher for the layer-by-layer initialisation (or None), and the calibration of a student
+    just built from a dot-product model with the model it fits to (`calibration`, `calib_teacher`: the
+    variant's calibration facet, or both None).
 
     A *student* is a model made for another attention than the one it starts from, or a float model
     trained by distillation; it is built (`student_from`) with `cfg.student_activation`, the FFN
     activation it will be quantized with (ReLU), so that quantization-aware training does not have to
-    recover an activation change on top of quantization. The teacher keeps its own (GELU)."""
+    recover an activation change on top of quantization, and with the variant's options in `cfg`
+    (`TrainConfig.attention_options`). The teacher keeps its own (GELU)."""
+    from models import variants
     from models.loading import load_pretrained
     from models.teacher import resolve_teacher
     source = resolve_teacher(cfg.teacher)
@@ -105,27 +108,27 @@ def build(cfg: TrainConfig, spec) -> dict[str, Any]:
     init_teacher = teacher
     if init_teacher is None and cfg.layer_init_steps:
         init_teacher = (load_fine_tuned(str(source), "--teacher")[0] if _is_fine_tuned(source)
-                        else load_pretrained(source, "dot", spec.num_labels))
+                        else load_pretrained(source, num_labels=spec.num_labels))
     if cfg.init_student:
         model, enc_cfg = load_fine_tuned(cfg.init_student, "--init-student")
     elif _is_fine_tuned(source):
         model, enc_cfg = load_fine_tuned(str(source), "--teacher")
     else:
-        # as written (dot); `student_from` below converts it, so a Hugging Face teacher gets the same
-        # inhibitor options and calibration as a fine-tuned one
-        model = load_pretrained(source, "dot", spec.num_labels)
+        # as written (dot-product attention); `student_from` below converts it, so a Hugging Face
+        # teacher gets the same options and calibration as a fine-tuned one
+        model = load_pretrained(source, num_labels=spec.num_labels)
         enc_cfg = model.cfg
-    calib_teacher = None
+    calibration = calib_teacher = None
     other_variant = enc_cfg.attention != cfg.attention
     if other_variant or (cfg.float_model and distilled and enc_cfg.activation != cfg.student_activation):
-        from models.attention import attention_class
-        variant = attention_class(cfg.attention)
-        calib_teacher = model if (other_variant and variant.calibrates_from_dot(cfg)
-                                  and enc_cfg.attention == "dot") else None
+        variant = variants.get(cfg.attention)
+        if other_variant and cfg.calibrate and enc_cfg.attention == variants.baseline():
+            calibration = variant.facet("calibration")
+            calib_teacher = model if calibration is not None else None
         model, enc_cfg = student_from(model, cfg.attention, activation=cfg.student_activation,
-                                      **variant.student_overrides(cfg))
+                                      attention_options=cfg.attention_options())
     return {"model": model.train(), "enc_cfg": enc_cfg, "teacher": teacher, "init_teacher": init_teacher,
-            "calib_teacher": calib_teacher}
+            "calibration": calibration, "calib_teacher": calib_teacher}
 
 
 # ---------------------------------------------------------------- setting up a run

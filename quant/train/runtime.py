@@ -116,15 +116,16 @@ def shuffled_batches(data: dict[str, torch.Tensor], sampler: LengthGroupedSample
 
 
 def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say, show: bool = True) -> None:
-    """Inhibitor calibration (on the first `calib_batches` training batches of `length_sampler`) and
-    the layer-by-layer init of the float student over the training split in that order (a fresh run only)."""
-    from quant.train.distill import calibrate_inhibitor, layerwise_init
+    """The variant's calibration (`parts["calibration"]`, on the first `calib_batches` training batches of
+    `length_sampler`) and the layer-by-layer init of the float student over the training split in that
+    order (a fresh run only)."""
+    from quant.train.distill import layerwise_init
     model = parts["model"]
-    if parts["calib_teacher"] is not None:
+    if parts["calibration"] is not None:
         batches = list(shuffled_batches(train_data, length_sampler(cfg, train_data, cfg.seed + 1), cfg.calib_batches))
-        fits = calibrate_inhibitor(model, parts["calib_teacher"], batches)
-        say("inhibitor calibration (gamma/sqrt(d) = 2**e, alpha, beta, context residual) per layer: " + "; ".join(
-            f"2**{f['exponent']:.0f} {f['alpha']:g} {f['beta']:.4f} {f['residual']:.3f}" for f in fits))
+        fits = parts["calibration"](model, parts["calib_teacher"], batches)
+        say(f"{cfg.attention} calibration per layer: " + "; ".join(
+            ", ".join(f"{k} {v:.4g}" for k, v in f.items()) for f in fits))
     if cfg.layer_init_steps and parts["init_teacher"] is not None:
         steps = cfg.layer_init_steps
         total = -(-len(train_data["labels"]) // cfg.batch_size) if steps < 0 else steps

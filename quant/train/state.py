@@ -18,15 +18,16 @@ from quant.train import checkpoint as ckpt
 
 
 def make_optimizer(cfg, module: nn.Module, total_steps: int):
-    """AdamW (no decay on biases, norms and the inhibitor's scalars, which train at `cfg.scalar_lr`;
-    torch's fused kernel: the same update as the for-loop one to the last bit of float32 rounding,
-    31 ms instead of 164 ms a step for MiniLM's 22.7 M parameters on one core) and a linear warm-up
-    then linear decay to 0 over `total_steps`; `cfg` is the loop's TrainConfig."""
-    from quant.train.distill import is_scalar
+    """AdamW (no decay on biases, norms and the attention's declared scalars, which train at
+    `cfg.scalar_lr`; torch's fused kernel: the same update as the for-loop one to the last bit of float32
+    rounding, 31 ms instead of 164 ms a step for MiniLM's 22.7 M parameters on one core) and a linear
+    warm-up then linear decay to 0 over `total_steps`; `cfg` is the loop's TrainConfig."""
+    from quant.train.distill import scalar_ids
     decay, no_decay, scalars = [], [], []
+    own = scalar_ids(module)
     for name, p in module.named_parameters():
         if p.requires_grad:
-            (scalars if is_scalar(name) else no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+            (scalars if id(p) in own else no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if scalars:
         groups.append({"params": scalars, "weight_decay": 0.0, "lr": cfg.scalar_lr})
