@@ -9,7 +9,7 @@ import pytest
 
 from hwsim.app.cli import main
 from hwsim.app.ledger import SCHEMA, load_records, pack_labels, recipe, stage_times_from_log, unpack_labels, write_record
-from hwsim.app.ledger_stats import bootstrap_diff, markdown, summarise
+from hwsim.app.ledger_stats import bootstrap_diff, effects, markdown, summarise
 from models.errors import UserError
 
 
@@ -196,3 +196,42 @@ def test_a_run_recorded_before_is_found(tmp_path):
     again["created"], again["stage_s"] = "2026-05-01T00:00:00Z", {"total": 9.0}
     assert recorded(again, tmp_path) == path and recorded(again, tmp_path / "none") is None
     assert recorded({**again, "commit": "1" * 40}, tmp_path) is None
+
+
+def test_recipe_effect_of_one_setting_is_paired_over_common_seeds(tmp_path, capsys):
+    """A second recipe differing in one setting (an ablation) on seeds 0 and 1, the first on 0, 1, 2:
+    its effect per variant pools the two common seeds' predictions. Seed 0: inhibitor right on 40 ->
+    on 60 of 100 (changed only 20, reference only 0); seed 1: 70 -> 60 (0 / 10); pooled +10 / 200."""
+    labels = [i % 2 for i in range(100)]
+    base = {"max_length": 12}
+    data = {"train": 10, "validation": 5, "test": 100, "train_used": {"teacher": 10, "student": 10, "qat": 10}}
+
+    def rec(seed, inhibitor_right, settings, created):
+        r = make_record(seed, labels, {"dot": right_on(labels, range(50)),
+                                       "inhibitor": right_on(labels, inhibitor_right)}, created)
+        r["recipe"] = recipe(settings, "rt", data)
+        return write_record(r, tmp_path)
+
+    for seed, right in ((0, range(40)), (1, range(70)), (2, range(50))):
+        rec(seed, right, base, f"2026-01-0{seed + 1}T00:00:00Z")
+    for seed, right in ((0, range(60)), (1, range(60))):
+        rec(seed, right, {**base, "hidden_layers": "last"}, f"2026-02-0{seed + 1}T00:00:00Z")
+    rows = effects(load_records(tmp_path))
+    inh = next(e for e in rows if e["variant"] == "inhibitor")
+    dot = next(e for e in rows if e["variant"] == "dot")
+    assert inh["settings"] == {"hidden_layers": (None, "last")} and inh["seeds"] == [0, 1] and inh["n"] == 200
+    assert inh["diff"] == pytest.approx(0.05) and inh["per_seed"] == pytest.approx([0.2, -0.1])
+    assert inh["mcnemar"]["a_right_b_wrong"] == 20 and inh["mcnemar"]["a_wrong_b_right"] == 10
+    assert dot["diff"] == 0 and dot["low"] == dot["high"] == 0
+    assert main(["results", str(tmp_path)]) == 0
+    assert "| hidden_layers: default -> last" in capsys.readouterr().out
+
+
+def test_recipes_differing_in_more_settings_are_not_an_effect(tmp_path):
+    labels = [i % 2 for i in range(20)]
+    data = {"train": 10, "validation": 5, "test": 20, "train_used": {"teacher": 10, "student": 10, "qat": 10}}
+    for k, settings in enumerate(({"a": 1, "b": 1, "c": 1}, {"a": 2, "b": 2, "c": 2})):
+        r = make_record(0, labels, {"dot": labels}, f"2026-01-0{k + 1}T00:00:00Z")
+        r["recipe"] = recipe(settings, "rt", data)
+        write_record(r, tmp_path)
+    assert effects(load_records(tmp_path)) == []

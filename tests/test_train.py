@@ -249,6 +249,20 @@ def test_losses_vanish_on_identical_outputs():
     assert layer_map(2, 2) == [0, 1, 2] and layer_map(3, 6) == [0, 2, 4, 6]
 
 
+def test_hidden_alignment_of_the_last_layer_only():
+    """`--hidden-layers last` counts the last aligned layer alone: a student equal to the teacher there
+    and far off below has no hidden loss; the mean over all layers sees the others."""
+    from quant.train.distill import HiddenProjection, hidden_alignment, token_loss
+    torch.manual_seed(0)
+    teacher = [torch.randn(2, 5, 8) for _ in range(4)]
+    student = [torch.randn(2, 5, 8) for _ in range(3)] + [teacher[3]]
+    mask = torch.ones(2, 5, dtype=torch.long)
+    proj = HiddenProjection(8, 8, 4)
+    assert hidden_alignment(student, teacher, mask, "mse", proj, "last") == 0
+    every = sum(token_loss(student[i], teacher[i], mask, "mse") for i in (1, 2, 3)) / 3
+    assert hidden_alignment(student, teacher, mask, "mse", proj) == every > 0
+
+
 def test_kl_matches_reference():
     from quant.train.distill import kl_loss
     torch.manual_seed(1)

@@ -47,10 +47,10 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from models.errors import UserError
+from models.settings import hashed
 
 SCHEMA = "hwsim-ledger/2"
 SCHEMAS = ("hwsim-ledger/1", SCHEMA)  # read
@@ -121,7 +121,7 @@ def recipe(config: dict, task: str, data: dict) -> dict:
 def recipe_of(cfg) -> dict:
     """The recipe fingerprint of a `hwsim.app.study.StudyConfig` (its fields but the task, which is hashed
     beside them, as the demo's flat configuration was), its task and split sizes."""
-    settings = {k: v for k, v in asdict(cfg).items() if k != "task"}
+    settings = {k: v for k, v in hashed(cfg).items() if k != "task"}
     return recipe(settings, cfg.task, data_sizes(cfg))
 
 

@@ -9,6 +9,11 @@ into one paired sample:
   10,000 resamples, numpy generator seeded 0);
 - McNemar's exact test on the pooled pairs (`quant.data.metrics.mcnemar`, as the demo's).
 
+Recipe effects (`effects`): two recipes of one task and split sizes whose settings differ in at most
+`MAX_CHANGED` settings (an ablation: `hwsim study --hidden-layers last` beside the plain recipe) are
+compared per variant over the seeds both hold: the later recipe's int8 accuracy minus the earlier
+one's, the test predictions of those seeds pooled into one paired sample (same bootstrap, McNemar).
+
 The int8 subjects of the study (`models.variants.subjects()`: the inhibitor) vs the float teacher use
 the same bootstrap when every record holds the teacher's predictions; otherwise (the demo keeps none)
 the mean over seeds of the per-seed difference of accuracies with a Student t 95 % interval over seeds
@@ -113,6 +118,73 @@ def summarise(records: list[tuple]) -> list[dict]:
                     "variants": variants,
                     "comparisons": [c for c in (compare(runs, a, b) for a, b in pairs) if c["n"]]})
     return out
+
+
+MAX_CHANGED = 2  # settings two recipes may differ in to be compared as an ablation
+
+
+def changed_settings(a: dict, b: dict) -> dict | None:
+    """{setting: (value in a, value in b)} of two recipes' hashed settings ("demo" keys; a setting one
+    leaves out holds its default there, written None), or None when task or split sizes differ."""
+    if a["task"] != b["task"] or a["data"] != b["data"]:
+        return None
+    keys = sorted(set(a["demo"]) | set(b["demo"]))
+    return {k: (a["demo"].get(k), b["demo"].get(k)) for k in keys if a["demo"].get(k) != b["demo"].get(k)}
+
+
+def effects(records: list[tuple]) -> list[dict]:
+    """Per pair of recipes differing in 1..MAX_CHANGED settings (the older recipe, by its first record,
+    is the reference) and per variant both ran on common seeds: the pooled paired difference of int8
+    accuracy (changed minus reference) with its bootstrap interval and McNemar, and the per-seed
+    differences."""
+    groups = by_recipe(records)
+    first = {fp: min(r["created"] for r in g["seeds"].values()) for fp, g in groups.items()}
+    order = sorted(groups, key=lambda fp: first[fp])
+    out = []
+    for i, ref in enumerate(order):
+        for new in order[i + 1:]:
+            ga, gb = groups[ref], groups[new]
+            sa, sb = (next(iter(g["seeds"].values()))["recipe"]["settings"] for g in (ga, gb))
+            changed = changed_settings(sa, sb)
+            if not changed or len(changed) > MAX_CHANGED:
+                continue
+            seeds = sorted(set(ga["seeds"]) & set(gb["seeds"]))
+            for v in dict.fromkeys(v for s in seeds for v in ga["seeds"][s]["variants"]):
+                held = [s for s in seeds if v in ga["seeds"][s]["variants"] and v in gb["seeds"][s]["variants"]]
+                if not held:
+                    continue
+                ra, rb = ([g["seeds"][s] for s in held] for g in (ga, gb))
+                if any(x["test_labels"] != y["test_labels"] for x, y in zip(ra, rb)):
+                    continue
+                pa = "".join(r["variants"][v]["test_predictions"] for r in ra)
+                pb = "".join(r["variants"][v]["test_predictions"] for r in rb)
+                gold = "".join(r["test_labels"] for r in ra)
+                right_a, right_b = (np.array(unpack_labels(p)) == np.array(unpack_labels(gold)) for p in (pa, pb))
+                diff, lo, hi = bootstrap_diff(right_b, right_a)
+                per_seed = [y["variants"][v]["int8"]["test_accuracy_hwsim"] - x["variants"][v]["int8"]["test_accuracy_hwsim"]
+                            for x, y in zip(ra, rb)]
+                out.append({"reference": ref, "changed": new, "settings": changed, "variant": v, "seeds": held,
+                            "n": len(gold), "diff": diff, "low": lo, "high": hi, "per_seed": per_seed,
+                            "mcnemar": mcnemar(unpack_labels(pb), unpack_labels(pa), unpack_labels(gold))})
+    return out
+
+
+def effects_markdown(rows: list[dict]) -> str:
+    """The recipe effects as one table (empty text without any)."""
+    if not rows:
+        return ""
+    lines = ["### Recipe effects (int8, hwsim; changed recipe minus reference, pooled over common seeds)", "",
+             "| setting(s): reference -> changed | variant | seeds | difference (points) | 95 % interval | "
+             "per seed | McNemar (changed only / reference only) | p |", "|---|---|---|---|---|---|---|---|"]
+    for e in rows:
+        what = "; ".join(f"{k}: {'default' if a is None else a} -> {'default' if b is None else b}"
+                         for k, (a, b) in e["settings"].items())
+        m = e["mcnemar"]
+        lines.append(f"| {what} (`{e['reference']}` -> `{e['changed']}`) | {e['variant']} | "
+                     f"{', '.join(map(str, e['seeds']))} | {_pts(e['diff'])} | [{_pts(e['low'])}, {_pts(e['high'])}] | "
+                     f"{', '.join(_pts(d) for d in e['per_seed'])} | {m['a_right_b_wrong']} / {m['a_wrong_b_right']} | "
+                     f"{m['p_value']:.3g} |")
+    return "\n".join(lines + [""])
 
 
 def _pct(x) -> str:

@@ -4,7 +4,8 @@
     hwsim results [DIR] --import-demo DEMO_DIR --commit REV [--log FILE]
 
 Prints, per recipe fingerprint, every variant's int8 test accuracy over seeds and the paired
-comparisons with the int8 dot (pooled bootstrap interval, McNemar) as Markdown; `--markdown FILE` also
+comparisons with the int8 dot (pooled bootstrap interval, McNemar), then the effects of recipes that
+differ in one or two settings (ablations, `hwsim.app.ledger_stats.effects`) as Markdown; `--markdown FILE` also
 writes it. `--import-demo` writes the record of a demo folder that finished before the demo wrote
 records (its stage times from the demo's log lines, `--log`).
 """
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hwsim.app.ledger import import_demo, load_records
-    from hwsim.app.ledger_stats import markdown, summarise
+    from hwsim.app.ledger_stats import effects, effects_markdown, markdown, summarise
     from models.errors import UserError
     from models.files import write_text_atomic
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     records = load_records(results)
     if not records:
         raise UserError(f"no records in {results}; run `hwsim study` or `hwsim demo` (each writes one when it finishes)")
-    text = markdown(summarise(records))
+    text = markdown(summarise(records)) + effects_markdown(effects(records))
     print(text)
     if args.markdown:
         write_text_atomic(args.markdown, text)

@@ -34,6 +34,7 @@ from typing import Callable
 from hwsim.app.stages import Progress, Step
 from models import variants as registry
 from models.errors import UserError
+from models.settings import LATER, hashed
 
 TASKS = ("rt",)  # the ledger and the simulation read rt's labelled test split
 # TrainConfig fields that cannot change a result; the teacher store's folder is one (a store is keyed by
@@ -41,9 +42,11 @@ TASKS = ("rt",)  # the ledger and the simulation read rt's labelled test split
 NOT_SETTINGS = ("out", "resume", "save_every", "teacher_store")
 
 
-def _opt(default, help: str):
-    """A recipe field with its `--help` text (the command line is generated from the fields)."""
-    return field(default=default, metadata={"help": help})
+def _opt(default, help: str, later: bool = False):
+    """A recipe field with its `--help` text (the command line is generated from the fields); `later`:
+    added after ledger records existed, its default the recipe before, so the recipe fingerprint leaves
+    it out at its default (`models.settings.hashed`)."""
+    return field(default=default, metadata={"help": help, **({LATER: True} if later else {})})
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,14 @@ class StudyConfig:
     transfer_plots: bool = _opt(False, "add the plot chunks of training movies to the float students' transfer set")
     dot_student: bool = _opt(True, "int8 dot from a float ReLU dot student (else from the teacher)")
     teacher: str = _opt("minilm", "checkpoint the teacher is fine-tuned from")
+    hidden_layers: str = _opt("all", "hidden states the float and QAT students align with the teacher's: all "
+                                     "aligned layers or the last only", later=True)
     limit: int | None = _opt(None, "first N examples of every split (tests)")
 
     def __post_init__(self) -> None:
+        from quant.train.config import HIDDEN_LAYERS
+        if self.hidden_layers not in HIDDEN_LAYERS:
+            raise UserError(f"--hidden-layers must be one of {', '.join(HIDDEN_LAYERS)}, got {self.hidden_layers!r}")
         if self.task not in TASKS:
             raise UserError(f"the study runs task {' or '.join(TASKS)} (its ledger reads the labelled test split), "
                             f"not {self.task!r}; train other tasks with `hwsim train`")
@@ -165,7 +173,7 @@ class SeedStages:
         paths = {f: str(self.folder / "runs" / stage) for f, stage in reads.items()}
         cfg = TrainConfig(out=str(out), task=r.task, max_length=r.max_length, seed=self.seed, limit=r.limit,
                           save_every=self.run.save_every, **paths, **kw)
-        settings = {k: v for k, v in cfg.to_dict().items() if k not in NOT_SETTINGS}
+        settings = {k: v for k, v in hashed(cfg).items() if k not in NOT_SETTINGS}
         settings["teacher_outputs"] = "stored" if cfg.teacher_store else "online"
         settings.update({f: {"stage": stage, "fingerprint": self.fps[stage]} for f, stage in reads.items()})
 
@@ -224,7 +232,8 @@ def train_students(st: SeedStages) -> dict[str, dict]:
     r, variants = st.recipe, st.run.variants
     metrics = {}
     students = r.students(variants)
-    student = dict(float_model=True, distill=DistillConfig(mode="task"), transfer_copies=r.transfer_copies,
+    distill = DistillConfig(mode="task", hidden_layers=r.hidden_layers)
+    student = dict(float_model=True, distill=distill, transfer_copies=r.transfer_copies,
                    transfer_plots=r.transfer_plots, epochs=r.student_epochs, train_limit=r.student_train_limit,
                    batch_size=r.student_batch_size, lr=r.student_lr, teacher_store=str(st.folder / "teacher_store"))
     for v in students:
@@ -234,7 +243,7 @@ def train_students(st: SeedStages) -> dict[str, dict]:
     for v in variants:
         reads = {"teacher": "teacher", **({"init_student": f"float-{v}"} if v in students else {})}
         metrics[f"int{r.bits}-{v}"] = st.train(f"int{r.bits}-{v}", reads, attention=v, bits=r.bits,
-                                               distill=DistillConfig(mode="task"), epochs=r.qat_epochs,
+                                               distill=distill, epochs=r.qat_epochs,
                                                teacher_store=str(st.folder / "teacher_store"),
                                                train_limit=r.qat_train_limit, batch_size=r.qat_batch_size)
     return metrics

@@ -16,16 +16,21 @@ from typing import Any
 from models import variants
 from models.config import ACTIVATIONS
 from models.errors import UserError
+from models.settings import LATER
 from models.variants import InhibitorOptions
 
 DISTILL_MODES = ("task", "agnostic", "none")
 HIDDEN_LOSSES = ("cosine", "mse")
+HIDDEN_LAYERS = ("all", "last")
 
 
-def opt(default: Any = MISSING, *, help: str, factory: Any = MISSING, **cli: Any) -> Any:
+def opt(default: Any = MISSING, *, help: str, factory: Any = MISSING, later: bool = False, **cli: Any) -> Any:
     """A config field with its help text; `cli` adds `flag` (the option's name, default `--field-name`)
-    or `choices` for the generated command line."""
-    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help, **cli})
+    or `choices` for the generated command line. `later`: added after cached stages and ledger records
+    existed, its default the behaviour before; fingerprints leave it out at its default
+    (`models.settings.hashed`)."""
+    return dataclasses.field(default=default, default_factory=factory,
+                             metadata={"help": help, **({LATER: True} if later else {}), **cli})
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class DistillConfig:
     alpha_context: float = opt(1.0, help="weight of the attention-context loss (task: equal widths only; "
                                          "agnostic; 0: off)")
     hidden_loss: str = opt("cosine", choices=HIDDEN_LOSSES, help="distance of student and teacher hidden states")
+    hidden_layers: str = opt("all", choices=HIDDEN_LAYERS, later=True,
+                             help="hidden states aligned: every aligned layer's, or the last layer's only (the "
+                                  "InhibiDistilbert paper's)")
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,8 @@ class TrainConfig:
             raise UserError(f"--bits must be in 2..16, got {self.bits}")
         if self.distill.mode not in DISTILL_MODES:
             raise UserError(f"unknown --distill {self.distill.mode!r}: use one of {', '.join(DISTILL_MODES)}")
+        if self.distill.hidden_layers not in HIDDEN_LAYERS:
+            raise UserError(f"unknown --hidden-layers {self.distill.hidden_layers!r}: use one of {', '.join(HIDDEN_LAYERS)}")
         if self.distill.hidden_loss not in HIDDEN_LOSSES:
             raise UserError(f"unknown hidden loss {self.distill.hidden_loss!r}: use one of {', '.join(HIDDEN_LOSSES)}")
 

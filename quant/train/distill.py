@@ -2,7 +2,7 @@
 
 Task-specific (`--distill task`), on labelled batches (float students and QAT alike):
     loss = alpha_kl * KL(softmax(t / T) || softmax(s / T)) * T^2 + alpha_ce * CE(s, y)
-         + alpha_hidden * sum over aligned layers of hidden(s_l, t_l)
+         + alpha_hidden * mean over aligned layers of hidden(s_l, t_l) (`--hidden-layers last`: the last only)
          + alpha_context * attention-context MSE (equal widths only)
 CE is averaged over labelled examples only: transfer-set examples carry label -1 (`UNLABELLED`) and
 are taught by the teacher's logits alone (`quant.data.transfer`).
@@ -84,9 +84,12 @@ def token_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
 
 
 def hidden_alignment(student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor,
-                     kind: str, proj: HiddenProjection) -> torch.Tensor:
-    """Sum over aligned layers (embeddings output excluded) of `token_loss`, divided by the layer count."""
+                     kind: str, proj: HiddenProjection, layers: str = "all") -> torch.Tensor:
+    """Sum over aligned layers (embeddings output excluded; `layers="last"`: the last layer only) of
+    `token_loss`, divided by the layer count."""
     pairs = list(enumerate(layer_map(len(student) - 1, len(teacher) - 1)))[1:]
+    if layers == "last":
+        pairs = pairs[-1:]
     total = sum(token_loss(proj(i, student[i]), teacher[j].detach(), mask, kind) for i, j in pairs)
     return total / len(pairs)
 
@@ -117,7 +120,8 @@ def distill_loss(cfg: DistillConfig, mask: torch.Tensor, labels: torch.Tensor,
         else:
             parts["kl"] = cfg.alpha_kl * kl_loss(s_logits, t_logits.detach(), cfg.temperature)
     if cfg.alpha_hidden:
-        parts["hid"] = cfg.alpha_hidden * hidden_alignment(s_hidden, t_hidden, mask, cfg.hidden_loss, proj)
+        parts["hid"] = cfg.alpha_hidden * hidden_alignment(s_hidden, t_hidden, mask, cfg.hidden_loss, proj,
+                                                                 cfg.hidden_layers)
     same_width = bool(s_ctx) and s_ctx[0].shape[-1] == t_ctx[0].shape[-1]
     if cfg.alpha_context and s_ctx and (same_width or cfg.mode == "agnostic"):  # task: skipped if narrower
         parts["ctx"] = cfg.alpha_context * context_alignment(s_ctx, t_ctx, mask)
