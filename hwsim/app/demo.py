@@ -62,9 +62,11 @@ class DemoConfig:
 
 
 def config_dict(cfg: DemoConfig) -> dict:
-    """The demo's settings as one flat dict (report.json's "config"; the recipe's fields but the task)."""
+    """The demo's settings as one flat dict (report.json's "config"; the recipe's fields but the task, and
+    those added later only when set, as the ledger hashes them: `models.settings.hashed`)."""
+    from models.settings import hashed
     flat = {k: v for k, v in asdict(cfg).items() if k not in ("recipe", "save_every")}
-    return {**flat, **{k: v for k, v in asdict(cfg.recipe).items() if k != "task"}}
+    return {**flat, **{k: v for k, v in hashed(cfg.recipe).items() if k != "task"}}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
