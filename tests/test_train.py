@@ -60,10 +60,11 @@ def cli_args(teacher, data, out, *extra) -> list[str]:
             "--max-length", "16", "--lr", "1e-3", "--out", str(out), *map(str, extra)]
 
 
-def run_cli(args: list[str], env: dict[str, str] | None = None, module: list[str] | None = None):
+def run_cli(args: list[str], env: dict[str, str] | None = None, module: list[str] | None = None,
+            timeout: float = 300):
     cmd = [sys.executable, *(module or ["-m", "hwsim.app.cli"]), *args]
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
 
 
 def test_float_then_qat_distilled(tiny_teacher, glue_dir, tmp_path):

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cost": ("hwsim.app.cost_cli", "energy, latency and area on accelerator scenarios (ZigZag mapping)"),
     "demo": ("hwsim.app.demo", "the end-to-end energy study on real weights and real text"),
     "study": ("hwsim.app.study", "the whole recipe over seeds: teacher, students, QAT, export, hwsim; cached, resumable"),
+    "widths": ("hwsim.app.widths", "the width sweep: accuracy against energy per attention variant, widths 8 down to 4"),
     "results": ("hwsim.app.results_cli", "aggregate the results ledger over seeds: accuracy spread, paired tests"),
 }
 

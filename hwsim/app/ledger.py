@@ -150,11 +150,11 @@ def seed_record(kind: str, cfg, seed: int, metrics: dict, reports: dict, teacher
         if len(run["predictions"]) != len(labels):
             raise UserError(f"{path}: {len(run['predictions'])} predictions for {len(labels)} test snippets; "
                             "rerun with --force")
-        n, qat, hw = len(labels), metrics[f"int{cfg.bits}-{v}"]["test"]["accuracy"], run["accuracy"]
+        n, qat, hw = len(labels), metrics[f"{cfg.quant_tag}-{v}"]["test"]["accuracy"], run["accuracy"]
         fl = metrics.get(f"float-{v}", metrics["teacher"])
         variants[v] = {
             "float": {"validation_accuracy": fl["validation"]["accuracy"], "test_accuracy": fl["test"]["accuracy"]},
-            "int8": {"validation_accuracy": metrics[f"int{cfg.bits}-{v}"]["validation"]["accuracy"],
+            "int8": {"validation_accuracy": metrics[f"{cfg.quant_tag}-{v}"]["validation"]["accuracy"],
                      "test_accuracy_qat": qat, "test_accuracy_hwsim": hw,
                      "hwsim_equals_qat": round(qat * n) == round(hw * n)},
             "test_predictions": pack_labels(run["predictions"])}

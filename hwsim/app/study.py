@@ -90,6 +90,17 @@ class StudyConfig:
         return replace(cls(max_length=48, teacher_epochs=1, teacher_train_limit=3000, student_epochs=1,
                            student_train_limit=2000, qat_epochs=1, qat_train_limit=1000), **changes)
 
+    @property
+    def quant_tag(self) -> str:
+        """The quantized students' tag: their training runs are `<tag>-<variant>` (`int8-dot`)."""
+        return f"int{self.bits}"
+
+    def quant_stage(self, stage: str, variant: str) -> str:
+        """A per-variant stage after training (`export`, `simulate`): `<stage>-<variant>` at W8A8, the
+        names the study had before widths were swept, `<stage>-<tag>-<variant>` otherwise, so that
+        several widths' stages share one seed folder without overwriting each other."""
+        return f"{stage}-{variant}" if self.quant_tag == "int8" else f"{stage}-{self.quant_tag}-{variant}"
+
     def students(self, variants) -> list[str]:
         """The variants that get a float student (the teacher's, the baseline dot, only with `dot_student`)."""
         return [v for v in variants if v != registry.baseline() or self.dot_student]
@@ -127,12 +138,17 @@ class SeedResult:
     stage_s: dict
 
 
+def model_file(recipe: StudyConfig, variant: str) -> str:
+    """A seed folder's exported model of `variant` at the recipe's widths, relative to the folder."""
+    return f"models/{variant}-w{recipe.bits}.onnx"
+
+
 def stage_names(recipe: StudyConfig, variants) -> list[str]:
     """Every stage of one seed, in the order they run."""
-    b = recipe.bits
+    tag = recipe.quant_tag
     return ["teacher", "predict-teacher", *(f"float-{v}" for v in recipe.students(variants)),
-            *(f"int{b}-{v}" for v in variants), *(f"export-{v}" for v in variants),
-            *(f"simulate-{v}" for v in variants)]
+            *(f"{tag}-{v}" for v in variants), *(recipe.quant_stage("export", v) for v in variants),
+            *(recipe.quant_stage("simulate", v) for v in variants)]
 
 
 # ---------------------------------------------------------------- one seed
@@ -202,18 +218,19 @@ class SeedStages:
 
     def export(self, v: str) -> Path:
         from export.pipeline import export_run
-        run = f"int{self.recipe.bits}-{v}"
-        path = self.folder / "models" / f"{v}-w{self.recipe.bits}.onnx"
-        self._do(f"export-{v}", path, path, {"export": self.fps[run]},
+        run = f"{self.recipe.quant_tag}-{v}"
+        path = self.folder / model_file(self.recipe, v)
+        self._do(self.recipe.quant_stage("export", v), path, path, {"export": self.fps[run]},
                  lambda _: export_run(self.folder / "runs" / run, path))
         return path
 
     def simulate(self, v: str, model: Path) -> Path:
         r = self.recipe
-        path = self.folder / "reports" / f"{v}.json"
-        settings = {"simulate": self.fps[f"export-{v}"], "task": r.task, "split": "test", "limit": r.limit,
+        name = r.quant_stage("simulate", v)
+        path = self.folder / "reports" / f"{name.removeprefix('simulate-')}.json"  # <variant> at W8A8, else <tag>-<variant>
+        settings = {"simulate": self.fps[r.quant_stage("export", v)], "task": r.task, "split": "test", "limit": r.limit,
                     "max_length": r.max_length, "ort_check": self.run.ort_check}
-        self._do(f"simulate-{v}", path, path, settings,
+        self._do(name, path, path, settings,
                  lambda _: simulate_split(model, r, self.run.ort_check, path, self.progress.say))
         return path
 
@@ -242,7 +259,7 @@ def train_students(st: SeedStages) -> dict[str, dict]:
                                          **student)
     for v in variants:
         reads = {"teacher": "teacher", **({"init_student": f"float-{v}"} if v in students else {})}
-        metrics[f"int{r.bits}-{v}"] = st.train(f"int{r.bits}-{v}", reads, attention=v, bits=r.bits,
+        metrics[f"{r.quant_tag}-{v}"] = st.train(f"{r.quant_tag}-{v}", reads, attention=v, bits=r.bits,
                                                distill=distill, epochs=r.qat_epochs,
                                                teacher_store=str(st.folder / "teacher_store"),
                                                train_limit=r.qat_train_limit, batch_size=r.qat_batch_size)
@@ -316,7 +333,7 @@ def run_study(recipe: StudyConfig, run: StudyRun, results: str | Path | None = "
         record = seed_record("study", recipe, seed, result.metrics, result.reports, result.teacher_predictions,
                              {**result.stage_s, "total": round(time.perf_counter() - t0, 1)})
         for v, row in record["variants"].items():
-            say(f"seed {seed} {v}: int{recipe.bits} test {100 * row['int8']['test_accuracy_hwsim']:.2f} % (hwsim), "
+            say(f"seed {seed} {v}: {recipe.quant_tag} test {100 * row['int8']['test_accuracy_hwsim']:.2f} % (hwsim), "
                 f"hwsim == QAT evaluation: {'yes' if row['int8']['hwsim_equals_qat'] else 'NO'}")
         if results is None:
             continue

@@ -163,3 +163,47 @@ def share_vs_seq_len_panels(panels: Mapping[str, Mapping[str, Sequence[tuple[int
         ax.set_visible(False)
     fig.tight_layout()
     _save(fig, plt, path)
+
+
+def pareto_panels(panels: Mapping[str, Mapping[str, Sequence[tuple]]], path: str | Path, title: str = "") -> None:
+    """Accuracy against energy, one panel per title (e.g. a sequence length), one line per variant:
+    `panels[title][variant] = [(pJ, accuracy, low, high, label), ...]` (accuracy and its interval as
+    fractions, low/high None without one), drawn as uJ (log axis) vs %, each point labelled."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), squeeze=False)
+    for ax, (name, series) in zip(axes[0], panels.items()):
+        for i, (variant, points) in enumerate(series.items()):
+            pts = sorted(points, key=lambda p: p[0])
+            xs, ys = [p[0] / 1e6 for p in pts], [100 * p[1] for p in pts]
+            err = [[100 * (p[1] - p[2]) if p[2] is not None else 0 for p in pts],
+                   [100 * (p[3] - p[1]) if p[3] is not None else 0 for p in pts]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=f"C{i}", label=variant)
+            for x, y, p in zip(xs, ys, pts):
+                ax.annotate(p[4], (x, y), textcoords="offset points", xytext=(4, 4), fontsize="x-small", color=f"C{i}")
+        ax.set_xscale("log")
+        ax.set_xlabel("uJ per inference (model estimate)")
+        ax.set_title(name, fontsize="medium")
+    axes[0][0].set_ylabel("test accuracy % (hwsim, mean over seeds)")
+    axes[0][0].legend(fontsize="small")
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    _save(fig, plt, path)
+
+
+def lines_panels(panels: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], path: str | Path,
+                 xlabel: str, ylabel: str, yscale: float = 1e-6) -> None:
+    """One panel per title, one line per variant: `panels[title][variant] = [(x, y), ...]`, y drawn
+    times `yscale` (default pJ -> uJ)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.6), squeeze=False)
+    for ax, (name, series) in zip(axes[0], panels.items()):
+        for variant, points in series.items():
+            pts = sorted(points)
+            ax.plot([p[0] for p in pts], [p[1] * yscale for p in pts], marker="o", label=variant)
+        ax.set_title(name, fontsize="medium")
+        ax.set_xlabel(xlabel)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    _save(fig, plt, path)
