@@ -48,7 +48,7 @@ import yaml
 
 from hwsim.cost.own import default_homes, gemm_mapping, stated_note, typed_accelerator
 from hwsim.cost.validate import SCENARIO, check_accelerator, check_fields, check_mapping
-from hwsim.cost.widths import check_acc, check_pe_bits, parse_pe_bits, same_area_sizes, sized_mapping, split_name
+from hwsim.cost.widths import ACC_MAX, check_acc, check_pe_bits, parse_pe_bits, same_area_sizes, sized_mapping, split_name
 from models.errors import UserError
 
 PACKAGED = Path(__file__).resolve().with_name("scenarios")
@@ -81,7 +81,21 @@ class Scenario:
 
 
 def packaged_names() -> list[str]:
-    return sorted(p.stem for p in PACKAGED.glob("*.yaml"))
+    """The packaged scenarios costed by default: those whose PEs follow each model's widths."""
+    return [name for name, pinned in _packaged() if not pinned]
+
+
+def pinned_names() -> list[str]:
+    """The packaged scenarios pinned to one width (`pe_bits`), costed when named (e.g. edge_same_area@4)."""
+    return [name for name, pinned in _packaged() if pinned]
+
+
+def _packaged() -> list[tuple[str, bool]]:
+    out = []
+    for path in sorted(PACKAGED.glob("*.yaml")):
+        data = _read(path)
+        out.append((path.stem, isinstance(data, dict) and data.get("pe_bits") is not None))
+    return out
 
 
 def _read(path: str | Path, what: str = "") -> Any:
@@ -99,11 +113,11 @@ def _locate(name_or_path: str | Path) -> Path:
     if path.suffix in (".yaml", ".yml"):
         if not path.exists():
             raise UserError(f"scenario file {path} not found; pass an existing YAML file or one of the "
-                            f"packaged scenarios {packaged_names()}")
+                            f"packaged scenarios {packaged_names() + pinned_names()}")
         return path
     packaged = PACKAGED / f"{name_or_path}.yaml"
     if not packaged.exists():
-        raise UserError(f"unknown scenario {str(name_or_path)!r}: use one of {packaged_names()} "
+        raise UserError(f"unknown scenario {str(name_or_path)!r}: use one of {packaged_names() + pinned_names()} "
                         f"or the path of a scenario YAML file")
     return packaged
 
@@ -169,7 +183,8 @@ def _widths(data: dict, width: str | None, where: str) -> dict:
         raise UserError(f"{where}: same_area_bits needs pe_bits (the width of the array that keeps that area); "
                         f"add pe_bits or ask for the scenario as NAME@WIDTH")
     if data.get("acc_bits") is not None:
-        check_acc(data["acc_bits"], f"{where}: acc_bits")
+        check_acc(data["acc_bits"], f"{where}: acc_bits", f"give acc_bits of at most {ACC_MAX} or leave it out "
+                  f"(then the model's declared accumulator width)")
     return out
 
 

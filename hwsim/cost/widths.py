@@ -57,6 +57,10 @@ COLUMN_STEP = 8
 _WIDTH = re.compile(r"(\d+)(?:x(\d+))?")
 
 
+class WidthMismatch(UserError):
+    """A model whose operand widths are not those of a pinned array (the scenario table skips the cell)."""
+
+
 @dataclass(frozen=True)
 class ArrayWidths:
     """Operand widths of a PE (input `i`, weight `w`) and its accumulator width `acc`, in bits."""
@@ -96,10 +100,11 @@ def check_pe_bits(bits: Iterable[int], where: str) -> None:
                         f"and ask for e.g. edge@4")
 
 
-def check_acc(acc: int, where: str) -> None:
+def check_acc(acc: int, where: str, way_out: str = "narrow the operands or shorten the reduction") -> None:
+    """`UserError` naming the width and `way_out` unless 1 <= acc <= `ACC_MAX`."""
     if not 1 <= acc <= ACC_MAX:
-        raise UserError(f"{where}: a {acc}-bit accumulator is more than the {ACC_MAX} bits the tables and hwsim's "
-                        f"counting hold; narrow the operands or shorten the reduction (docs/QUANT.md, widths)")
+        raise UserError(f"{where}: a {acc}-bit accumulator is outside the 1..{ACC_MAX} bits the tables and hwsim's "
+                        f"counting hold; {way_out}")
 
 
 def file_bits(acc: Mapping) -> tuple[int, int]:
@@ -119,7 +124,7 @@ def array_widths(stages, declared_acc: Iterable[int], pinned: tuple[int, int] | 
     acc = acc_bits if acc_bits is not None else max(declared_acc)
     check_acc(acc, where)
     if pinned is not None and (i, w) != tuple(pinned):
-        raise UserError(f"{where}: the model's GEMM operands are {i}x{w} bits (input x weight) but the array is built "
+        raise WidthMismatch(f"{where}: the model's GEMM operands are {i}x{w} bits (input x weight) but the array is built "
                         f"for {pinned[0]}x{pinned[1]}; cost it on an array of its widths (the scenario without "
                         f"@width, or @{i}x{w})")
     check_pe_bits((i, w), f"{where}: the model's GEMM operands")
