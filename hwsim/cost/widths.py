@@ -2,8 +2,8 @@
 
 An accelerator file describes its array at the width it states (`operational_array.input_precision`,
 [8, 8] in the packaged files; partial sums at `FILE_ACC` bits). A scenario prices each model on an array
-of the model's own widths, or of the width the scenario pins (`pe_bits`, or a name suffix `edge@4`,
-`edge@8x4`), by these rules:
+of the model's own widths, or of the width the scenario pins for its main array (`pe_bits`, or a name suffix `edge@4`, `edge@8x4`; an
+attention unit always follows the model), by these rules:
 
 - Array widths (`ArrayWidths`): input and weight operand widths = the widest `bits_i` and `bits_w` of the
   GEMM-shaped stages that run on the array (`hwsim.cost.stages`, the graph's declared widths); accumulator
@@ -11,6 +11,10 @@ of the model's own widths, or of the width the scenario pins (`pe_bits`, or a na
   width analysis assigns: 32 for today's W8A8 and W4A4 models), or the scenario's `acc_bits`. A pinned
   array runs only models of exactly its operand widths (`check_fits`): a narrower multiplier cannot form
   the product in one action, and the energy of a wider multiplier at narrower operands has no table row.
+- Arithmetic energy stays hwsim's count of each product at its operands' widths. Where one array runs
+  stages of different widths (W4A8: Linears 8x4, attention scores 8x8), its PEs carry the widest
+  multiplier and a narrower product is priced at its own width: operand gating is assumed, optimistic for
+  the narrower products by at most the ratio of the two table rows (2x for 8x4 against 8x8).
 - Operand widths a PE may be built for: `PE_BITS` (4..16). Below 4 bits the tables' multiplier rows are
   proportional extrapolations from the 8x8 measurement (a 2x2 multiplier at 1/16 of it), not a figure to
   build an array on; above 16 the vector unit and the score datapaths of the op specs are not modelled.
