@@ -250,8 +250,9 @@ class MappedCost:
                 out[label] = base
                 continue
             if (label, widths) not in self._sized:
-                self._sized[(label, widths)] = resolve_accelerator(sized_accelerator(raw, widths), self.s, self.t.memory,
-                                                                   self.t.energy.pj, self.t.area.um2)
+                sized = sized_accelerator(raw, widths)
+                self._sized[(label, widths)] = resolve_accelerator(sized, self.s, self.t.memory, self.t.energy.pj,
+                                                                   self.t.area.um2)
             out[label] = self._sized[(label, widths)]
         return out
 

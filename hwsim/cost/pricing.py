@@ -11,8 +11,8 @@ the width of their widest port (ZigZag counts accesses in units of that width):
   files), so partial sums are charged at the width the accumulator provably needs; area = bits x the
   area table's register bit (`reg@1`).
 A processing element's arithmetic area is the area table's units of what it must compute at the
-array's operand and accumulator widths (`pe_units`, `hwsim.cost.widths`): the units of every arithmetic (`quant.ir.spec.ARITHMETIC`, `UNITS_OF`) of the stages
-it runs, so the inhibitor's PEs carry subtract/absolute/ReLU units next to (dual-mode) or instead of
+array's operand and accumulator widths (`pe_units`, `hwsim.cost.widths`): the units of every
+arithmetic (`quant.ir.spec.ARITHMETIC`, `UNITS_OF`) of the stages it runs, so the inhibitor's PEs carry subtract/absolute/ReLU units next to (dual-mode) or instead of
 (separate attention unit) the multiplier.
 """
 from __future__ import annotations

@@ -48,7 +48,8 @@ import yaml
 
 from hwsim.cost.own import default_homes, gemm_mapping, stated_note, typed_accelerator
 from hwsim.cost.validate import SCENARIO, check_accelerator, check_fields, check_mapping
-from hwsim.cost.widths import ACC_MAX, check_acc, check_pe_bits, parse_pe_bits, same_area_sizes, sized_mapping, split_name
+from hwsim.cost.widths import (ACC_MAX, check_acc, check_pe_bits, parse_pe_bits, same_area_sizes, sized_mapping,
+                               split_name)
 from models.errors import UserError
 
 PACKAGED = Path(__file__).resolve().with_name("scenarios")

@@ -2,8 +2,8 @@
 
 An accelerator file describes its array at the width it states (`operational_array.input_precision`,
 [8, 8] in the packaged files; partial sums at `FILE_ACC` bits). A scenario prices each model on an array
-of the model's own widths, or of the width the scenario pins for its main array (`pe_bits`, or a name suffix `edge@4`, `edge@8x4`; an
-attention unit always follows the model), by these rules:
+of the model's own widths, or of the width the scenario pins for its main array (`pe_bits`, or a name
+suffix `edge@4`, `edge@8x4`; an attention unit always follows the model), by these rules:
 
 - Array widths (`ArrayWidths`): input and weight operand widths = the widest `bits_i` and `bits_w` of the
   GEMM-shaped stages that run on the array (`hwsim.cost.stages`, the graph's declared widths); accumulator
@@ -128,9 +128,9 @@ def array_widths(stages, declared_acc: Iterable[int], pinned: tuple[int, int] | 
     acc = acc_bits if acc_bits is not None else max(declared_acc)
     check_acc(acc, where)
     if pinned is not None and (i, w) != tuple(pinned):
-        raise WidthMismatch(f"{where}: the model's GEMM operands are {i}x{w} bits (input x weight) but the array is built "
-                        f"for {pinned[0]}x{pinned[1]}; cost it on an array of its widths (the scenario without "
-                        f"@width, or @{i}x{w})")
+        raise WidthMismatch(f"{where}: the model's GEMM operands are {i}x{w} bits (input x weight) but the array is "
+                            f"built for {pinned[0]}x{pinned[1]}; cost it on an array of its widths (the scenario "
+                            f"without @width, or @{i}x{w})")
     check_pe_bits((i, w), f"{where}: the model's GEMM operands")
     for st in stages:
         if st.bits_o > acc:
