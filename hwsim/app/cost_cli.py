@@ -16,7 +16,8 @@ import os
 def add_scenario_argument(parser: argparse.ArgumentParser, default_all: bool) -> None:
     parser.add_argument("--scenario", action="append", default=None, metavar="NAME|FILE",
                         help="accelerator scenario: a packaged name (today, edge, resident, batch8, batch32, "
-                             "attention_unit, server) or a scenario YAML file; repeatable"
+                             "attention_unit, server; edge_same_area, costed only when named), a scenario YAML "
+                             "file, either with @N or @IxW for PEs of that operand width (edge@4); repeatable"
                              + (" (default: every packaged scenario)" if default_all else ""))
 
 

@@ -58,6 +58,7 @@ from hwsim.cost.pricing import (REG_KINDS, multiplies, pe_units, resolve_acceler
 from hwsim.cost.scenario import OPERAND_OF, Scenario, dram_level, homes_accelerator
 from hwsim.cost.schedule import Flow, Schedule, flow_of, plan_schedule, tiles_of
 from hwsim.cost.stages import GemmStage, gemm_stages, magnitude, proven_acc_bits, stage_kinds
+from hwsim.cost.widths import FILE_ACC, ArrayWidths, array_widths, file_bits, packed_bytes, sized_accelerator
 from hwsim.cost.zigzag_map import MappedStage, map_stage
 from hwsim.sim.counting import count_op
 from hwsim.cost.energy import price_by_component
@@ -196,6 +197,7 @@ class MappedCost:
         self.s, self.t, self.map_fn = scenario, tables, map_fn
         self._schedules = {} if schedules is None else schedules   # may be shared between scenarios
         self._mapped: dict[tuple, MappedStage] = {}
+        self._sized: dict[tuple, dict] = {}
         self.main = resolve_accelerator(scenario.accelerator, scenario, tables.memory, tables.energy.pj, tables.area.um2)
         self.attn = (resolve_accelerator(scenario.attention_accelerator, scenario, tables.memory, tables.energy.pj,
                                          tables.area.um2) if scenario.attention_accelerator else None)
@@ -219,10 +221,40 @@ class MappedCost:
         stages = spec.op_spec(op).stages
         return self.attn is not None and bool(stages) and not any(multiplies(st.arith) for st in stages)
 
-    def _array(self, site) -> tuple[dict, str]:
+    def _array(self, site, arrays: Mapping[str, dict]) -> tuple[dict, str]:
         if self._on_attention_unit(site.op_type):
-            return self.attn, self.s.attention_mapping
-        return self.main, self.s.mapping
+            return arrays["attention unit"], self.s.attention_mapping
+        return arrays["array"], self.s.mapping
+
+    def widths(self, work: Workload) -> dict[str, ArrayWidths | None]:
+        """The widths of each array ("array", "attention unit") for `work` (`hwsim.cost.widths`: the
+        widest operands of the stages it runs, the declared accumulator, or the scenario's pinned
+        widths); None for an array that runs no stage of `work`."""
+        out = {}
+        for label, on_unit in (("array", False), ("attention unit", True)):
+            sites = [site for site in work.sites if stage_kinds(site.op_type)
+                     and self._on_attention_unit(site.op_type) == on_unit]
+            stages = [st for site in sites for st in gemm_stages(site, work.acc_bits.get(site.name))]
+            pinned = self.s.pe_bits if label == "array" else None
+            out[label] = array_widths(stages, [spec.acc_width(site.op_type, site.attrs) for site in sites], pinned,
+                                      self.s.acc_bits, f"scenario {self.s.name!r}: {label}")
+        return out
+
+    def arrays(self, work: Workload) -> dict[str, dict | None]:
+        """The resolved accelerators ("array", "attention unit") with per-PE registers sized for
+        `work`'s widths (`hwsim.cost.widths.sized_accelerator`), each resolved once per width."""
+        out = {}
+        for (label, widths), base, raw in zip(self.widths(work).items(), (self.main, self.attn),
+                                              (self.s.accelerator, self.s.attention_accelerator)):
+            if base is None or widths is None or sized_accelerator(raw, widths) is raw:
+                out[label] = base
+                continue
+            if (label, widths) not in self._sized:
+                sized = sized_accelerator(raw, widths)
+                self._sized[(label, widths)] = resolve_accelerator(sized, self.s, self.t.memory, self.t.energy.pj,
+                                                                   self.t.area.um2)
+            out[label] = self._sized[(label, widths)]
+        return out
 
     def map_tile(self, tile: GemmStage, acc: dict, mapping: str, homes: dict[str, str]) -> MappedStage:
         key = (tile.shape_key(), tuple(sorted(homes.items())), acc["name"], mapping)
@@ -246,11 +278,11 @@ class MappedCost:
                 tables = spec.op_spec(site.op_type).table_params
                 where = self.dram if tables else self.s.weights_home
                 per = 1 if tables else sched.group   # small params: once per row group
-                self._word_access(out, where, "r", elems * spec.word_bytes(bits) / per)
+                self._word_access(out, where, "r", elems * packed_bytes(bits) / per)
             else:
-                self._word_access(out, level(next(acts)), "r", elems * spec.word_bytes(bits))
+                self._word_access(out, level(next(acts)), "r", elems * packed_bytes(bits))
         for t, shape, bits in zip(writes, site.out_shapes, site.out_bits):
-            self._word_access(out, level(t), "w", prod(shape) * spec.word_bytes(bits))
+            self._word_access(out, level(t), "w", prod(shape) * packed_bytes(bits))
         return out
 
     def _word_access(self, out: Counter, level: str, direction: str, nbytes: float) -> None:
@@ -270,6 +302,7 @@ class MappedCost:
         b, s = self.s.batch, self.s
         sched = self.schedule(work)
         level = self._level(sched)
+        arrays = self.arrays(work)
         flow = {fn.name: fn for fn in work.flow.nodes}
         pes_main = prod(self.main["operational_array"]["sizes"])
         energy: Counter = Counter()
@@ -283,7 +316,7 @@ class MappedCost:
             component = arithmetic[site.name].component
             node_pj = arithmetic[site.name].total_pj
             energy[ARITH + component] += node_pj
-            acc, mapping = self._array(site)
+            acc, mapping = self._array(site, arrays)
             stages = gemm_stages(site, work.acc_bits.get(site.name))
             for stage in stages:
                 homes = tile_homes(stage, s, acc, level, fn.reads, fn.writes)
@@ -291,7 +324,7 @@ class MappedCost:
                     # a spilled key or value tensor is staged one head at a time: read from DRAM once,
                     # written to the buffer, and read from there by every query tile of the head
                     homes[OPERAND_OF["W"]] = s.activations_home
-                    staged = stage.groups * stage.reduce * stage.cols * spec.word_bytes(stage.bits_w)
+                    staged = stage.groups * stage.reduce * stage.cols * packed_bytes(stage.bits_w)
                     moved: Counter = Counter()
                     self._word_access(moved, self.dram, "r", staged)
                     self._word_access(moved, s.activations_home, "w", staged)
@@ -328,7 +361,7 @@ class MappedCost:
         latency_us = total_cycles / s.clock_mhz
         energy["leakage"] += self.leakage_mw() * latency_us * 1e3 / b   # mW x us = nJ -> pJ x 1e3
         return CostResult(s.name, model, variant, seq_len, b, dict(energy), attention, total_cycles, latency_us,
-                          macs / (array_cycles * pes_main) if array_cycles else None, self.area(work),
+                          macs / (array_cycles * pes_main) if array_cycles else None, self.area(work, arrays),
                           (ideal + vector_cycles) / s.clock_mhz, dict(dram_bytes), sched.group,
                           tuple(sorted(sched.spilled)))
 
@@ -355,27 +388,32 @@ class MappedCost:
                     total += self.t.memory.sram(int(mem["size"]) // 8, widest_port(mem)).leakage_mw
         return total
 
-    def area(self, work: Workload) -> dict[str, float]:
+    def area(self, work: Workload, arrays: Mapping[str, dict] | None = None) -> dict[str, float]:
         """Area by part (rule 7): the main array's PEs carry the arithmetic of `work`'s stages that
-        runs on it; the attention unit's every arithmetic that needs no multiplier."""
+        runs on it, the attention unit's every arithmetic that needs no multiplier, each at its
+        widths for `work` (`widths`; the file's where it runs none); registers as `arrays` size them."""
         um2 = self.t.area.um2
+        arrays = arrays or self.arrays(work)
+        widths = self.widths(work)
         used = {st.arith for site in work.sites for st in spec.op_spec(site.op_type).stages
                 if not self._on_attention_unit(site.op_type)}
         main_arith = [a for a in spec.ARITHMETIC if a in used]
         adder_arith = [a for a in spec.ARITHMETIC if not multiplies(a)]
         out: Counter = Counter()
-        for label, acc in (("array", self.main), ("attention unit", self.attn)):
-            if acc is None:
+        for label, base in (("array", self.main), ("attention unit", self.attn)):
+            if base is None:
                 continue
+            acc = arrays[label]
+            w = widths[label] or ArrayWidths(*file_bits(acc), FILE_ACC)
             pes = prod(acc["operational_array"]["sizes"])
             for name, mem in acc["memories"].items():
-                if acc is self.attn and name in self.main["memories"]:
+                if label == "attention unit" and name in self.main["memories"]:
                     continue   # shared with the main array
                 per_pe = mem["mem_type"] in REG_KINDS and not mem["served_dimensions"]
                 kind = "registers" if mem["mem_type"] in REG_KINDS else "memories"
                 out[kind] += float(mem["area"]) * (pes if per_pe else 1)
-            arith = adder_arith if acc is self.attn else main_arith
-            out[f"{label} arithmetic"] += pes * units_area_mm2(pe_units(arith), um2)
+            arith = adder_arith if label == "attention unit" else main_arith
+            out[f"{label} arithmetic"] += pes * units_area_mm2(pe_units(arith, (w.i, w.w), w.acc), um2)
         out["vector unit"] += self.s.vector_lanes * units_area_mm2(vector_lane_units(), um2)
         return dict(out)
 

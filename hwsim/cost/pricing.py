@@ -10,9 +10,9 @@ the width of their widest port (ZigZag counts accesses in units of that width):
   register traffic in the operand's own bits when the ports' `bandwidth_min` is 1 (the packaged
   files), so partial sums are charged at the width the accumulator provably needs; area = bits x the
   area table's register bit (`reg@1`).
-A processing element's arithmetic area is the area table's units of what it must compute
-(`pe_units`): the units of every arithmetic (`quant.ir.spec.ARITHMETIC`, `UNITS_OF`) of the stages
-it runs, so the inhibitor's PEs carry subtract/absolute/ReLU units next to (dual-mode) or instead of
+A processing element's arithmetic area is the area table's units of what it must compute at the
+array's operand and accumulator widths (`pe_units`, `hwsim.cost.widths`): the units of every
+arithmetic (`quant.ir.spec.ARITHMETIC`, `UNITS_OF`) of the stages it runs, so the inhibitor's PEs carry subtract/absolute/ReLU units next to (dual-mode) or instead of
 (separate attention unit) the multiplier.
 """
 from __future__ import annotations
@@ -75,31 +75,34 @@ def resolve_accelerator(acc: Mapping, scenario: Scenario, memtable, energy_pj, a
     return out
 
 
-UNITS_OF: Mapping[str, Callable[[int, int], list[str]]] = {
-    "mac": lambda bits, acc: _keys(("mul", bits, bits), ("add", acc)),
-    "l1": lambda bits, acc: _keys(("add", bits + 1), ("abs", bits + 1), ("add", acc)),      # |q - k|, accumulate
-    "inhibit": lambda bits, acc: _keys(("add", bits + 1), ("add", acc), ("cmp", acc)),      # v - z, accumulate, ReLU
+UNITS_OF: Mapping[str, Callable[[int, int, int], list[str]]] = {
+    "mac": lambda i, w, acc: _keys(("mul", max(i, w), min(i, w)), ("add", acc)),
+    "l1": lambda i, w, acc: _keys(("add", max(i, w) + 1), ("abs", max(i, w) + 1), ("add", acc)),   # |q - k|, sum
+    "inhibit": lambda i, w, acc: _keys(("add", max(i, w) + 1), ("add", acc), ("cmp", acc)),      # v - z, sum, ReLU
 }
 """Arithmetic of a stage (`quant.ir.spec.ARITHMETIC`) -> the area-table units a processing element
-needs for it, at `bits`-bit operands and an `acc`-bit accumulator."""
+needs for it, at `i`-bit inputs, `w`-bit weights (the array's widths, `hwsim.cost.widths`) and an
+`acc`-bit accumulator."""
 
 
 def multiplies(arith: str) -> bool:
     """Whether arithmetic `arith` needs a multiplier (else it runs on an adder/ReLU attention unit)."""
-    return any(ActionKey.parse(unit).action == "mul" for unit in UNITS_OF[arith](8, 32))
+    return any(ActionKey.parse(unit).action == "mul" for unit in UNITS_OF[arith](8, 8, 32))
 
 
-def pe_units(arith: Iterable[str], bits: int = 8, acc: int = 32) -> list[str]:
-    """Area-table keys of one processing element that performs every arithmetic of `arith`: the
-    units of each in turn, a unit already there shared (one accumulator adder, one subtractor for
-    the inhibitor's two stages).
+def pe_units(arith: Iterable[str], bits: tuple[int, int] = (8, 8), acc: int = 32) -> list[str]:
+    """Area-table keys of one processing element with `bits` = (input, weight) operand widths that
+    performs every arithmetic of `arith`: the units of each in turn, a unit already there shared (one
+    accumulator adder, one subtractor for the inhibitor's two stages).
 
     >>> pe_units(["mac"]), pe_units(["mac", "l1", "inhibit"])
     (['mul@8x8', 'add@32'], ['mul@8x8', 'add@32', 'add@9', 'abs@9', 'cmp@32'])
+    >>> pe_units(["mac", "l1"], (4, 4), 32)
+    ['mul@4x4', 'add@32', 'add@5', 'abs@5']
     """
     units: list[str] = []
     for a in arith:
-        units += [u for u in UNITS_OF[a](bits, acc) if u not in units]
+        units += [u for u in UNITS_OF[a](*bits, acc) if u not in units]
     return units
 
 

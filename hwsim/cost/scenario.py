@@ -16,6 +16,12 @@ A scenario is a small YAML file (`hwsim/cost/scenarios/*.yaml`, or any file a us
     activations_home: gb            # the level activations live in while they fit (else DRAM)
     vector_lanes: 32                # elements per cycle of the vector unit (row-wise ops)
     hw_config: null                 # kind counts: a hwsim HwConfig JSON (null = the packaged one)
+    pe_bits: null                   # the PEs' operand widths: N or [input, weight]; null = each model's own
+    same_area_bits: null            # keep the PE array's area at this width (more or fewer PEs); needs pe_bits
+    acc_bits: null                  # the PEs' accumulator width (<= 64); null = the model's declared width
+
+A name or path may end in `@N` or `@IxW` (`edge@4`, `my.yaml@8x4`): the scenario with `pe_bits` set to that
+width, so one file is a family of arrays (`hwsim.cost.widths`: the width rules and their sources).
 
 Every field is checked for type and range when the file is read (`hwsim.cost.validate`: scenario,
 accelerator and mapping fields as tables); a wrong one is a `UserError` naming the file and field.
@@ -42,6 +48,8 @@ import yaml
 
 from hwsim.cost.own import default_homes, gemm_mapping, stated_note, typed_accelerator
 from hwsim.cost.validate import SCENARIO, check_accelerator, check_fields, check_mapping
+from hwsim.cost.widths import (ACC_MAX, check_acc, check_pe_bits, parse_pe_bits, same_area_sizes, sized_mapping,
+                               split_name)
 from models.errors import UserError
 
 PACKAGED = Path(__file__).resolve().with_name("scenarios")
@@ -68,10 +76,27 @@ class Scenario:
     activations_home: str = ""
     vector_lanes: int = 32
     hw_config: str | None = None
+    pe_bits: tuple[int, int] | None = None
+    same_area_bits: tuple[int, int] | None = None
+    acc_bits: int | None = None
 
 
 def packaged_names() -> list[str]:
-    return sorted(p.stem for p in PACKAGED.glob("*.yaml"))
+    """The packaged scenarios costed by default: those whose PEs follow each model's widths."""
+    return [name for name, pinned in _packaged() if not pinned]
+
+
+def pinned_names() -> list[str]:
+    """The packaged scenarios pinned to one width (`pe_bits`), costed when named (e.g. edge_same_area@4)."""
+    return [name for name, pinned in _packaged() if pinned]
+
+
+def _packaged() -> list[tuple[str, bool]]:
+    out = []
+    for path in sorted(PACKAGED.glob("*.yaml")):
+        data = _read(path)
+        out.append((path.stem, isinstance(data, dict) and data.get("pe_bits") is not None))
+    return out
 
 
 def _read(path: str | Path, what: str = "") -> Any:
@@ -89,11 +114,11 @@ def _locate(name_or_path: str | Path) -> Path:
     if path.suffix in (".yaml", ".yml"):
         if not path.exists():
             raise UserError(f"scenario file {path} not found; pass an existing YAML file or one of the "
-                            f"packaged scenarios {packaged_names()}")
+                            f"packaged scenarios {packaged_names() + pinned_names()}")
         return path
     packaged = PACKAGED / f"{name_or_path}.yaml"
     if not packaged.exists():
-        raise UserError(f"unknown scenario {str(name_or_path)!r}: use one of {packaged_names()} "
+        raise UserError(f"unknown scenario {str(name_or_path)!r}: use one of {packaged_names() + pinned_names()} "
                         f"or the path of a scenario YAML file")
     return packaged
 
@@ -102,11 +127,13 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     """A packaged scenario by name, or a scenario file; `UserError` names what is wrong and where."""
     from hwsim.cost.zigzag_map import cache_dir
 
-    path = _locate(name_or_path)
+    base_name, width = split_name(str(name_or_path))
+    path = _locate(base_name)
     where = f"scenario {path}"
     data = _read(path)
     check_fields(data, SCENARIO, where)
     data = {k: v for k, v in data.items() if v is not None}
+    data.update(_widths(data, width, where))
     base = path.parent
     resolved = dict(data, path=str(path))
     notes = []
@@ -133,9 +160,52 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     if data.get("hw_config"):
         resolved["hw_config"] = str(base / data["hw_config"])
     resolved["source"] = " ".join(data["source"].split()) + "".join(notes)
+    if data.get("same_area_bits") and "accelerator" in data:
+        resolved.update(_same_area(resolved, where))
     scenario = Scenario(**resolved)
     _check(scenario, where)
     return scenario
+
+
+def _widths(data: dict, width: str | None, where: str) -> dict:
+    """The width fields of a scenario as tuples, checked (`hwsim.cost.widths`); a name suffix `@width`
+    sets `pe_bits` and the name."""
+    out: dict = {}
+    if width is not None:
+        out["pe_bits"] = parse_pe_bits(width, where)
+        out["name"] = f"{data.get('name', 'scenario')}@{width}"
+    for key in ("pe_bits", "same_area_bits"):
+        value = out.get(key, data.get(key))
+        if value is not None:
+            bits = (value, value) if isinstance(value, int) else tuple(value)
+            check_pe_bits(bits, f"{where}: {key}")
+            out[key] = bits
+    if "same_area_bits" in out and "pe_bits" not in out:
+        raise UserError(f"{where}: same_area_bits needs pe_bits (the width of the array that keeps that area); "
+                        f"add pe_bits or ask for the scenario as NAME@WIDTH")
+    if data.get("acc_bits") is not None:
+        check_acc(data["acc_bits"], f"{where}: acc_bits", f"give acc_bits of at most {ACC_MAX} or leave it out "
+                  f"(then the model's declared accumulator width)")
+    return out
+
+
+def _same_area(resolved: dict, where: str) -> dict:
+    """The accelerator and mapping of a same-area array (`hwsim.cost.widths.same_area_sizes`), from the
+    packaged area table."""
+    from hwsim.cost.tables import load_area_table
+    from hwsim.cost.zigzag_map import cache_dir
+
+    acc = resolved["accelerator"]
+    array = acc["operational_array"]
+    sizes = same_area_sizes(acc, resolved["pe_bits"], resolved["same_area_bits"], load_area_table().um2)
+    a, b = resolved["same_area_bits"], resolved["pe_bits"]
+    out = {"accelerator": {**acc, "operational_array": {**array, "sizes": sizes}},
+           "mapping": sized_mapping(resolved["mapping"], list(array["sizes"]), sizes, list(array["dimensions"]),
+                                    cache_dir().parent),
+           "source": resolved["source"] + (f" Array of {b[0]}x{b[1]}-bit PEs in the PE area of its {a[0]}x{a[1]}-bit "
+                                           f"array: {'x'.join(map(str, sizes))} PEs (hwsim.cost.widths, same-area "
+                                           f"rule, area45.csv).")}
+    return out
 
 
 def _check_accelerator(acc: dict, where: str) -> None:

@@ -35,6 +35,7 @@ from math import prod
 from typing import Mapping
 
 from quant.ir import spec
+from hwsim.cost.widths import packed_bytes
 
 ROW_TILE = 128
 
@@ -109,17 +110,17 @@ def flow_of(sites: list, names: list[tuple[tuple[str, ...], tuple[str, ...]]], n
             alias[outs[0]] = root(acts[0][0])
             continue
         for t, shape, bits in [*acts, *zip(outs, site.out_shapes, site.out_bits)]:
-            row_bytes.setdefault(root(t), prod(shape) * spec.word_bytes(bits) / n)
+            row_bytes.setdefault(root(t), prod(shape) * packed_bytes(bits) / n)
         op = spec.op_spec(site.op_type)
         work = fixed = 0.0
         if op.score_bits_attr:            # one query tile's score matrix: its rows x keys x score width
             keys, head_dim = site.in_shapes[1][2], site.in_shapes[1][3]
-            work = keys * spec.word_bytes(site.attrs[op.score_bits_attr])
-            fixed = keys * head_dim * (spec.word_bytes(site.in_bits[1]) + spec.word_bytes(site.in_bits[2]))
+            work = keys * packed_bytes(site.attrs[op.score_bits_attr])
+            fixed = keys * head_dim * (packed_bytes(site.in_bits[1]) + packed_bytes(site.in_bits[2]))
         nodes.append(FlowNode(site.op_type, site.name, tuple(root(t) for t, _, _ in acts),
                               tuple(i in op.whole_inputs for i, (_, _, _) in enumerate(acts)), tuple(outs), work,
                               bool(op.stages), fixed))
-    weights = sum(prod(site.in_shapes[1]) * spec.word_bytes(site.in_bits[1]) for site in sites
+    weights = sum(prod(site.in_shapes[1]) * packed_bytes(site.in_bits[1]) for site in sites
                   if any(st.kind == "linear" for st in spec.op_spec(site.op_type).stages) and site.in_is_param[1])
     return Flow(n, tuple(nodes), row_bytes, weights, layout_of(tuple(nodes)))
 

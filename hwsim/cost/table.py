@@ -18,8 +18,10 @@ from typing import Callable, Iterable
 from hwsim.cost.model import ARITH, CostResult, MappedCost, Tables, Workload, workload_at
 from hwsim.cost.scenario import Scenario
 from hwsim.cost.stages import GemmStage
+from hwsim.cost.widths import WidthMismatch
 from hwsim.cost.zigzag_map import MappedStage, cache_path, dump_accelerator, fit_words, map_stage
 from models import variants
+from models.errors import UserError
 
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
 CSV_COLUMNS = ("scenario", "variant", "model", "seq_len", "batch", "energy_uJ", "dram_uJ", "buffer_uJ",
@@ -85,10 +87,16 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
         return MappedStage(1.0, 1.0, {}, {}, 1.0)
 
     mapped = [s for s in scenarios if s.kind == "mapped"]
+    skipped: dict[tuple[str, str], str] = {}
     for s in mapped:
         collector = MappedCost(s, tables, collect, schedules)
         for (label, n), st in sites.items():
-            collector.cost(st, label, variants[label], n)
+            try:
+                collector.cost(st, label, variants[label], n)
+            except WidthMismatch as err:   # a width-pinned array and a model of other widths: no cell
+                if (s.name, label) not in skipped:
+                    say(f"not costed: {label} on {s.name}: {err}")
+                skipped[(s.name, label)] = str(err)
     todo = list(requests.values())
     say(f"scenario table: {len(sites)} model x length cells, {len(mapped)} mapped scenarios, {len(todo)} stage "
         f"mappings to search (the others are in the cache)")
@@ -109,8 +117,12 @@ def scenario_costs(models: dict[str, str], scenarios: list[Scenario], lengths: I
     for s in scenarios:
         coster = MappedCost(s, tables, schedules=schedules) if s.kind == "mapped" else None
         for (label, n), st in sites.items():
-            out.append(coster.cost(st, label, variants[label], n) if coster
-                       else counts_cost(st, s, tables, label, variants[label], n))
+            if (s.name, label) not in skipped:
+                out.append(coster.cost(st, label, variants[label], n) if coster
+                           else counts_cost(st, s, tables, label, variants[label], n))
+    if not out:
+        raise UserError(f"no model fits the widths of the scenarios asked for ({'; '.join(skipped.values())}); "
+                        f"add a scenario whose PEs follow the model's widths, e.g. edge")
     say(f"scenario table done in {time.perf_counter() - t0:.1f} s")
     return out
 

@@ -59,6 +59,13 @@ SCENARIO = {
     "weights_home": (False, LEVEL), "activations_home": (False, LEVEL),
     "vector_lanes": (False, Check(POS_INT.ok, "a positive integer (elements per cycle)")),
     "hw_config": (False, FILE),
+    "pe_bits": (False, Check(lambda x: _int(x) or (isinstance(x, list) and len(x) == 2 and all(_int(b) for b in x)),
+                             "an operand width in bits (an integer) or [input, weight] widths")),
+    "same_area_bits": (False, Check(lambda x: _int(x) or (isinstance(x, list) and len(x) == 2
+                                                          and all(_int(b) for b in x)),
+                                    "the operand width in bits (an integer, or [input, weight]) of the array "
+                                    "whose area to keep")),
+    "acc_bits": (False, Check(_int, "an integer (accumulator bits)")),
 }
 """Scenario field -> (required, check); a field left out or null takes the `Scenario` default."""
 
