@@ -22,6 +22,7 @@ RNG = np.random.default_rng(0)
 
 def run_onnx(op: str, inputs: list[np.ndarray], attrs: dict[str, int], out_dtype) -> np.ndarray:
     out_rank = inputs[0].ndim + (op == "Embed")
+    attrs = spec.with_defaults(op, attrs)  # as the exporter writes them
     model = op_model(op, [onnx_dtype(a.dtype) for a in inputs], onnx_dtype(out_dtype), attrs, [a.ndim for a in inputs], out_rank)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
@@ -128,6 +129,18 @@ def test_dot_attention(prob_bits, scale_exp):
     for out_shift, bits in [(prob_bits, 8), (prob_bits - 3, 16)]:
         attrs = {**consts, "n_clip": 30, "prob_bits": prob_bits, "out_shift": out_shift, "bits": bits}
         assert_same("DotAttention", _attention_inputs(), attrs, bits)
+
+
+@pytest.mark.parametrize("scale_exp", [20, 28])
+def test_dot_attention_of_16_bit_scores(scale_exp):
+    """16-bit q and k: the scores need a 64-bit accumulator and a score shift
+    (`intops.dot_attention_attrs`), which the body applies as intops does."""
+    attrs = intops.dot_attention_attrs(2.0 ** -scale_exp / math.sqrt(6), 6, 9, 16, 16, 16, 16, 30)
+    assert attrs["acc_bits"] == 64 and attrs["score_shift"] > 0
+    inputs = _attention_inputs(16)
+    assert_same("DotAttention", inputs, {**attrs, "out_shift": 16, "bits": 16}, 16)
+    scores = torch.from_numpy(inputs[0]).long() @ torch.from_numpy(inputs[1]).long().transpose(-1, -2)
+    assert int(scores.abs().max()) >= 2 ** 31  # the planted extremes overflow 32 bits before the shift
 
 
 @pytest.mark.parametrize("center,signed", list(itertools.product([0, 1], [0, 1])))

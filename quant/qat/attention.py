@@ -22,6 +22,7 @@ from models.attention import inhibit_fast, merge_heads, split_heads
 from models.config import EncoderConfig
 from models.errors import UserError
 from quant import intops
+from quant.ir.widths import WidthError
 from quant.qat import stvalues
 from quant.qat.config import QuantConfig
 from quant.qat.modules import ActQuant, Fx, QLinear, exact
@@ -46,14 +47,23 @@ class QDotCore(QCore):
     """DESIGN.md DotAttention: float route softmax(q k^T / sqrt(d)) v; integer route I-BERT softmax with
     `prob_bits` probabilities. The output keeps v's format (a convex mixture of v: out_shift = prob_bits)."""
 
-    def __init__(self, head_dim: int, qcfg: QuantConfig):
+    def __init__(self, head_dim: int, qcfg: QuantConfig, max_keys: int = 512):
         super().__init__()
-        self.head_dim, self.qcfg = head_dim, qcfg
+        self.head_dim, self.qcfg, self.max_keys = head_dim, qcfg, max_keys
 
-    def softmax_attrs(self, exp_q: int, exp_k: int, exp_v: int, exp_out: int) -> dict[str, int]:
-        scale = 2.0 ** -(exp_q + exp_k) / math.sqrt(self.head_dim)
-        return {**intops.softmax_constants(scale), "n_clip": self.qcfg.n_clip, "prob_bits": self.qcfg.softmax_bits,
-                "out_shift": self.qcfg.softmax_bits + exp_v - exp_out, "bits": self.qcfg.act_bits}
+    def softmax_attrs(self, q: tuple[int, int], k: tuple[int, int], v: tuple[int, int], exp_out: int
+                      ) -> dict[str, int]:
+        """The node's attributes for q, k, v given as (exp, bits): softmax constants, score shift and
+        accumulator width proven for up to `max_keys` keys (`intops.dot_attention_attrs`); the output
+        keeps v's format."""
+        scale = 2.0 ** -(q[0] + k[0]) / math.sqrt(self.head_dim)
+        prob_bits = self.qcfg.softmax_bits
+        try:
+            attrs = intops.dot_attention_attrs(scale, self.head_dim, self.max_keys, q[1], k[1], v[1], prob_bits,
+                                               self.qcfg.n_clip)
+        except WidthError as err:
+            raise UserError(str(err)) from err
+        return {**attrs, "out_shift": prob_bits + v[0] - exp_out, "bits": v[1]}
 
     def forward(self, q: Fx, k: Fx, v: Fx, mask: torch.Tensor) -> Fx:
         qk = q.value @ k.value.transpose(-2, -1)  # (B, H, n, n)
@@ -63,7 +73,7 @@ class QDotCore(QCore):
         fq = Fx(fake_quant(p @ v.value, v.scale, lo, hi), v.scale, v.bits)  # (B, H, n, d)
         if None in (q.exp, k.exp, v.exp):
             return fq
-        attrs = self.softmax_attrs(q.exp, k.exp, v.exp, v.exp)
+        attrs = self.softmax_attrs((q.exp, q.bits), (k.exp, k.bits), (v.exp, v.bits), v.exp)
         if not self.training:
             return exact(fq, intops.dot_attention(q.int(), k.int(), v.int(), mask, **attrs))
         # q, k are quantizer outputs: qk holds the integer scores times 2**-(exp_q + exp_k) exactly
@@ -75,8 +85,9 @@ class QDotCore(QCore):
 
     def lower(self, bld: Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
         qh, kh, vh, _ = inputs
-        attrs = self.softmax_attrs(bld.exp(qh), bld.exp(kh), bld.exp(vh), bld.exp(vh))
-        return bld.node("DotAttention", name, inputs, bld.bits, bld.exp(vh), **attrs)
+        fmt = [(bld.exp(t), bld.tensors[t].bits) for t in (qh, kh, vh)]
+        attrs = self.softmax_attrs(*fmt, bld.exp(vh))
+        return bld.node("DotAttention", name, inputs, attrs["bits"], bld.exp(vh), **attrs)
 
 
 class QInhibitorCore(QCore):
@@ -228,7 +239,7 @@ class QDotAttention(QProjectedAttention):
         super().__init__(cfg, qcfg)
         self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
         self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
-        self.core = QDotCore(cfg.head_dim, qcfg)
+        self.core = QDotCore(cfg.head_dim, qcfg, cfg.max_position)
 
     @classmethod
     def quant_state(cls, attn: str, state: dict[str, torch.Tensor], cfg: EncoderConfig) -> dict[str, torch.Tensor]:
@@ -289,7 +300,7 @@ class QSymmetricAttention(QAttention):
         super().__init__(cfg, qcfg)
         self.qk_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
         self.scale_c = QScaleChannels(cfg.heads, cfg.head_dim, qcfg)
-        self.core = QDotCore(cfg.head_dim, qcfg)
+        self.core = QDotCore(cfg.head_dim, qcfg, cfg.max_position)
 
     def qkv(self, x: Fx) -> tuple[Fx, Fx, Fx]:
         u = self.qk_lin(x)
