@@ -78,6 +78,9 @@ class _Builder:
     def exp(self, name: str) -> int:
         return self.tensors[name].exp
 
+    def width(self, name: str) -> int:
+        return self.tensors[name].bits
+
     def param(self, name: str, arr: np.ndarray, bits: int, exp: int | None) -> str:
         info = TensorInfo(bits, True, exp)
         self.params[name] = arr.astype(storage_dtype(info))

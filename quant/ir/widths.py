@@ -142,9 +142,12 @@ def check(prog: IntProgram) -> dict[str, int]:
         node = nodes[name]
         declared = _declared_acc(node).get(label, EXEC_BITS)
         if bits > declared:
-            way = ("no accumulator is wider than 64 bits: lower the widths feeding it (--bits or --widths)"
-                   if declared >= EXEC_BITS else
-                   f"declare a wider accumulator (acc_bits=64) or lower the widths feeding it (--bits or --widths)")
+            if declared >= EXEC_BITS:
+                way = "no accumulator is wider than 64 bits: lower the widths feeding it (--bits or --widths)"
+            elif label == "shifted":
+                way = "raise score_shift (quant.intops.dot_attention_attrs picks it) or lower the widths of q and k"
+            else:
+                way = "declare a wider accumulator (acc_bits=64) or lower the widths feeding it (--bits or --widths)"
             raise WidthError(f"node {name!r} ({node.op}): accumulator {label!r} needs {bits} bits, more than its "
                             f"{declared}; {way}")
     return proven

@@ -101,7 +101,7 @@ class QInhibitorCore(QCore):
         self.log2_gamma = nn.Parameter(torch.tensor(math.log2(max(opts.gamma_init, 1e-6) / math.sqrt(cfg.head_dim))))
         self.log2_beta = nn.Parameter(torch.tensor(math.log2(max(opts.beta_init, 1e-6))))
         self.alpha = nn.Parameter(torch.tensor(float(opts.alpha_init))) if opts.alpha_init > 0 else None
-        self.act = ActQuant(qcfg)
+        self.act = ActQuant(qcfg, bits=qcfg.attention_bits)  # the context
 
     def powers(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(g, b): the integer log2 of gamma/sqrt(d) and beta, straight-through rounded."""
@@ -135,7 +135,7 @@ class QInhibitorCore(QCore):
     def lower(self, bld: Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
         qh, _, vh, _ = inputs
         attrs = self.inhibitor_attrs(bld.exp(qh), bld.exp(vh), self.act.exp, self.act.bits)
-        return bld.node("InhibitorAttention", name, inputs, bld.bits, self.act.exp, **attrs)
+        return bld.node("InhibitorAttention", name, inputs, self.act.bits, self.act.exp, **attrs)
 
 
 class QScaleChannels(nn.Module):
@@ -145,7 +145,7 @@ class QScaleChannels(nn.Module):
         super().__init__()
         self.c = nn.Parameter(torch.ones(heads, head_dim))  # (H, d), the float model's shape
         self.bits = qcfg.weight_bits
-        self.act = ActQuant(qcfg)
+        self.act = ActQuant(qcfg, bits=qcfg.attention_bits)  # q
 
     def quantized(self) -> tuple[torch.Tensor, int]:
         return fixed_point_weight(self.c.reshape(-1), self.bits)  # (D,)
@@ -164,7 +164,8 @@ class QScaleChannels(nn.Module):
         c, ec = self.quantized()
         c = bld.param(name + ".c", round_half_up(c * 2.0 ** ec), self.bits, ec)
         exp_q = self.act.exp
-        return bld.node("ScaleChannels", name, (u, c), bld.bits, exp_q, shift=bld.exp(u) + ec - exp_q, bits=bld.bits)
+        return bld.node("ScaleChannels", name, (u, c), self.act.bits, exp_q, shift=bld.exp(u) + ec - exp_q,
+                        bits=self.act.bits)
 
 
 # ---------------------------------------------------------------- the variants
@@ -179,7 +180,7 @@ class QAttention(nn.Module, ABC):
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__()
         self.heads = cfg.heads
-        self.v_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
+        self.v_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg, bits=qcfg.attention_bits))
         self.out_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
 
     @abstractmethod
@@ -237,8 +238,8 @@ def quantized_class(name: str) -> type[QAttention]:
 class QDotAttention(QProjectedAttention):
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__(cfg, qcfg)
-        self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
-        self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
+        self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg, bits=qcfg.attention_bits))
+        self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg, bits=qcfg.attention_bits))
         self.core = QDotCore(cfg.head_dim, qcfg, cfg.max_position)
 
     @classmethod
@@ -251,7 +252,7 @@ class QInhibitorAttention(QProjectedAttention):
 
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__(cfg, qcfg)
-        shared = ActQuant(qcfg)
+        shared = ActQuant(qcfg, bits=qcfg.attention_bits)
         self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, shared)
         self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, shared)
         self.core = QInhibitorCore(cfg, qcfg)
@@ -298,7 +299,7 @@ class QSymmetricAttention(QAttention):
 
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__(cfg, qcfg)
-        self.qk_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
+        self.qk_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg, bits=qcfg.attention_bits))
         self.scale_c = QScaleChannels(cfg.heads, cfg.head_dim, qcfg)
         self.core = QDotCore(cfg.head_dim, qcfg, cfg.max_position)
 

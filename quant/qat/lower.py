@@ -32,6 +32,9 @@ class Builder:
     def exp(self, name: str) -> int:
         return self.tensors[name].exp
 
+    def width(self, name: str) -> int:
+        return self.tensors[name].bits
+
     def param(self, name: str, value: torch.Tensor, bits: int, exp: int) -> str:
         info = TensorInfo(bits, True, exp)
         self.params[name] = value.detach().to(torch.int64).numpy().astype(storage_dtype(info))
