@@ -161,3 +161,26 @@ def test_analysis_refuses_an_accumulator_wider_than_declared_or_than_64_bits():
         widths.check(_one_dot(**huge))
     with pytest.raises(widths.WidthError, match="no score shift keeps the integer softmax"):
         intops.dot_attention_attrs(2.0 ** -40, 4, 2 ** 62, 16, 16, 16, 16, 30)
+
+
+def test_export_cli_takes_a_named_setting(tmp_path):
+    """`hwsim export --init random --widths NAME`: the file declares the setting's widths."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import onnx
+    arch = tmp_path / "tiny.json"
+    arch.write_text(json.dumps(TINY.to_dict()), encoding="utf-8")
+    out = tmp_path / "m.onnx"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "hwsim.app.cli", "export", "--init", "random", "--arch", str(arch),
+                           "--attention", "symmetric", "--widths", "w8a8-att4", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    bits = json.loads(meta["hwsim.tensor_bits"])
+    assert (bits["l0.qk"], bits["l0.q"], bits["l0.v"], bits["l0.ctxh"]) == (4, 4, 4, 4)
+    assert (bits["l0.o"], bits["l0.ffn1"], bits["l0.qk.w"]) == (8, 8, 8)
