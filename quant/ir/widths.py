@@ -9,7 +9,8 @@ DotAttention `acc_bits`; 32 for the inhibitor's) or than the 64 bits of the exec
 softmax and LayerNorm internals, which every executor computes in int64).
 
 Bounds (B(t) = the largest magnitude of tensor t's declared range, `2**(bits-1)` signed):
-- Linear `acc`: `max_j sum_k max(|x_lo w_kj|, |x_hi w_kj|) + |b_j|` from the real weights.
+- Linear `acc`: `sum_k min/max(x_lo w_kj, x_hi w_kj) + b_j` over x's range, from the real weights
+  (as `quant.intops.linear_acc_bits`, which picks the declared `acc_bits`).
 - DotAttention `scores` (q @ k^T): `d B(q) B(k)`; `shifted` (after `requant(., score_shift, 32)`):
   ceil of that over 2**score_shift; softmax `exp` (e <= b_int**2 + c_int: p + b_int lies in
   (b_int - q_ln2, b_int]), `scaled` (`e * 2**prob_bits`), `exp_sum` (n e); `pv` (P @ v):
@@ -22,8 +23,11 @@ Torch-free: export and hwsim read it as they read `quant.ir.spec`.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from quant.ir import spec
 from quant.ir.program import IntProgram
+
 
 class WidthError(ValueError):
     """An accumulator wider than its node declares or than the executors hold; the message names the
@@ -41,6 +45,15 @@ def bits_for(magnitude: int) -> int:
     (1, 2, 8, 9, 32)
     """
     return max(int(magnitude).bit_length() + 1, 1)
+
+
+def range_bits(lo: int, hi: int) -> int:
+    """Signed bits holding every integer in `[lo, hi]` (lo <= 0 <= hi), as `spec.acc_bits_for` counts.
+
+    >>> range_bits(-2**31, 2**31 - 1), range_bits(0, 2**31)
+    (32, 33)
+    """
+    return max((-lo - 1).bit_length() + 1 if lo < 0 else 1, hi.bit_length() + 1)
 
 
 def magnitude(bits: int, signed: bool = True) -> int:
@@ -109,10 +122,13 @@ def prove(prog: IntProgram) -> dict[str, int]:
         bits = [prog.tensors[t].bits for t in node.inputs]
         if node.op == "Linear":
             w, b = prog.params.get(node.inputs[1]), prog.params.get(node.inputs[2])
-            if w is not None and b is not None:
-                x = bound[node.inputs[0]]
-                col = (abs(w.astype("int64")) * x).sum(0) + abs(b.astype("int64"))
-                proven[f"{node.name}/acc"] = bits_for(int(col.max(initial=0)))
+            if w is not None and b is not None and w.size:
+                lo, hi = spec.int_range(bits[0], prog.tensors[node.inputs[0]].signed)
+                lo, hi = max(lo, -bound[node.inputs[0]]), min(hi, bound[node.inputs[0]])
+                w64, b64 = w.astype("int64"), b.astype("int64")
+                low = (np.minimum(lo * w64, hi * w64).sum(0) + b64).min()  # as quant.intops.linear_acc_bits
+                high = (np.maximum(lo * w64, hi * w64).sum(0) + b64).max()
+                proven[f"{node.name}/acc"] = range_bits(min(int(low), 0), max(int(high), 0))
         elif node.op == "DotAttention" and d and n:
             for label, m in dot_bounds(node.attrs, d, n, *bits[:3]).items():
                 proven[f"{node.name}/{label}"] = bits_for(m)
