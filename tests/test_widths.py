@@ -184,3 +184,25 @@ def test_export_cli_takes_a_named_setting(tmp_path):
     bits = json.loads(meta["hwsim.tensor_bits"])
     assert (bits["l0.qk"], bits["l0.q"], bits["l0.v"], bits["l0.ctxh"]) == (4, 4, 4, 4)
     assert (bits["l0.o"], bits["l0.ffn1"], bits["l0.qk.w"]) == (8, 8, 8)
+
+
+@pytest.mark.parametrize("attention", ["dot", "symmetric"])
+def test_coarse_four_bit_scores_are_shifted_left(attention):
+    """4-bit q and k of a wide range give scores coarser than ln2 per step, which had no integer
+    softmax (lowering raised): they are shifted left (score_shift < 0) and stay exact everywhere."""
+    from models.encoder import SequenceClassifier
+    from quant.qat.model import calibrate, quantize_model
+    torch.manual_seed(0)
+    model = SequenceClassifier(TINY.replace(attention=attention, activation="relu")).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if any(f"{lin}.weight" in name for lin in ("q_lin", "k_lin")):
+                p.mul_(40.0)  # queries and keys spanning about +-30: exponents below 0 at 4 bits
+    ids = torch.randint(1, 50, (3, 12), generator=torch.Generator().manual_seed(1))
+    qmodel = calibrate(quantize_model(model, QuantConfig(weight_bits=4, act_bits=4)), [(ids, torch.ones_like(ids))])
+    prog = lower(qmodel.eval())
+    (dot,) = (n for n in prog.nodes if n.op == "DotAttention")
+    assert dot.attrs["score_shift"] < 0 and dot.attrs["q_ln2"] >= intops.attention.COARSE_Q_LN2
+    mask = np.ones((3, 12), np.int64)
+    mask[1, 5:] = 0
+    _three_way_and_qat(qmodel, prog, ids.numpy(), mask)

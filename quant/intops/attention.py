@@ -91,36 +91,52 @@ def dot_attention(q, k, v, mask, q_ln2: int, b_int: int, c_int: int, n_clip: int
     return requant(pv, out_shift, bits)
 
 
+COARSE_Q_LN2 = 16
+"""Scores coarser than ln2 / 16 per step (4-bit q and k of a wide range) are shifted left until the
+integer exponential has at least 16 steps per ln2."""
+
+
 def dot_attention_attrs(scale: float, head_dim: int, max_keys: int, q_bits: int, k_bits: int, v_bits: int,
                         prob_bits: int, n_clip: int) -> dict[str, int]:
     """The width-proven attributes of a DotAttention node whose raw scores `q @ k^T` have real scale
     `scale` (`2**-(exp_q + exp_k) / sqrt(d)`): `acc_bits`, the smallest of 32/64 holding the scores
     and P @ v (`quant.ir.widths.dot_bounds`); `score_shift`, the smallest shift >= 0 after which the
-    scores provably fit 32 bits and every softmax intermediate int64; the softmax constants of the
-    shifted scale `scale * 2**score_shift`. Where no shift is needed (every program up to 12-bit
-    scores) the attributes are those of before (`score_shift` 0, `acc_bits` 32). `quant.ir.widths.WidthError`
-    when no shift or accumulator holds them.
+    scores provably fit 32 bits and every softmax intermediate int64, or, for scores coarser than
+    the integer exponential takes (`scale > ln2`, where the softmax had no integer form), the fewest
+    left shifts (negative) giving `q_ln2 >= COARSE_Q_LN2`; the softmax constants of the shifted scale
+    `scale * 2**score_shift`. Up to 12-bit scores of a scale below ln2 the attributes are those of
+    before (`score_shift` 0, `acc_bits` 32). `quant.ir.widths.WidthError` when no shift or
+    accumulator holds them.
 
     >>> dot_attention_attrs(2.0 ** -10, 32, 512, 8, 8, 8, 8, 30)
     {'q_ln2': 709, 'b_int': 1385, 'c_int': 1006164, 'n_clip': 30, 'prob_bits': 8, 'score_shift': 0, 'acc_bits': 32}
+    >>> dot_attention_attrs(1.0, 16, 64, 4, 4, 4, 4, 30)["score_shift"]
+    -5
     """
     bounds = widths.dot_bounds({"q_ln2": 1, "b_int": 0, "c_int": 0, "prob_bits": prob_bits}, head_dim, max_keys,
                                q_bits, k_bits, v_bits)
     top = max(bounds["scores"], bounds["pv"])
     if widths.bits_for(top) > 64:
-        raise widths.WidthError(f"DotAttention at q {q_bits}, k {k_bits}, v {v_bits} bits, d {head_dim}: its accumulators need "
-                        f"{widths.bits_for(top)} bits, more than 64; lower the attention widths")
+        raise widths.WidthError(f"DotAttention at q {q_bits}, k {k_bits}, v {v_bits} bits, d {head_dim}: its "
+                                f"accumulators need {widths.bits_for(top)} bits, more than 64; lower the attention widths")
     acc = acc_bits_for(-top, top)
-    for shift in range(0, 63):
+    coarse = scale > math.log(2.0)
+    shifts = range(-1, -31, -1) if coarse else range(0, 63)
+    for shift in shifts:
         try:
             consts = softmax_constants(scale * 2.0 ** shift)
-        except ValueError:
+        except ValueError:  # still coarser than ln2 (shifting left), or shifted too far right: no integer exponential
+            if coarse:
+                continue
             break
+        if coarse and consts["q_ln2"] < COARSE_Q_LN2:
+            continue
         attrs = {**consts, "n_clip": n_clip, "prob_bits": prob_bits, "score_shift": shift, "acc_bits": acc}
         if widths.dot_softmax_fits(attrs, head_dim, max_keys, q_bits, k_bits, v_bits):
             return attrs
-    raise widths.WidthError(f"DotAttention at q {q_bits}, k {k_bits} bits, d {head_dim}, {max_keys} keys: no score shift keeps "
-                    f"the integer softmax within 32-bit scores and 64-bit sums; lower the attention widths")
+    raise widths.WidthError(f"DotAttention at q {q_bits}, k {k_bits} bits, d {head_dim}, {max_keys} keys, score scale "
+                            f"{scale:g}: no score shift keeps the integer softmax within 32-bit scores and 64-bit sums; "
+                            f"lower the attention widths")
 
 
 # Exactness of the float64 routes below: each term |a - b| is a non-negative integer at most

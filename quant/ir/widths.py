@@ -12,7 +12,7 @@ Bounds (B(t) = the largest magnitude of tensor t's declared range, `2**(bits-1)`
 - Linear `acc`: `sum_k min/max(x_lo w_kj, x_hi w_kj) + b_j` over x's range, from the real weights
   (as `quant.intops.linear_acc_bits`, which picks the declared `acc_bits`).
 - DotAttention `scores` (q @ k^T): `d B(q) B(k)`; `shifted` (after `requant(., score_shift, 32)`):
-  ceil of that over 2**score_shift; softmax `exp` (e <= b_int**2 + c_int: p + b_int lies in
+  ceil of that over 2**score_shift (times 2**-score_shift for a left shift); softmax `exp` (e <= b_int**2 + c_int: p + b_int lies in
   (b_int - q_ln2, b_int]), `scaled` (`e * 2**prob_bits`), `exp_sum` (n e); `pv` (P @ v):
   `2**prob_bits B(v)` because each row of P sums to at most 2**prob_bits.
 - InhibitorAttention `l1`: `d (B(q) + B(k))`; `h`: `n B(v)` (each term at most |v| in magnitude).
@@ -73,7 +73,8 @@ def dot_bounds(attrs, d: int, n: int, q_bits: int, k_bits: int, v_bits: int) -> 
     scores = d * magnitude(q_bits) * magnitude(k_bits)
     shift = a["score_shift"]
     e = softmax_exp_max(a["b_int"], a["c_int"])
-    return {"scores": scores, "shifted": -(-scores >> shift) if shift > 0 else scores,
+    shifted = -(-scores >> shift) if shift > 0 else scores << -shift  # round half up: at most the ceiling
+    return {"scores": scores, "shifted": shifted,
             "exp": e, "scaled": e << a["prob_bits"], "exp_sum": n * e,
             "pv": (1 << a["prob_bits"]) * magnitude(v_bits)}
 
