@@ -1,7 +1,8 @@
 """`hwsim export`: a trained quantized run (or a randomly initialised one) -> integer-only ONNX.
 
     hwsim export RUN_DIR --out model.onnx [--format onnx|qonnx]
-    hwsim export --init random --arch distilbert-base|minilm|CONFIG.json --attention NAME --bits N|--widths NAME --out model.onnx
+    hwsim export --init random --arch distilbert-base|minilm|CONFIG.json --attention NAME
+                 [--bits N | --widths NAME] --out model.onnx
 
 Both paths go through `export.pipeline.export_quant_model` (lower, to ONNX, validate, atomic save);
 nothing is written when a step fails.
