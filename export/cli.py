@@ -1,7 +1,8 @@
 """`hwsim export`: a trained quantized run (or a randomly initialised one) -> integer-only ONNX.
 
     hwsim export RUN_DIR --out model.onnx [--format onnx|qonnx]
-    hwsim export --init random --arch distilbert-base|minilm|CONFIG.json --attention NAME --bits N --out model.onnx
+    hwsim export --init random --arch distilbert-base|minilm|CONFIG.json --attention NAME
+                 [--bits N | --widths NAME] --out model.onnx
 
 Both paths go through `export.pipeline.export_quant_model` (lower, to ONNX, validate, atomic save);
 nothing is written when a step fails.
@@ -26,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention", default="inhibitor",
                         help="with --init random: the attention variant (models.variants: "
                              f"{', '.join(variants.names())}), with its default options")
-    parser.add_argument("--bits", type=int, default=8, help="with --init random: weight/activation bits")
+    parser.add_argument("--bits", type=int, default=8, help="with --init random: weight/activation bits (WNAN, 4..16)")
+    parser.add_argument("--widths", help="with --init random: a named width setting instead of --bits "
+                                         "(quant.qat.widths, e.g. w4a4, w8a8-att4)")
     parser.add_argument("--seed", type=int, default=0, help="with --init random: seed of the weights")
     parser.add_argument("--format", choices=["onnx", "qonnx"], default="onnx",
                         help="qonnx additionally writes the Brevitas QONNX export next to --out")
@@ -38,7 +41,12 @@ def _quant_model(args: argparse.Namespace):
         if args.run_dir:
             raise UserError("give either RUN_DIR or --init random, not both")
         from quant.qat.model import random_quant_model
-        return random_quant_model(_arch(args.arch), args.attention, args.bits, args.seed), None, None, None
+        from quant.qat.widths import uniform, width_setting
+        if args.widths and args.bits != 8:
+            raise UserError(f"give --widths {args.widths} or --bits {args.bits}, not both")
+        setting = width_setting(args.widths) if args.widths else uniform(args.bits)
+        return (random_quant_model(_arch(args.arch), args.attention, seed=args.seed, qcfg=setting.quant_config()),
+                None, None, None)
     if not args.run_dir:
         raise UserError("no model: give a RUN_DIR from `hwsim train`, or --init random --arch ...")
     return load_run(args.run_dir), Path(args.run_dir), run_task(args.run_dir), run_max_length(args.run_dir)

@@ -261,12 +261,14 @@ def _key_mask(b: _Body) -> str:
 
 
 def dot_attention(in_types: Sequence[int], out_type: int) -> FunctionProto:
-    """`requant(P @ v, out_shift, bits)` with P the I-BERT integer softmax of q @ k^T over valid keys."""
+    """`requant(P @ v, out_shift, bits)` with P the I-BERT integer softmax of `requant(q @ k^T, score_shift, 32)`
+    over valid keys (`quant.intops.dot_attention`; `acc_bits` is declared for the executors' checks, int64 here)."""
     b = _Body()
     valid = _key_mask(b)  # (B, 1, 1, n)
     s = b.op("MatMul", b.i64("q"), b.op("Transpose", b.i64("k"), perm=[0, 1, 3, 2]))  # (B, H, n, n)
-    # ReduceMax is exact on int64 only within the int32 range (see _max): scores are int32
-    # accumulators (intops checks them), so masked keys are filled with the int32 minimum
+    s = _requant(b, s, b.attr("score_shift"), b.const(32))
+    # ReduceMax is exact on int64 only within the int32 range (see _max): the requantised scores are
+    # 32-bit, so masked keys are filled with the int32 minimum
     row_max = b.op("ReduceMax", b.op("Where", valid, s, b.const(-(2**31))), b.const([-1]), keepdims=1)
     q_ln2 = b.attr("q_ln2")
     floor = b.op("Neg", b.op("Mul", b.attr("n_clip"), q_ln2))
@@ -282,7 +284,8 @@ def dot_attention(in_types: Sequence[int], out_type: int) -> FunctionProto:
     probs = _min(b, probs, top)
     y = _requant(b, b.op("MatMul", probs, b.i64("v")), b.attr("out_shift"), b.attr("bits"))
     return _finish(b, "DotAttention", ["q", "k", "v", "mask"], y, out_type,
-                   ["q_ln2", "b_int", "c_int", "n_clip", "prob_bits", "out_shift", "bits"], in_types)
+                   ["q_ln2", "b_int", "c_int", "n_clip", "prob_bits", "out_shift", "bits", "score_shift", "acc_bits"],
+                   in_types)
 
 
 def inhibitor_attention(in_types: Sequence[int], out_type: int) -> FunctionProto:

@@ -159,9 +159,11 @@ def to_onnx(prog: IntProgram) -> ModelProto:
 def op_model(op: str, in_types: Sequence[int], out_type: int, attrs: dict[str, int],
              in_ranks: Sequence[int], out_rank: int) -> ModelProto:
     """A one-node model of semantic op `op` (inputs named as the function's, output `y`, every
-    dimension dynamic): for testing a function body or a kernel on a single op."""
+    dimension dynamic): for testing a function body or a kernel on a single op. Attributes left out
+    get the spec's defaults, written explicitly as `to_onnx` writes them."""
     function = BUILDERS[op](list(in_types), out_type)
-    node = helper.make_node(op, list(function.input), ["y"], name=op.lower(), domain=DOMAIN, **attrs)
+    node = helper.make_node(op, list(function.input), ["y"], name=op.lower(), domain=DOMAIN,
+                            **spec.with_defaults(op, attrs))
     node.overload = function.overload
     graph = helper.make_graph(
         [node], f"{op}_alone",

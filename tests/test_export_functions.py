@@ -130,6 +130,18 @@ def test_dot_attention(prob_bits, scale_exp):
         assert_same("DotAttention", _attention_inputs(), attrs, bits)
 
 
+@pytest.mark.parametrize("scale_exp", [20, 28])
+def test_dot_attention_of_16_bit_scores(scale_exp):
+    """16-bit q and k: the scores need a 64-bit accumulator and a score shift
+    (`intops.dot_attention_attrs`), which the body applies as intops does."""
+    attrs = intops.dot_attention_attrs(2.0 ** -scale_exp / math.sqrt(6), 6, 9, 16, 16, 16, 16, 30)
+    assert attrs["acc_bits"] == 64 and attrs["score_shift"] > 0
+    inputs = _attention_inputs(16)
+    assert_same("DotAttention", inputs, {**attrs, "out_shift": 16, "bits": 16}, 16)
+    scores = torch.from_numpy(inputs[0]).long() @ torch.from_numpy(inputs[1]).long().transpose(-1, -2)
+    assert int(scores.abs().max()) >= 2 ** 31  # the planted extremes overflow 32 bits before the shift
+
+
 @pytest.mark.parametrize("center,signed", list(itertools.product([0, 1], [0, 1])))
 def test_inhibitor_attention(center, signed):
     for bits, z_shift, alpha, out_shift in [(8, 3, 0, 2), (8, 0, 5, 0), (8, -1, 40, 4), (6, 5, 2, -1)]:

@@ -80,10 +80,12 @@ def test_float_then_qat_distilled(tiny_teacher, glue_dir, tmp_path):
     qmetrics = json.loads((out / "metrics.json").read_text())
     assert qmetrics["distill"] == "task" and 0.0 <= qmetrics["validation"]["accuracy"] <= 1.0
     agnostic = tmp_path / "agnostic"
-    assert main(cli_args(tmp_path / "float", glue_dir, agnostic, "--attention", "symmetric", "--bits", 6,
+    assert main(cli_args(tmp_path / "float", glue_dir, agnostic, "--attention", "symmetric", "--widths", "w8a8-att4",
                          "--distill", "agnostic")) == 0
-    history = json.loads((agnostic / "metrics.json").read_text())["history"]
-    assert set(history[0]["loss"]) == {"hid", "ctx"}  # no labels used
+    ametrics = json.loads((agnostic / "metrics.json").read_text())
+    assert set(ametrics["history"][0]["loss"]) == {"hid", "ctx"}  # no labels used
+    assert ametrics["widths"] == "w8a8-att4" and qmetrics["widths"] == "w8a8"
+    assert load_quant_run(agnostic).qcfg.attention_bits == 4  # the checkpoint keeps the setting
     qmodel = load_quant_run(out)
     ids = torch.tensor([[2, 5, 6, 3]])
     assert qmodel(ids, torch.ones_like(ids)).shape == (1, 2)

@@ -290,10 +290,13 @@ def _heads(s: OpSite) -> tuple[int, int, int, int, int]:
 
 
 def _dot_attention(s: OpSite, t: Tally) -> None:
-    """s = q k^T; I-BERT integer softmax per row (DESIGN.md); y = requant(P @ v, out_shift, bits)."""
+    """s = q k^T, requantised by score_shift to 32 bits (the identity, uncounted, for a 32-bit accumulator);
+    I-BERT integer softmax per row (DESIGN.md); y = requant(P @ v, out_shift, bits)."""
     _, g, n, m, d = _heads(s)
-    a, scores = s.attrs, g * n * m
+    a, scores = spec.with_defaults("DotAttention", s.attrs), g * n * m
     sc = t.sum_terms(t.mul(int_range(s.in_bits[0]), int_range(s.in_bits[1]), scores * d), d, scores)
+    if a["score_shift"] or a["acc_bits"] > 32:                   # requant(s, score_shift, 32)
+        sc = t.requant(sc, a["score_shift"], 32, scores)
     t.op("cmp", sc, g * n * (m - 1))                             # row max
     q_ln2, clip = max(a["q_ln2"], 1), a["n_clip"] * max(a["q_ln2"], 1)
     t.op("add", _diff(sc, sc), scores)                           # x = s - max

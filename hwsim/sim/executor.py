@@ -4,7 +4,7 @@ After each node every output is checked against its declared width (`overflow`):
 `SimError` naming node, tensor, value and width; 'saturate' clamps to the range; 'wrap' wraps two's
 complement. Internal accumulators (Linear `acc`, DotAttention `scores`/`pv`, InhibitorAttention
 `l1`/`h`, as in `quant.intops.reference`) are checked in 'error' mode against their declared width
-(`plan.formats["node/label"]`: Linear `acc_bits`, else 32) and recorded as `node/label`; they
+(`plan.formats["node/label"]`: Linear and DotAttention `acc_bits`, else 32) and recorded as `node/label`; they
 cannot be saturated or wrapped after the fact.
 
 `max_abs` (with `track_widths`) records per tensor and accumulator the two's-complement magnitude

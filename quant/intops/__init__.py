@@ -5,6 +5,7 @@ runs an `IntProgram` with them and `quant.intops.synth` builds synthetic program
 """
 from quant.intops.attention import (  # noqa: F401  (re-exported: this package's API)
     dot_attention,
+    dot_attention_attrs,
     inhibit,
     inhibitor_attention,
     int_exp,

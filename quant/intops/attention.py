@@ -12,8 +12,10 @@ Decisions where DESIGN.md is silent:
   for the integer exponential).
 - Inhibitor step 2 is the literal `requant(L, z_shift, 32)`, including the 32-bit saturation;
   for `z_shift >= 0` it cannot trigger because L already fits 32 bits.
-- Internal accumulators passed to `check` (signed 32-bit, as DESIGN states "int32"): `scores`
-  (`q @ k^T`) and `pv` (`P @ v`) in DotAttention; `l1` (L) and `h` (H) in InhibitorAttention.
+- Internal accumulators passed to `check`: `scores` (`q @ k^T`) and `pv` (`P @ v`) in DotAttention
+  (signed `acc_bits`, 32 or 64); `l1` (L) and `h` (H) in InhibitorAttention (signed 32-bit). The
+  softmax's own intermediates (`e`, `e * 2**prob_bits`, `sum e`) are int64, proven to fit by the
+  width analysis (`quant.ir.widths`) that `dot_attention_attrs` runs when it picks the attributes.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ import math
 
 import torch
 
-from quant.intops.base import EXACT_F64, Check, as_i64, exact_matmul, floor_div, requant
+from quant.intops.base import EXACT_F64, Check, acc_bits_for, as_i64, check_acc_bits, exact_matmul, floor_div, requant
+from quant.ir import widths
 
 
 def softmax_constants(scale: float) -> dict[str, int]:
@@ -67,19 +70,73 @@ def softmax(s, mask, q_ln2: int, b_int: int, c_int: int, n_clip: int, prob_bits:
 
 
 def dot_attention(q, k, v, mask, q_ln2: int, b_int: int, c_int: int, n_clip: int, prob_bits: int,
-                  out_shift: int, bits: int, check: Check | None = None) -> torch.Tensor:
-    """DESIGN row `DotAttention`: `s = q @ k^T` (int32 accumulator, no scaling: 1/sqrt(d) lives in
-    the softmax constants); `P = softmax(s, mask, ...)`; `y = requant(P @ v, out_shift, bits)`
-    (signed, round half up, saturating), shape [B, H, n, d]."""
+                  out_shift: int, bits: int, score_shift: int = 0, acc_bits: int = 32,
+                  check: Check | None = None) -> torch.Tensor:
+    """DESIGN row `DotAttention`: `s = q @ k^T` (signed `acc_bits`-bit accumulator, 32 or 64; no
+    scaling: 1/sqrt(d) lives in the softmax constants); `s = requant(s, score_shift, 32)` (round half
+    up, saturating; a lowering picks the shift that proves the saturation never acts,
+    `dot_attention_attrs`, so with the default shift 0 and a 32-bit accumulator s is unchanged); `P = softmax(s, mask, ...)` (constants for the
+    shifted scores' scale); `y = requant(P @ v, out_shift, bits)` (signed, round half up,
+    saturating; P @ v in the same `acc_bits` accumulator), shape [B, H, n, d]."""
+    check_acc_bits(acc_bits)
     q, k, v = as_i64(q), as_i64(k), as_i64(v)
     s = exact_matmul(q, k.transpose(-1, -2))  # (B, H, n, n)
     if check is not None:
-        check("scores", s, 32)
+        check("scores", s, acc_bits)
+    s = requant(s, score_shift, 32)
     p = softmax(s, mask, q_ln2, b_int, c_int, n_clip, prob_bits)
     pv = exact_matmul(p, v)  # (B, H, n, d)
     if check is not None:
-        check("pv", pv, 32)
+        check("pv", pv, acc_bits)
     return requant(pv, out_shift, bits)
+
+
+COARSE_Q_LN2 = 16
+"""Scores coarser than ln2 / 16 per step (4-bit q and k of a wide range) are shifted left until the
+integer exponential has at least 16 steps per ln2."""
+
+
+def dot_attention_attrs(scale: float, head_dim: int, max_keys: int, q_bits: int, k_bits: int, v_bits: int,
+                        prob_bits: int, n_clip: int) -> dict[str, int]:
+    """The width-proven attributes of a DotAttention node whose raw scores `q @ k^T` have real scale
+    `scale` (`2**-(exp_q + exp_k) / sqrt(d)`): `acc_bits`, the smallest of 32/64 holding the scores
+    and P @ v (`quant.ir.widths.dot_bounds`); `score_shift`, the smallest shift >= 0 after which the
+    scores provably fit 32 bits and every softmax intermediate int64, or, for scores coarser than
+    the integer exponential takes (`scale > ln2`, where the softmax had no integer form), the fewest
+    left shifts (negative) giving `q_ln2 >= COARSE_Q_LN2`; the softmax constants of the shifted scale
+    `scale * 2**score_shift`. Up to 12-bit scores of a scale below ln2 the attributes are those of
+    before (`score_shift` 0, `acc_bits` 32). `quant.ir.widths.WidthError` when no shift or
+    accumulator holds them.
+
+    >>> dot_attention_attrs(2.0 ** -10, 32, 512, 8, 8, 8, 8, 30)
+    {'q_ln2': 709, 'b_int': 1385, 'c_int': 1006164, 'n_clip': 30, 'prob_bits': 8, 'score_shift': 0, 'acc_bits': 32}
+    >>> dot_attention_attrs(1.0, 16, 64, 4, 4, 4, 4, 30)["score_shift"]
+    -5
+    """
+    bounds = widths.dot_bounds({"q_ln2": 1, "b_int": 0, "c_int": 0, "prob_bits": prob_bits}, head_dim, max_keys,
+                               q_bits, k_bits, v_bits)
+    top = max(bounds["scores"], bounds["pv"])
+    if widths.bits_for(top) > 64:
+        raise widths.WidthError(f"DotAttention at q {q_bits}, k {k_bits}, v {v_bits} bits, d {head_dim}: its "
+                                f"accumulators need {widths.bits_for(top)} bits, more than 64; lower the attention widths")
+    acc = acc_bits_for(-top, top)
+    coarse = scale > math.log(2.0)
+    shifts = range(-1, -31, -1) if coarse else range(0, 63)
+    for shift in shifts:
+        try:
+            consts = softmax_constants(scale * 2.0 ** shift)
+        except ValueError:  # still coarser than ln2 (shifting left), or shifted too far right: no integer exponential
+            if coarse:
+                continue
+            break
+        if coarse and consts["q_ln2"] < COARSE_Q_LN2:
+            continue
+        attrs = {**consts, "n_clip": n_clip, "prob_bits": prob_bits, "score_shift": shift, "acc_bits": acc}
+        if widths.dot_softmax_fits(attrs, head_dim, max_keys, q_bits, k_bits, v_bits):
+            return attrs
+    raise widths.WidthError(f"DotAttention at q {q_bits}, k {k_bits} bits, d {head_dim}, {max_keys} keys, score scale "
+                            f"{scale:g}: no score shift keeps the integer softmax within 32-bit scores and 64-bit sums; "
+                            f"lower the attention widths")
 
 
 # Exactness of the float64 routes below: each term |a - b| is a non-negative integer at most

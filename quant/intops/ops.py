@@ -12,7 +12,8 @@ Conventions (DESIGN.md "Rounding and saturation"):
   optional `check(label, tensor, bits)` callback that is called on it before requantisation.
   `Linear` declares its accumulator width in the attribute `acc_bits` (32 or 64, default 32:
   programs written before the attribute existed keep their meaning); `linear_acc_bits` is the
-  choice a lowering makes from declared widths. The attention accumulators are 32 bits.
+  choice a lowering makes from declared widths. DotAttention declares `acc_bits` too
+  (`quant.intops.dot_attention_attrs`); the inhibitor's accumulators are 32 bits.
 - int64 headroom: every intermediate below stays under 2**62 for inputs within the declared
   widths; `requant` requires `|x| * 2**max(-shift, 0) < 2**62` and `-62 <= shift <= 62`.
 

@@ -2,8 +2,9 @@
 
 Every tensor (inputs, params, node outputs) is checked against its declared width in
 `prog.tensors`; the internal accumulators of Linear, DotAttention and InhibitorAttention (see
-`quant.ir.spec.OpSpec.accumulators`) are checked against their declared width (Linear `acc_bits`, 32 or 64;
-32 for the attention accumulators). A value that does not fit raises
+`quant.ir.spec.OpSpec.accumulators`) are checked against their declared width (Linear and DotAttention
+`acc_bits`, 32 or 64; 32 for the inhibitor's). `quant.ir.widths` proves them before a run; these checks
+catch what a program declared without that proof. A value that does not fit raises
 OverflowError naming the node, the tensor, the value and the width: accumulators never saturate,
 so a program whose widths are too small is wrong, not approximate. Requantised outputs saturate by
 definition and always fit their declared width when it matches the op's `bits`.

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from models import variants
-from quant.intops import OPS, l1_scores, linear_acc_bits, softmax_constants
+from quant.intops import OPS, dot_attention_attrs, l1_scores, linear_acc_bits
 from quant.ir.encoder import Part, build_encoder
 from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
 
@@ -77,6 +77,9 @@ class _Builder:
 
     def exp(self, name: str) -> int:
         return self.tensors[name].exp
+
+    def width(self, name: str) -> int:
+        return self.tensors[name].bits
 
     def param(self, name: str, arr: np.ndarray, bits: int, exp: int | None) -> str:
         info = TensorInfo(bits, True, exp)
@@ -200,9 +203,10 @@ def qk_shared_projection(bld: _Builder, p: str, x: str) -> tuple[str, str]:
 def dot_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
     """DotAttention with out_shift = prob_bits = bits (output in v's format)."""
     cfg, (qh, kh, vh, _) = bld.cfg, inputs
-    scale = 2.0 ** -(bld.exp(qh) + bld.exp(kh)) / math.sqrt(cfg.hidden // cfg.heads)
-    return bld.node("DotAttention", name, inputs, cfg.bits, bld.exp(vh), **softmax_constants(scale),
-                    n_clip=30, prob_bits=cfg.bits, out_shift=cfg.bits, bits=cfg.bits)
+    d = cfg.hidden // cfg.heads
+    scale = 2.0 ** -(bld.exp(qh) + bld.exp(kh)) / math.sqrt(d)
+    attrs = dot_attention_attrs(scale, d, cfg.max_position, cfg.bits, cfg.bits, cfg.bits, cfg.bits, 30)
+    return bld.node("DotAttention", name, inputs, cfg.bits, bld.exp(vh), **attrs, out_shift=cfg.bits, bits=cfg.bits)
 
 
 def inhibitor_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str]) -> str:

@@ -43,6 +43,9 @@ class EncoderParts(Protocol):
 
     def exp(self, name: str) -> int: ...
 
+    def width(self, name: str) -> int:
+        """The declared bits of tensor `name` (data movement keeps its input's width)."""
+
     def node(self, op: str, name: str, inputs: tuple[str, ...], width: int, exp: int | None,
              **attrs: int) -> str: ...
 
@@ -70,7 +73,7 @@ def build_encoder(parts: EncoderParts, layers: int) -> str:
         ln1 = parts.layernorm_at(Part("ln1", i), res1)
         ffn2 = parts.linear_at(Part("ffn2", i), parts.linear_at(Part("ffn1", i), ln1))
         x = parts.layernorm_at(Part("ln2", i), parts.add(f"l{i}.res2", ffn2, ln1))
-    cls = parts.node("TakeFirst", "cls", (x,), parts.bits, parts.exp(x))
+    cls = parts.node("TakeFirst", "cls", (x,), parts.width(x), parts.exp(x))
     return parts.linear_at(Part("logits"), parts.linear_at(Part("pre"), cls))
 
 
@@ -79,8 +82,8 @@ def attention(parts: EncoderParts, i: int, x: str) -> str:
     p = f"l{i}."
     q, k = parts.queries_keys(i, p, x)
     v = parts.linear_at(Part("v", i), x)
-    qh, kh, vh = (parts.node("SplitHeads", p + s + "h", (t,), parts.bits, parts.exp(t), heads=parts.heads)
+    qh, kh, vh = (parts.node("SplitHeads", p + s + "h", (t,), parts.width(t), parts.exp(t), heads=parts.heads)
                   for s, t in (("q", q), ("k", k), ("v", v)))
     ctxh = parts.attention_core(i, p + "ctxh", (qh, kh, vh, "attention_mask"))
-    ctx = parts.node("MergeHeads", p + "ctx", (ctxh,), parts.bits, parts.exp(ctxh))
+    ctx = parts.node("MergeHeads", p + "ctx", (ctxh,), parts.width(ctxh), parts.exp(ctxh))
     return parts.linear_at(Part("o", i), ctx)

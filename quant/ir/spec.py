@@ -145,8 +145,10 @@ register(OpSpec("ScaleChannels", ("shift", "bits"), shifts=("shift",), vector_pa
 register(OpSpec("SplitHeads", ("heads",), moves="permute"))
 register(OpSpec("MergeHeads", moves="permute"))
 register(OpSpec("TakeFirst", moves="gather"))
-register(OpSpec("DotAttention", ("q_ln2", "b_int", "c_int", "n_clip", "prob_bits", "out_shift", "bits"),
-                shifts=("out_shift",), accumulators=("scores", "pv"), score_bits_attr="prob_bits",
+register(OpSpec("DotAttention", ("q_ln2", "b_int", "c_int", "n_clip", "prob_bits", "out_shift", "bits",
+                                 "score_shift", "acc_bits"), defaults={"score_shift": 0, "acc_bits": 32},
+                shifts=("out_shift", "score_shift"), accumulators=("scores", "pv"), acc_attr="acc_bits",
+                score_bits_attr="prob_bits",
                 stages=(Stage("scores", "mac"), Stage("mixing", "mac")),
                 vector_passes=2,   # softmax: row max and exp-sum, then normalise
                 whole_inputs=_KEYS_VALUES_MASK))
@@ -274,10 +276,10 @@ def check_acc_bits(acc_bits: int) -> int:
 
 
 def acc_width(op: str, attrs: Mapping[str, int]) -> int:
-    """Declared width of `op`'s internal accumulators: its width attribute (Linear `acc_bits`,
-    default 32) or 32; ValueError unless one of `ACC_BITS`.
+    """Declared width of `op`'s internal accumulators: its width attribute (Linear and DotAttention
+    `acc_bits`, default 32) or 32; ValueError unless one of `ACC_BITS`.
 
-    >>> acc_width("Linear", {"acc_bits": 64}), acc_width("Linear", {}), acc_width("DotAttention", {})
+    >>> acc_width("Linear", {"acc_bits": 64}), acc_width("Linear", {}), acc_width("InhibitorAttention", {})
     (64, 32, 32)
     """
     spec = OPS[op]

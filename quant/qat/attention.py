@@ -22,6 +22,7 @@ from models.attention import inhibit_fast, merge_heads, split_heads
 from models.config import EncoderConfig
 from models.errors import UserError
 from quant import intops
+from quant.ir.widths import WidthError
 from quant.qat import stvalues
 from quant.qat.config import QuantConfig
 from quant.qat.modules import ActQuant, Fx, QLinear, exact
@@ -46,14 +47,23 @@ class QDotCore(QCore):
     """DESIGN.md DotAttention: float route softmax(q k^T / sqrt(d)) v; integer route I-BERT softmax with
     `prob_bits` probabilities. The output keeps v's format (a convex mixture of v: out_shift = prob_bits)."""
 
-    def __init__(self, head_dim: int, qcfg: QuantConfig):
+    def __init__(self, head_dim: int, qcfg: QuantConfig, max_keys: int = 512):
         super().__init__()
-        self.head_dim, self.qcfg = head_dim, qcfg
+        self.head_dim, self.qcfg, self.max_keys = head_dim, qcfg, max_keys
 
-    def softmax_attrs(self, exp_q: int, exp_k: int, exp_v: int, exp_out: int) -> dict[str, int]:
-        scale = 2.0 ** -(exp_q + exp_k) / math.sqrt(self.head_dim)
-        return {**intops.softmax_constants(scale), "n_clip": self.qcfg.n_clip, "prob_bits": self.qcfg.softmax_bits,
-                "out_shift": self.qcfg.softmax_bits + exp_v - exp_out, "bits": self.qcfg.act_bits}
+    def softmax_attrs(self, q: tuple[int, int], k: tuple[int, int], v: tuple[int, int], exp_out: int
+                      ) -> dict[str, int]:
+        """The node's attributes for q, k, v given as (exp, bits): softmax constants, score shift and
+        accumulator width proven for up to `max_keys` keys (`intops.dot_attention_attrs`); the output
+        keeps v's format."""
+        scale = 2.0 ** -(q[0] + k[0]) / math.sqrt(self.head_dim)
+        prob_bits = self.qcfg.softmax_bits
+        try:
+            attrs = intops.dot_attention_attrs(scale, self.head_dim, self.max_keys, q[1], k[1], v[1], prob_bits,
+                                               self.qcfg.n_clip)
+        except WidthError as err:
+            raise UserError(str(err)) from err
+        return {**attrs, "out_shift": prob_bits + v[0] - exp_out, "bits": v[1]}
 
     def forward(self, q: Fx, k: Fx, v: Fx, mask: torch.Tensor) -> Fx:
         qk = q.value @ k.value.transpose(-2, -1)  # (B, H, n, n)
@@ -63,7 +73,7 @@ class QDotCore(QCore):
         fq = Fx(fake_quant(p @ v.value, v.scale, lo, hi), v.scale, v.bits)  # (B, H, n, d)
         if None in (q.exp, k.exp, v.exp):
             return fq
-        attrs = self.softmax_attrs(q.exp, k.exp, v.exp, v.exp)
+        attrs = self.softmax_attrs((q.exp, q.bits), (k.exp, k.bits), (v.exp, v.bits), v.exp)
         if not self.training:
             return exact(fq, intops.dot_attention(q.int(), k.int(), v.int(), mask, **attrs))
         # q, k are quantizer outputs: qk holds the integer scores times 2**-(exp_q + exp_k) exactly
@@ -75,8 +85,9 @@ class QDotCore(QCore):
 
     def lower(self, bld: Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
         qh, kh, vh, _ = inputs
-        attrs = self.softmax_attrs(bld.exp(qh), bld.exp(kh), bld.exp(vh), bld.exp(vh))
-        return bld.node("DotAttention", name, inputs, bld.bits, bld.exp(vh), **attrs)
+        fmt = [(bld.exp(t), bld.tensors[t].bits) for t in (qh, kh, vh)]
+        attrs = self.softmax_attrs(*fmt, bld.exp(vh))
+        return bld.node("DotAttention", name, inputs, attrs["bits"], bld.exp(vh), **attrs)
 
 
 class QInhibitorCore(QCore):
@@ -90,7 +101,7 @@ class QInhibitorCore(QCore):
         self.log2_gamma = nn.Parameter(torch.tensor(math.log2(max(opts.gamma_init, 1e-6) / math.sqrt(cfg.head_dim))))
         self.log2_beta = nn.Parameter(torch.tensor(math.log2(max(opts.beta_init, 1e-6))))
         self.alpha = nn.Parameter(torch.tensor(float(opts.alpha_init))) if opts.alpha_init > 0 else None
-        self.act = ActQuant(qcfg)
+        self.act = ActQuant(qcfg, bits=qcfg.attention_bits)  # the context
 
     def powers(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(g, b): the integer log2 of gamma/sqrt(d) and beta, straight-through rounded."""
@@ -124,7 +135,7 @@ class QInhibitorCore(QCore):
     def lower(self, bld: Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
         qh, _, vh, _ = inputs
         attrs = self.inhibitor_attrs(bld.exp(qh), bld.exp(vh), self.act.exp, self.act.bits)
-        return bld.node("InhibitorAttention", name, inputs, bld.bits, self.act.exp, **attrs)
+        return bld.node("InhibitorAttention", name, inputs, self.act.bits, self.act.exp, **attrs)
 
 
 class QScaleChannels(nn.Module):
@@ -134,7 +145,7 @@ class QScaleChannels(nn.Module):
         super().__init__()
         self.c = nn.Parameter(torch.ones(heads, head_dim))  # (H, d), the float model's shape
         self.bits = qcfg.weight_bits
-        self.act = ActQuant(qcfg)
+        self.act = ActQuant(qcfg, bits=qcfg.attention_bits)  # q
 
     def quantized(self) -> tuple[torch.Tensor, int]:
         return fixed_point_weight(self.c.reshape(-1), self.bits)  # (D,)
@@ -153,7 +164,8 @@ class QScaleChannels(nn.Module):
         c, ec = self.quantized()
         c = bld.param(name + ".c", round_half_up(c * 2.0 ** ec), self.bits, ec)
         exp_q = self.act.exp
-        return bld.node("ScaleChannels", name, (u, c), bld.bits, exp_q, shift=bld.exp(u) + ec - exp_q, bits=bld.bits)
+        return bld.node("ScaleChannels", name, (u, c), self.act.bits, exp_q, shift=bld.exp(u) + ec - exp_q,
+                        bits=self.act.bits)
 
 
 # ---------------------------------------------------------------- the variants
@@ -168,7 +180,7 @@ class QAttention(nn.Module, ABC):
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__()
         self.heads = cfg.heads
-        self.v_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
+        self.v_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg, bits=qcfg.attention_bits))
         self.out_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
 
     @abstractmethod
@@ -226,9 +238,9 @@ def quantized_class(name: str) -> type[QAttention]:
 class QDotAttention(QProjectedAttention):
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__(cfg, qcfg)
-        self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
-        self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
-        self.core = QDotCore(cfg.head_dim, qcfg)
+        self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg, bits=qcfg.attention_bits))
+        self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg, bits=qcfg.attention_bits))
+        self.core = QDotCore(cfg.head_dim, qcfg, cfg.max_position)
 
     @classmethod
     def quant_state(cls, attn: str, state: dict[str, torch.Tensor], cfg: EncoderConfig) -> dict[str, torch.Tensor]:
@@ -240,7 +252,7 @@ class QInhibitorAttention(QProjectedAttention):
 
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__(cfg, qcfg)
-        shared = ActQuant(qcfg)
+        shared = ActQuant(qcfg, bits=qcfg.attention_bits)
         self.q_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, shared)
         self.k_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, shared)
         self.core = QInhibitorCore(cfg, qcfg)
@@ -287,9 +299,9 @@ class QSymmetricAttention(QAttention):
 
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__(cfg, qcfg)
-        self.qk_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg))
+        self.qk_lin = QLinear(cfg.hidden, cfg.hidden, qcfg, ActQuant(qcfg, bits=qcfg.attention_bits))
         self.scale_c = QScaleChannels(cfg.heads, cfg.head_dim, qcfg)
-        self.core = QDotCore(cfg.head_dim, qcfg)
+        self.core = QDotCore(cfg.head_dim, qcfg, cfg.max_position)
 
     def qkv(self, x: Fx) -> tuple[Fx, Fx, Fx]:
         u = self.qk_lin(x)

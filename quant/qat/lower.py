@@ -13,6 +13,7 @@ import torch
 
 from models.errors import UserError
 from quant.intops import linear_acc_bits
+from quant.ir import widths
 from quant.ir.encoder import Part, build_encoder
 from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
 from quant.qat.model import QuantClassifier, is_calibrated
@@ -30,6 +31,9 @@ class Builder:
 
     def exp(self, name: str) -> int:
         return self.tensors[name].exp
+
+    def width(self, name: str) -> int:
+        return self.tensors[name].bits
 
     def param(self, name: str, value: torch.Tensor, bits: int, exp: int) -> str:
         info = TensorInfo(bits, True, exp)
@@ -110,7 +114,9 @@ class _ModelParts(Builder):
 
 
 def lower(model: QuantClassifier, tokenizer: str | None = None) -> IntProgram:
-    """The integer program of a calibrated `QuantClassifier` (the model is put in eval mode)."""
+    """The integer program of a calibrated `QuantClassifier` (the model is put in eval mode); UserError
+    naming the node when the width analysis (`quant.ir.widths.check`) finds an accumulator that its
+    declared width cannot hold."""
     if not isinstance(model, QuantClassifier):
         raise UserError(f"lower() takes a quant.qat.model.QuantClassifier, got {type(model).__name__}")
     if not is_calibrated(model):
@@ -125,4 +131,9 @@ def lower(model: QuantClassifier, tokenizer: str | None = None) -> IntProgram:
             "bits": qcfg.act_bits, "weight_bits": qcfg.weight_bits, "num_labels": cfg.num_labels,
             "logits_exp": bld.exp(logits), **model.encoder.blocks[0].attn.lower_meta(),
             "pooler": cfg.pooler, "tokenizer": tokenizer}
-    return IntProgram(nodes=tuple(bld.nodes), params=bld.params, tensors=bld.tensors, meta=meta)
+    prog = IntProgram(nodes=tuple(bld.nodes), params=bld.params, tensors=bld.tensors, meta=meta)
+    try:
+        widths.check(prog)  # every accumulator proven to fit before anything runs it
+    except widths.WidthError as err:
+        raise UserError(str(err)) from err
+    return prog

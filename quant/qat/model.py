@@ -148,17 +148,20 @@ ARCHS: dict[str, EncoderConfig] = {
 
 
 def random_quant_model(arch: str | EncoderConfig, attention: str = "dot", bits: int = 8, seed: int = 0,
-                       calib_batches: int = 2, calib_len: int = 32) -> QuantClassifier:
+                       calib_batches: int = 2, calib_len: int = 32, qcfg: QuantConfig | None = None
+                       ) -> QuantClassifier:
     """A randomly initialised float model of `arch`'s dimensions ('distilbert-base', 'minilm' or an
-    EncoderConfig) with `attention`, quantized at W`bits`A`bits` and calibrated on random token ids
-    (for cost studies: `hwsim export --init random`). Deterministic in `seed`; returned in eval mode."""
+    EncoderConfig) with `attention`, quantized at W`bits`A`bits` (or at `qcfg`, e.g. a
+    `quant.qat.widths.WidthSetting`'s) and calibrated on random token ids (for cost studies:
+    `hwsim export --init random`). Deterministic in `seed`; returned in eval mode."""
     if isinstance(arch, str):
         if arch not in ARCHS:
             raise UserError(f"unknown architecture {arch!r}: use one of {', '.join(ARCHS)} or an EncoderConfig")
         arch = ARCHS[arch]
     cfg = arch.replace(attention=attention, activation="relu")
     torch.manual_seed(seed)
-    qmodel = quantize_model(SequenceClassifier(cfg).eval(), QuantConfig(weight_bits=bits, act_bits=bits))
+    qcfg = QuantConfig(weight_bits=bits, act_bits=bits) if qcfg is None else qcfg
+    qmodel = quantize_model(SequenceClassifier(cfg).eval(), qcfg)
     gen = torch.Generator().manual_seed(seed)
     n = min(calib_len, cfg.max_position)
     batches = []

@@ -87,13 +87,14 @@ def exact(fq: Fx, y_int: torch.Tensor) -> Fx:
 
 
 class ActQuant(nn.Module):
-    """Signed `bits`-bit activation quantizer (Brevitas QuantIdentity, power-of-two scale)."""
+    """Signed `bits`-bit activation quantizer (Brevitas QuantIdentity, power-of-two scale); `bits`
+    defaults to `qcfg.act_bits` (attention's tensors pass `qcfg.attention_bits`)."""
 
-    def __init__(self, qcfg: QuantConfig, const_range: float | None = None):
+    def __init__(self, qcfg: QuantConfig, const_range: float | None = None, bits: int | None = None):
         super().__init__()
-        self.bits = qcfg.act_bits
-        quant = act_quant(qcfg.act_bits, qcfg.act_percentile) if const_range is None \
-            else const_act_quant(qcfg.act_bits, const_range)
+        self.bits = qcfg.act_bits if bits is None else bits
+        quant = act_quant(self.bits, qcfg.act_percentile) if const_range is None \
+            else const_act_quant(self.bits, const_range)
         self.quant = QuantIdentity(act_quant=quant, return_quant_tensor=True)
 
     def forward(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> Fx:

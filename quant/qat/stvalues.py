@@ -84,14 +84,19 @@ def softmax(s: torch.Tensor, mask: torch.Tensor, q_ln2: int, b_int: int, c_int: 
 
 def dot_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, q_ln2: int,
                   b_int: int, c_int: int, n_clip: int, prob_bits: int, out_shift: int, bits: int,
-                  scores: torch.Tensor | None = None) -> torch.Tensor:
+                  score_shift: int = 0, acc_bits: int = 32, scores: torch.Tensor | None = None) -> torch.Tensor:
     """`intops.dot_attention` on float integers q, k, v [B, H, n, d] (signed `bits` wide). `scores`:
     `q @ k^T` when the caller already has it exactly. Products run in float32 where
-    `d * 2**(2 bits - 2)` (scores) and `n * 2**(prob_bits + bits - 1)` (P @ v) stay below 2**24."""
+    `d * 2**(2 bits - 2)` (scores) and `n * 2**(prob_bits + bits - 1)` (P @ v) stay below 2**24, else
+    float64 (exact below 2**53: the scores of two 16-bit operands over d <= 2**22 terms); the score
+    shift is `requant(., score_shift, 32)` as in `intops` (skipped where the declared 32-bit
+    accumulator already holds the scores, so it is the identity)."""
     n, d = k.shape[-2], k.shape[-1]
     if scores is None:
         dt = exact_dtype(d << (2 * bits - 2))
         scores = q.to(dt) @ k.to(dt).transpose(-1, -2)  # (B, H, n, n)
+    if score_shift or acc_bits > 32:  # else the 32-bit accumulator already holds the scores
+        scores = requant(scores, score_shift, 32)
     p = softmax(scores, mask, q_ln2, b_int, c_int, n_clip, prob_bits)
     dt = exact_dtype(n << (prob_bits + bits - 1))
     return requant(p.to(dt) @ v.to(dt), out_shift, bits)  # (B, H, n, d)

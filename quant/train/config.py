@@ -18,6 +18,8 @@ from models.config import ACTIVATIONS
 from models.errors import UserError
 from models.settings import LATER
 from models.variants import InhibitorOptions
+from quant.qat.config import MAX_BITS, MIN_BITS
+from quant.qat.widths import WIDTHS, WidthSetting, uniform, width_setting
 
 DISTILL_MODES = ("task", "agnostic", "none")
 HIDDEN_LOSSES = ("cosine", "mse")
@@ -60,7 +62,11 @@ class TrainConfig:
                                       "`hwsim train --float` (needed for distillation)")
     float_model: bool = opt(False, flag="--float",
                             help="train a float classifier (no quantization; cross-entropy unless --distill)")
-    bits: int = opt(8, help="weight and activation bits of the QAT student (2..16)")
+    bits: int = opt(8, help="weight and activation bits of the QAT student (WNAN, attention at N too; 4..16)")
+    widths: str | None = opt(None, choices=tuple(WIDTHS),
+                             help="a named width setting of the QAT student instead of --bits (quant.qat.widths: "
+                                  "Linear weights and activations, attention's q/k/v/context and probabilities "
+                                  "apart, e.g. w8a8-att4)")
     distill: DistillConfig = opt(factory=DistillConfig, help="the loss (the flags of DistillConfig)")
     epochs: int = opt(1, help="passes over the training split")
     batch_size: int = opt(32, help="training batch size, per process")
@@ -118,8 +124,13 @@ class TrainConfig:
             raise UserError(f"unknown --student-activation {self.student_activation!r}: use one of {', '.join(ACTIVATIONS)}")
         if (self.transfer_copies or self.transfer_plots) and (self.distill.mode == "none" or self.task != "rt"):
             raise UserError("a transfer set is labelled by the teacher: it needs --distill task|agnostic and --task rt")
-        if not 2 <= self.bits <= 16:
-            raise UserError(f"--bits must be in 2..16, got {self.bits}")
+        if not MIN_BITS <= self.bits <= MAX_BITS:
+            raise UserError(f"--bits {self.bits} is not a width the hardware holds: use {MIN_BITS}..{MAX_BITS} "
+                            f"(or --widths NAME: {', '.join(WIDTHS)})")
+        if self.widths is not None:
+            width_setting(self.widths)  # UserError naming the settings
+            if self.bits != 8:  # --bits left at its default
+                raise UserError(f"give --widths {self.widths} or --bits {self.bits}, not both")
         if self.distill.mode not in DISTILL_MODES:
             raise UserError(f"unknown --distill {self.distill.mode!r}: use one of {', '.join(DISTILL_MODES)}")
         if self.distill.hidden_layers not in HIDDEN_LAYERS:
@@ -129,6 +140,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def width_setting(self) -> WidthSetting:
+        """The QAT student's widths: `--widths NAME`, else W`bits`A`bits` (`quant.qat.widths.uniform`)."""
+        return uniform(self.bits) if self.widths is None else width_setting(self.widths)
 
     def attention_options(self) -> Any:
         """The options of a student of `attention`: the field holding that variant's options dataclass,

@@ -192,9 +192,8 @@ class Outputs(nn.Module):
 
 
 def quantize(cfg: TrainConfig, model: nn.Module, data, device):
-    from quant.qat.config import QuantConfig
     from quant.qat.model import calibrate, quantize_model
-    qcfg = QuantConfig(weight_bits=cfg.bits, act_bits=cfg.bits)
+    qcfg = cfg.width_setting().quant_config()
     qmodel = quantize_model(model, qcfg).to(device)
     n = len(data["labels"])
     batches = [take(data, range(i, min(i + cfg.batch_size, n)), device)
@@ -238,7 +237,8 @@ def final_metrics(cfg: TrainConfig, spec, data, meta, seconds: float, device, ev
         best = ckpt.load_quant_run(cfg.out)
     best = best.to(device)
     result = {"task": cfg.task, "attention": cfg.attention, "float": cfg.float_model,
-              "bits": None if cfg.float_model else cfg.bits, "distill": cfg.distill.mode,
+              "bits": None if cfg.float_model else cfg.bits,
+              "widths": None if cfg.float_model else cfg.width_setting().name, "distill": cfg.distill.mode,
               "best_epoch": meta["best"]["epoch"], "main_metric": spec.main_metric,
               "train_seconds": round(seconds, 1), "history": meta["history"], "config": cfg.to_dict()}
     for split in data:

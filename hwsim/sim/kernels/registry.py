@@ -115,10 +115,12 @@ def _scale(spec: KernelSpec) -> Kernel:
 @register("DotAttention")
 def _dot(spec: KernelSpec) -> Kernel:
     a, dt = dict(spec.attrs), spec.saturated_dtype()
+    acc_width("DotAttention", a)  # raises for a width other than 32 or 64
 
     def run(q, k, v, mask):
         y, peaks = softmax.dot_attention(q, k, v, mask, a["q_ln2"], a["b_int"], a["c_int"], a["n_clip"],
-                                         a["prob_bits"], a["out_shift"], a["bits"], dt)
+                                         a["prob_bits"], a["out_shift"], a["bits"], a["score_shift"],
+                                         a["acc_bits"], dt)
         return (y,), peaks
     return run
 

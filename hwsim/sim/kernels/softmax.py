@@ -1,7 +1,7 @@
 """Integer dot-product attention with the I-BERT softmax (DESIGN.md row `DotAttention` and
 "Integer softmax (I-BERT i-exp)"; `quant.intops.dot_attention / softmax / int_exp`).
 
-`s = q @ k^T` (exact); per row over valid keys: `m = max s`; `x = max(s - m, -n_clip * q_ln2)`;
+`s = q @ k^T` (exact), `s = requant(s, score_shift, 32)` when `score_shift > 0`; per row over valid keys: `m = max s`; `x = max(s - m, -n_clip * q_ln2)`;
 `z = floor(-x / q_ln2)`; `p = x + z * q_ln2`; `e = ((p + b_int)**2 + c_int) >> z`; `e = 0` on
 masked keys; `P = min(floor(e * 2**prob_bits / max(sum e, 1)), 2**prob_bits - 1)`;
 `y = requant(P @ v, out_shift, bits)`. The two products run as float BLAS when exact (bound from
@@ -61,15 +61,20 @@ def _bmm(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def dot_attention(q, k, v, mask, q_ln2: int, b_int: int, c_int: int, n_clip: int, prob_bits: int,
-                  out_shift: int, bits: int, out_dtype=np.int64) -> tuple[np.ndarray, dict[str, int]]:
-    """`quant.intops.dot_attention` for q, k, v [B, H, n, d], mask [B, n]; returns
-    `(y [B, H, n, d], {"scores": peak of q k^T, "pv": peak of P v})`, peaks as `requant.tc_magnitude`."""
+                  out_shift: int, bits: int, score_shift: int = 0, acc_bits: int = 32, out_dtype=np.int64
+                  ) -> tuple[np.ndarray, dict[str, int]]:
+    """`quant.intops.dot_attention` for q, k, v [B, H, n, d], mask [B, n] (the scores requantised:
+    `requant(s, score_shift, 32)`); returns
+    `(y [B, H, n, d], {"scores": peak of q k^T, "pv": peak of P v})`, peaks as `requant.tc_magnitude`
+    (checked by the executor against the node's `acc_bits`)."""
     bsz, heads, n, d = q.shape
     if k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"q {q.shape}, k {k.shape}, v {v.shape} must have one shape [B, H, n, d]")
     if mask.shape != (bsz, n):
         raise ValueError(f"mask {mask.shape} does not match q {q.shape}: expected {(bsz, n)}")
     s, s_peak = _bmm(q, np.swapaxes(k, 2, 3))  # (B, H, n, n)
+    if score_shift or acc_bits > 32:  # else the declared 32-bit accumulator holds s: requant is the identity
+        s = requant(s.astype(np.int64), score_shift, 32)
     s2 = np.ascontiguousarray(s).reshape(-1, n)
     p = np.empty(s2.shape, dtype=np.float32 if prob_bits <= 24 else np.int64)
     _softmax_rows(s2, np.ascontiguousarray(mask, dtype=np.int64), heads, np.int64(q_ln2), np.int64(b_int),
