@@ -71,12 +71,19 @@ class StudyConfig:
     transfer_plots: bool = _opt(False, "add the plot chunks of training movies to the float students' transfer set")
     dot_student: bool = _opt(True, "int8 dot from a float ReLU dot student (else from the teacher)")
     teacher: str = _opt("minilm", "checkpoint the teacher is fine-tuned from")
+    widths: str | None = _opt(None, "a named width setting of the QAT students instead of --bits "
+                                    "(quant.qat.widths, e.g. w4a8, w8a8-att4)", later=True)
     hidden_layers: str = _opt("all", "hidden states the float and QAT students align with the teacher's: all "
                                      "aligned layers or the last only", later=True)
     limit: int | None = _opt(None, "first N examples of every split (tests)")
 
     def __post_init__(self) -> None:
+        from quant.qat.widths import width_setting
         from quant.train.config import HIDDEN_LAYERS
+        if self.widths is not None:
+            width_setting(self.widths)  # UserError naming the settings
+            if self.bits != 8:
+                raise UserError(f"give --widths {self.widths} or --bits {self.bits}, not both")
         if self.hidden_layers not in HIDDEN_LAYERS:
             raise UserError(f"--hidden-layers must be one of {', '.join(HIDDEN_LAYERS)}, got {self.hidden_layers!r}")
         if self.task not in TASKS:
@@ -92,8 +99,13 @@ class StudyConfig:
 
     @property
     def quant_tag(self) -> str:
-        """The quantized students' tag: their training runs are `<tag>-<variant>` (`int8-dot`)."""
-        return f"int{self.bits}"
+        """The quantized students' tag: their training runs are `<tag>-<variant>`: `int<bits>` (`int8-dot`),
+        or the width setting's name (`w8a8-att4-dot`)."""
+        return f"int{self.bits}" if self.widths is None else self.widths
+
+    def quant_options(self) -> dict:
+        """The QAT students' TrainConfig width fields."""
+        return {"bits": self.bits} if self.widths is None else {"widths": self.widths}
 
     def quant_stage(self, stage: str, variant: str) -> str:
         """A per-variant stage after training (`export`, `simulate`): `<stage>-<variant>` at W8A8, the
@@ -140,7 +152,7 @@ class SeedResult:
 
 def model_file(recipe: StudyConfig, variant: str) -> str:
     """A seed folder's exported model of `variant` at the recipe's widths, relative to the folder."""
-    return f"models/{variant}-w{recipe.bits}.onnx"
+    return f"models/{variant}-{'w' + str(recipe.bits) if recipe.widths is None else recipe.widths}.onnx"
 
 
 def stage_names(recipe: StudyConfig, variants) -> list[str]:
@@ -259,7 +271,7 @@ def train_students(st: SeedStages) -> dict[str, dict]:
                                          **student)
     for v in variants:
         reads = {"teacher": "teacher", **({"init_student": f"float-{v}"} if v in students else {})}
-        metrics[f"{r.quant_tag}-{v}"] = st.train(f"{r.quant_tag}-{v}", reads, attention=v, bits=r.bits,
+        metrics[f"{r.quant_tag}-{v}"] = st.train(f"{r.quant_tag}-{v}", reads, attention=v, **r.quant_options(),
                                                distill=distill, epochs=r.qat_epochs,
                                                teacher_store=str(st.folder / "teacher_store"),
                                                train_limit=r.qat_train_limit, batch_size=r.qat_batch_size)
@@ -356,11 +368,16 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _optional_str(text: str) -> str | None:
+    return None if text.lower() == "none" else text
+
+
 def _optional_int(text: str) -> int | None:
     return None if text.lower() in ("none", "all") else int(text)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The study's options; `skip`: recipe fields a sibling command sets itself (`hwsim widths`)."""
     parser.add_argument("--task", default="rt", choices=TASKS, help="the task")
     parser.add_argument("--seeds", type=_int_list, default="0", help="comma-separated seeds, run in turn")
     parser.add_argument("--variants", type=_names, default=",".join(registry.names()),
@@ -375,19 +392,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="recompute every stage even when cached")
     recipe = parser.add_argument_group("recipe (defaults: the whole recipe; hashed into the record's fingerprint)")
     for f in fields(StudyConfig):
-        if f.name == "task":
+        if f.name == "task" or f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":
             recipe.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
         else:
-            kind = {"int": int, "float": float, "str": str}.get(f.type, _optional_int)
+            kind = {"int": int, "float": float, "str": str, "str | None": _optional_str}.get(f.type, _optional_int)
             recipe.add_argument(flag, type=kind, default=f.default,
                                 help=f.metadata["help"] + (" (none: all)" if kind is _optional_int else ""))
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[StudyConfig, StudyRun]:
-    recipe = StudyConfig(**{f.name: getattr(args, f.name) for f in fields(StudyConfig)})
+    recipe = StudyConfig(**{f.name: getattr(args, f.name) for f in fields(StudyConfig) if hasattr(args, f.name)})
     run = StudyRun(out=args.out, seeds=args.seeds, variants=args.variants, save_every=args.save_every,
                    ort_check=args.ort_check, force=args.force)
     return recipe, run

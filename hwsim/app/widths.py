@@ -1,6 +1,6 @@
 """`hwsim widths`: accuracy against energy for every attention variant as the widths drop (issue 21).
 
-    hwsim widths [--widths w8a8,w6a6,w4a4] [--seeds 0,1] [--variants dot,inhibitor,symmetric] [--cut]
+    hwsim widths [--widths w8a8,w6a6,w4a8,w4a4] [--seeds 0,1] [--variants dot,inhibitor,symmetric] [--cut]
                  [the recipe flags of hwsim study] [--out study_out] [--results results]
                  [--report widths_out] [--scenario NAME|FILE ...] [--lengths 32,512]
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,14 +40,11 @@ import numpy as np
 from models import variants as registry
 from models.errors import UserError
 
-WIDTH_NAME = re.compile(r"^w(\d+)a(\d+)$")
-
-
 @dataclass(frozen=True)
 class SweepConfig:
     """What the sweep reports on (none of it changes a result): settings, scenarios, lengths, folder."""
-    widths: tuple[str, ...] = ("w8a8", "w6a6", "w4a4")
-    scenarios: tuple[str, ...] = ("edge",)
+    widths: tuple[str, ...] = ("w8a8", "w6a6", "w4a8", "w4a4")
+    scenarios: tuple[str, ...] = ("edge", "edge_same_area")  # the edge array, and 4-bit PEs in its area
     lengths: tuple[int, ...] = (32, 512)
     report: str = "widths_out"
 
@@ -61,29 +57,22 @@ class SweepConfig:
 
 # ---------------------------------------------------------------- width settings
 
-def width_bits(name: str) -> tuple[int, int]:
-    """(weight bits, activation bits) of a setting named `w<W>a<A>`."""
-    m = WIDTH_NAME.match(name)
-    if not m:
-        raise UserError(f"unknown width setting {name!r}: name it w<weight bits>a<activation bits>, e.g. w8a8, w4a4")
-    return int(m.group(1)), int(m.group(2))
-
-
 def width_recipe(base, name: str):
-    """The study recipe `base` at width setting `name`. Settings the recipe cannot express yet (weights
-    and activations at different widths) are refused by name."""
-    w, a = width_bits(name)
-    if w != a:
-        raise UserError(f"width setting {name!r}: weights and activations at different widths are not supported "
-                        "by the study yet; use w<N>a<N> (e.g. w8a8, w6a6, w4a4)")
-    if not 3 <= w <= 16:
-        raise UserError(f"width setting {name!r}: the quantized students support 3..16 bits; choose a width in that range")
-    return replace(base, bits=w)
+    """The study recipe `base` at width setting `name` (`quant.qat.widths.WIDTHS`). A uniform setting
+    W<N>A<N> is `--bits N`, so `w8a8` is the plain recipe (its records and cached stages are the
+    study's own); the others are `--widths NAME`."""
+    from quant.qat.widths import uniform, width_setting
+
+    setting = width_setting(name)
+    if setting == uniform(setting.weight_bits):
+        return replace(base, bits=setting.weight_bits, widths=None)
+    return replace(base, bits=8, widths=name)
 
 
 def attention_width(name: str) -> int:
-    """Operand width of attention's arithmetic at setting `name` (its activations')."""
-    return width_bits(name)[1]
+    """Operand width of attention's arithmetic (q, k, v and the context) at setting `name`."""
+    from quant.qat.widths import width_setting
+    return width_setting(name).attn_bits
 
 
 # ---------------------------------------------------------------- accuracy over the ledger
@@ -305,14 +294,16 @@ def _names(text: str) -> tuple[str, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hwsim.app import study
 
-    study.add_arguments(parser)
-    parser.add_argument("--widths", type=_names, default=",".join(SweepConfig.widths),
-                        help="comma-separated width settings w<weight bits>a<activation bits> (default: %(default)s)")
+    study.add_arguments(parser, skip=("bits", "widths"))  # each setting decides them
+    parser.add_argument("--widths", dest="width_settings", type=_names, default=",".join(SweepConfig.widths),
+                        help="comma-separated width settings of quant.qat.widths (w8a8, w6a6, w4a8, w4a4, w8a8-att6, "
+                             "w8a8-att4, w16a16)")
     parser.add_argument("--cut", action="store_true", help="the demo's 20-minute cut instead of the whole recipe "
                                                            "(recipe flags given still apply on top)")
     parser.add_argument("--report", default=SweepConfig.report, help="folder of the sweep's tables and plots")
     parser.add_argument("--scenario", action="append", default=None, metavar="NAME|FILE",
-                        help="accelerator scenario to price on; repeatable (default: edge)")
+                        help="accelerator scenario to price on, e.g. edge, edge@4, edge_same_area; repeatable "
+                             "(default: edge and edge_same_area; a width-pinned one prices only models of its widths)")
     parser.add_argument("--lengths", default=",".join(map(str, SweepConfig.lengths)),
                         help="sequence lengths of the energy figures (comma-separated)")
     parser.add_argument("--jobs", type=int, default=1, help="processes for the cost model's mappings")
@@ -331,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
         given = {f.name: getattr(recipe, f.name) for f in fields(StudyConfig)
                  if getattr(recipe, f.name) != getattr(StudyConfig(), f.name)}
         recipe = StudyConfig.cut(**given)
-    sweep = SweepConfig(widths=args.widths, scenarios=tuple(args.scenario or SweepConfig.scenarios),
+    sweep = SweepConfig(widths=args.width_settings, scenarios=tuple(args.scenario or SweepConfig.scenarios),
                         lengths=parse_lengths(args.lengths), report=args.report)
     run_sweep(recipe, sweep, study_run, args.results, jobs=args.jobs)
     return 0

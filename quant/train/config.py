@@ -63,7 +63,7 @@ class TrainConfig:
     float_model: bool = opt(False, flag="--float",
                             help="train a float classifier (no quantization; cross-entropy unless --distill)")
     bits: int = opt(8, help="weight and activation bits of the QAT student (WNAN, attention at N too; 4..16)")
-    widths: str | None = opt(None, choices=tuple(WIDTHS),
+    widths: str | None = opt(None, choices=tuple(WIDTHS), later=True,
                              help="a named width setting of the QAT student instead of --bits (quant.qat.widths: "
                                   "Linear weights and activations, attention's q/k/v/context and probabilities "
                                   "apart, e.g. w8a8-att4)")
