@@ -144,13 +144,19 @@ def gemm_mapping(data: list, path: Path, acc: Mapping, where: str, cache_root: P
                                 f"for a 32x32 array")
     if out == data:
         return path, ""
-    text = yaml.safe_dump(out, sort_keys=False)
+    target = cached_mapping(yaml.safe_dump(out, sort_keys=False), path.stem, cache_root)
+    return target, f" Mapping {path.name} read by im2col (OX, OY -> rows B; FX, FY -> reduction C)."
+
+
+def cached_mapping(text: str, stem: str, cache_root: Path) -> Path:
+    """A generated mapping file, `<cache_root>/mappings/<stem>-<content hash>.yaml`: written once,
+    atomically, and named by its content, so concurrent writers and later runs share it."""
     folder = cache_root / "mappings"
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{path.stem}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    target = folder / f"{stem}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
     if not target.exists():
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, target)
-    return target, f" Mapping {path.name} read by im2col (OX, OY -> rows B; FX, FY -> reduction C)."
+    return target

@@ -37,11 +37,8 @@ suffix `edge@4`, `edge@8x4`; an attention unit always follows the model), by the
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -218,13 +215,5 @@ def sized_mapping(mapping_path: str, old: list[int], new: list[int], dims: list[
             if d in change:
                 entry["spatial_mapping"][d] = [f"{u.split(',')[0].strip()}, {change[d][1]}"
                                                if int(u.split(",")[1]) == change[d][0] else u for u in unrolls]
-    text = yaml.safe_dump(data, sort_keys=False)
-    folder = cache_root / "mappings"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{Path(mapping_path).stem}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
-    if not target.exists():
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    return str(target)
+    from hwsim.cost.own import cached_mapping
+    return str(cached_mapping(yaml.safe_dump(data, sort_keys=False), Path(mapping_path).stem, cache_root))
