@@ -176,3 +176,18 @@ def test_qat_context_equals_the_float_students_context(attention, signed, center
     ratio = float((q * f * keep).sum() / (f * f * keep).sum())
     assert abs(ratio - 1) < 0.01, ratio
     assert float(((q - f) * keep).abs().max()) <= 16 * step
+
+
+def test_layernorm_gradient_on_a_row_quantization_made_constant():
+    """A 4-bit residual row can be constant: its variance is 0. The float path takes the integer op's
+    eps (one input step squared), so the input gradient stays within 1/step of the upstream one; with
+    the float model's 1e-12 it was 1e6 times it, inf and NaN after a few layers (QAT at W4A4)."""
+    from quant.qat.modules import Fx, QLayerNorm
+
+    ln = QLayerNorm(8, 1e-12, QuantConfig(weight_bits=4, act_bits=4)).train()
+    exp_x = 2  # steps of 1/4
+    value = torch.full((2, 3, 8), 0.75, requires_grad=True)
+    out = ln(Fx(value, torch.tensor(2.0 ** -exp_x), 4), torch.float32)
+    upstream = torch.linspace(-1, 1, 8).expand(2, 3, 8)
+    (out.value * upstream).sum().backward()
+    assert torch.isfinite(value.grad).all() and value.grad.abs().max() <= 2.0 ** exp_x * upstream.abs().max()

@@ -164,7 +164,11 @@ class QLayerNorm(nn.Module):
     def forward(self, x: Fx, dtype: torch.dtype) -> Fx:
         gamma, eg, beta, eb = self.gamma_beta()
         v = x.value
-        fq = self.act(F.layer_norm(v, v.shape[-1:], gamma.to(v.dtype), beta.to(v.dtype), self.eps), dtype)
+        # the integer op's eps (at least one input step squared): a row that quantization made constant
+        # (common at 4 bits) has variance 0, where the float model's eps (1e-12) gives 1/sqrt(eps) = 1e6
+        # in the backward pass and, compounded over layers, inf and NaN gradients
+        eps = self.eps if x.exp is None else self.int_eps(x.exp) * 4.0 ** -x.exp
+        fq = self.act(F.layer_norm(v, v.shape[-1:], gamma.to(v.dtype), beta.to(v.dtype), eps), dtype)
         if x.exp is None or fq.exp is None:
             return fq
         g_int, b_int = round_half_up(gamma * 2.0 ** eg).long(), round_half_up(beta * 2.0 ** eb).long()
