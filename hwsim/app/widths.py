@@ -305,7 +305,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="accelerator scenario to price on, e.g. edge, edge@4, edge_same_area; repeatable "
                              "(default: edge and edge_same_area; a width-pinned one prices only models of its widths)")
     parser.add_argument("--lengths", default=",".join(map(str, SweepConfig.lengths)),
-                        help="sequence lengths of the energy figures (comma-separated)")
+                        help="sequence lengths of the energy figures, separated by commas")
     parser.add_argument("--jobs", type=int, default=1, help="processes for the cost model's mappings")
 
 
