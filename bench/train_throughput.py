@@ -9,8 +9,8 @@ padded to their longest snippet (dynamic padding). Same snippets (the first `--s
 RT training split), batch 16, truncation 64, same thread count. The steps alternate (one of ours,
 one of the peer's), so load on a shared machine hits both alike; the first `--warmup` of each are
 not timed. Prints real (non-pad) training tokens per second of each and the ratio ours / peer
-(target >= 1.0), in wall time and in the process's CPU time. OpenMP threads wait passively unless
-OMP_WAIT_POLICY says otherwise, as under `hwsim`.
+(target >= 1.0), in wall time and in the process's CPU time. OpenMP threads spin briefly before they sleep
+(`models.threads`) unless OMP_WAIT_POLICY or GOMP_SPINCOUNT says otherwise, as under `hwsim`.
 
     python bench/train_throughput.py [--steps 40] [--teacher DIR] [--threads N] [--peer-fused-adamw]
 
@@ -25,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `hwsim` sets it (hwsim/app/cli.py), for both loops
+from models.threads import set_thread_waiting  # noqa: E402
+
+set_thread_waiting()  # as `hwsim` does (hwsim/app/cli.py), for both loops
 import torch  # noqa: E402
 
 

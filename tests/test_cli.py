@@ -221,3 +221,17 @@ def test_a_config_field_without_help_text_is_refused():
         add_config_arguments(argparse.ArgumentParser(), _Outer)
     with pytest.raises(TypeError, match=r"_Bare\.nested has no help text"):
         add_config_arguments(argparse.ArgumentParser(), _Bare)
+
+
+def test_thread_waiting_is_a_short_spin_unless_the_user_chose(monkeypatch):
+    """`hwsim` sets GOMP_SPINCOUNT (models/threads.py) unless a wait policy or spin count is given."""
+    from models.threads import SPINCOUNT, set_thread_waiting
+
+    for given, expected in (({}, SPINCOUNT), ({"GOMP_SPINCOUNT": "5"}, "5"), ({"OMP_WAIT_POLICY": "PASSIVE"}, None)):
+        monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        for k, v in given.items():
+            monkeypatch.setenv(k, v)
+        set_thread_waiting()
+        import os
+        assert os.environ.get("GOMP_SPINCOUNT") == expected

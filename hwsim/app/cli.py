@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from models.errors import UserError
+from models.threads import set_thread_waiting
 
-# torch's OpenMP threads spin while they wait for work; where the cores are shared (more runnable
-# threads than cores) the spinning starves the working threads: a float student's training step on
-# 2 shared cores took 2.5 s with 2 spinning threads, 0.36 s with passive waiting, 0.48 s with one
-# thread (docs/QUANT.md "Training throughput"). Set before torch is imported; the user's value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch's OpenMP threads spin briefly, then sleep (models/threads.py): set before torch is imported;
+# the user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins
+set_thread_waiting()
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
