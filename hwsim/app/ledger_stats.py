@@ -80,8 +80,10 @@ def by_recipe(records: list[tuple]) -> dict[str, dict]:
     return dict(groups)
 
 
-def _right(record: dict, predictions: str) -> np.ndarray:
-    return np.array(unpack_labels(predictions)) == np.array(unpack_labels(record["test_labels"]))
+def right_of(record: dict, variant: str) -> np.ndarray:
+    """Per test example of `record`, whether the int8 `variant` got it right (bool, split order)."""
+    return (np.array(unpack_labels(record["variants"][variant]["test_predictions"]))
+            == np.array(unpack_labels(record["test_labels"])))
 
 
 def compare(runs: list[dict], a: str, b: str) -> dict:

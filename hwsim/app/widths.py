@@ -99,16 +99,11 @@ def accuracy_by_setting(records: list[tuple], fingerprints: dict[str, str]) -> d
     return out
 
 
-def _right(run: dict, v: str) -> np.ndarray:
-    from hwsim.app.ledger import unpack_labels
-    return np.array(unpack_labels(run["variants"][v]["test_predictions"])) == np.array(unpack_labels(run["test_labels"]))
-
-
 def paired_by_setting(records: list[tuple], fingerprints: dict[str, str]) -> list[dict]:
     """Per setting and subject variant: subject - baseline (pooled paired bootstrap and McNemar over the
     setting's seeds), and the difference of differences against the first setting (None for it, or
     without common seeds): how much more (positive) or less the subject keeps than the baseline."""
-    from hwsim.app.ledger_stats import BASE, bootstrap_mean, by_recipe, compare
+    from hwsim.app.ledger_stats import BASE, bootstrap_mean, by_recipe, compare, right_of
 
     groups = by_recipe(records)
     settings = [s for s in fingerprints if fingerprints[s] in groups]
@@ -126,8 +121,8 @@ def paired_by_setting(records: list[tuple], fingerprints: dict[str, str]) -> lis
             common = [s for s in sorted(seeds) if s in ref and all(x in seeds[s]["variants"] and x in ref[s]["variants"]
                                                                    for x in (v, BASE))]
             if setting != settings[0] and common:
-                d = np.concatenate([(_right(seeds[s], v).astype(int) - _right(ref[s], v))
-                                    - (_right(seeds[s], BASE).astype(int) - _right(ref[s], BASE)) for s in common])
+                d = np.concatenate([(right_of(seeds[s], v).astype(int) - right_of(ref[s], v))
+                                    - (right_of(seeds[s], BASE).astype(int) - right_of(ref[s], BASE)) for s in common])
                 mean, lo, hi = bootstrap_mean(d)
                 row["did"] = {"seeds": common, "n": len(d), "diff": mean, "low": lo, "high": hi}
             out.append(row)
