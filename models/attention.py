@@ -113,11 +113,16 @@ class DotAttention(Attention):
         self.v_lin = nn.Linear(cfg.hidden, cfg.hidden)
         self.drop = nn.Dropout(cfg.attention_dropout)
 
-    def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Q K^T / sqrt(d) of `x` (B, n, D): (B, H, n, n), before masking; its softmax over valid keys is
+        the attention probabilities (what score distillation teaches, `quant.train.distill.score_kl`)."""
         q = split_heads(self.q_lin(x), self.heads)  # (B, H, n, d)
         k = split_heads(self.k_lin(x), self.heads)
-        v = split_heads(self.v_lin(x), self.heads)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, n, n)
+        return q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, n, n)
+
+    def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.scores(x)  # (B, H, n, n)
+        v = split_heads(self.v_lin(x), self.heads)  # (B, H, n, d)
         return merge_heads(softmax_mix(scores, v, mask, self.drop))  # (B, n, D)
 
 
@@ -197,11 +202,21 @@ def inhibit_fast(q, k, v, mask, gamma=1.0, alpha=None, beta=1.0, center=False, s
     return beta * h
 
 
+LOG_SCALARS = ("gamma", "beta")  # the scalars `InhibitorOptions.scalars = "log"` trains as logarithms
+
+
 class InhibitorAttention(Attention):
     """Inhibitor attention with learnable scalars gamma (score scale), alpha (shift), beta (output).
 
     Its options are `models.variants.InhibitorOptions`: alpha exists only when `alpha_init > 0`;
     centring and signed inhibition as they say. gamma, beta and alpha are its scalars.
+
+    `scalars="log"` trains gamma and beta as their natural logarithms, parameters `log_gamma` and
+    `log_beta` (alpha stays linear: it may be negative): gamma = exp(log_gamma), beta = exp(log_beta)
+    stay positive (the quantized model stores their log2, `quant.qat.attention`), and an optimizer step
+    of at most `scalar_lr` (Adam) scales them by at most exp(scalar_lr), where a linear step moves beta
+    (about 0.02-0.05 after calibration) by 2-5 % at 1e-3. `attn.gamma` and `attn.beta` read the linear
+    values either way; `set_scalars` writes them.
     """
 
     def __init__(self, cfg: EncoderConfig):
@@ -210,14 +225,45 @@ class InhibitorAttention(Attention):
         self.q_lin = nn.Linear(cfg.hidden, cfg.hidden)
         self.k_lin = nn.Linear(cfg.hidden, cfg.hidden)
         self.v_lin = nn.Linear(cfg.hidden, cfg.hidden)
-        self.gamma = nn.Parameter(torch.tensor(float(opts.gamma_init)))
-        self.beta = nn.Parameter(torch.tensor(float(opts.beta_init)))
+        self.log_scalars = opts.scalars == "log"
+        for name, init in zip(LOG_SCALARS, (opts.gamma_init, opts.beta_init)):
+            if self.log_scalars:
+                setattr(self, "log_" + name, nn.Parameter(torch.tensor(math.log(init))))
+            else:
+                setattr(self, name, nn.Parameter(torch.tensor(float(init))))
         self.alpha = nn.Parameter(torch.tensor(float(opts.alpha_init))) if opts.alpha_init > 0 else None
         self.center, self.signed = opts.center, opts.signed
 
+    def __getattr__(self, name: str):
+        """gamma and beta of the log parametrisation: exp of their parameters (differentiable)."""
+        if name in LOG_SCALARS and "log_" + name in self._parameters:
+            return self._parameters["log_" + name].exp()
+        return super().__getattr__(name)
+
+    @torch.no_grad()
+    def set_scalars(self, gamma: float, beta: float, alpha: float | None = None) -> None:
+        """Set gamma, beta (positive under the log parametrisation) and alpha (when the module has one)
+        to these linear values."""
+        for name, value in zip(LOG_SCALARS, (gamma, beta)):
+            if self.log_scalars:
+                getattr(self, "log_" + name).fill_(math.log(value))
+            else:
+                getattr(self, name).fill_(value)
+        if alpha is not None and self.alpha is not None:
+            self.alpha.fill_(alpha)
+
     def scalar_parameters(self) -> list[nn.Parameter]:
-        """gamma, beta and alpha: at the projections' learning rate they move by < 0.02 in an epoch."""
-        return [p for p in (self.gamma, self.beta, self.alpha) if p is not None]
+        """gamma, beta (or their logarithms) and alpha: at the projections' learning rate they move by
+        < 0.02 in an epoch."""
+        own = [getattr(self, ("log_" if self.log_scalars else "") + name) for name in LOG_SCALARS]
+        return [p for p in (*own, self.alpha) if p is not None]
+
+    def inhibition(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Z of `x` (B, n, D): (B, H, n, n), `inhibitor_scores` (gamma/sqrt(d) times the L1 distances,
+        centred, shifted by alpha, ReLU; padded keys max|V| + 1). A key is the more attended the smaller
+        its Z: score distillation compares softmax(-Z / tau) with the teacher's probabilities."""
+        q, k, v = self.qkv(x)
+        return inhibitor_scores(q, k, mask, self.gamma, self.alpha, self.center, v, l1_scores(q, k))
 
     def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries, keys and values of `x`, each (B, H, n, d)."""

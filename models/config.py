@@ -12,6 +12,7 @@ from typing import Any
 
 from models import variants
 from models.errors import UserError
+from models.settings import hashed
 
 ACTIVATIONS = ("gelu", "relu")
 POOLERS = ("bert", "distilbert")
@@ -80,7 +81,9 @@ class EncoderConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The JSON form; options added later are left out at their defaults (`models.settings.hashed`),
+        so a model of the defaults is written, and digested (`quant.train.store.model_digest`), as before."""
+        return hashed(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EncoderConfig":

@@ -46,6 +46,29 @@ def hashed(config: Any) -> Any:
     return out
 
 
+def filled(config_class: type, data: dict) -> dict:
+    """`data` (a config's `asdict` as an older version wrote it) with the fields it lacks at their
+    defaults, nested dataclasses included, so that it compares with `asdict` of today's config.
+
+    >>> from dataclasses import dataclass, field
+    >>> @dataclass(frozen=True)
+    ... class C:
+    ...     a: int = 1
+    ...     b: str = field(default="all", metadata={LATER: True})
+    >>> filled(C, {"a": 2})
+    {'a': 2, 'b': 'all'}
+    """
+    out = dict(data)
+    for f in dataclasses.fields(config_class):
+        default = default_of(f)
+        nested = dataclasses.is_dataclass(default) and not isinstance(default, type)
+        if f.name not in out and default is not dataclasses.MISSING:
+            out[f.name] = dataclasses.asdict(default) if nested else default
+        elif nested and isinstance(out.get(f.name), dict):
+            out[f.name] = filled(type(default), out[f.name])
+    return out
+
+
 def _plain(value: Any) -> Any:
     """Containers as `asdict` copies them (tuples stay tuples, lists lists), dataclasses inside hashed."""
     if isinstance(value, (list, tuple)):

@@ -30,11 +30,16 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from models.errors import UserError
+from models.settings import LATER
+
+SCALARS = ("linear", "log")  # how the float inhibitor parametrises gamma and beta (InhibitorOptions.scalars)
 
 
-def _opt(default: Any, flag: str, help: str) -> Any:
-    """An option with the command-line flag and help text `hwsim train` is generated with."""
-    return field(default=default, metadata={"flag": flag, "help": help})
+def _opt(default: Any, flag: str, help: str, later: bool = False, **cli: Any) -> Any:
+    """An option with the command-line flag and help text `hwsim train` is generated with (`cli`: its
+    `choices`); `later`: added after trained models and records existed, its default the behaviour
+    before (`models.settings.hashed`)."""
+    return field(default=default, metadata={"flag": flag, "help": help, **({LATER: True} if later else {}), **cli})
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,18 @@ class InhibitorOptions:
                                                        "replaces it)")
     beta_init: float = _opt(1.0, "--inhibitor-beta", "inhibitor: initial output scale beta (the calibration "
                                                      "replaces it)")
+    scalars: str = _opt("linear", "--inhibitor-scalars", "inhibitor: gamma and beta trained as they are (linear) or "
+                                                         "as their logarithms (log: they stay positive and move by "
+                                                         "factors; its quantized twin's log2 scalars get a rate that "
+                                                         "can cross a rounding boundary in an epoch)",
+                        later=True, choices=SCALARS)
+
+    def __post_init__(self) -> None:
+        if self.scalars not in SCALARS:
+            raise UserError(f"unknown --inhibitor-scalars {self.scalars!r}: use one of {', '.join(SCALARS)}")
+        if self.scalars == "log" and (self.gamma_init <= 0 or self.beta_init <= 0):
+            raise UserError(f"--inhibitor-scalars log needs positive --inhibitor-gamma and --inhibitor-beta, got "
+                            f"{self.gamma_init}, {self.beta_init}")
 
     # the flat EncoderConfig keys that held these options before (checkpoints written until then)
     legacy: ClassVar[dict[str, str]] = {"inhibitor_center": "center", "inhibitor_signed": "signed",

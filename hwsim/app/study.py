@@ -75,6 +75,13 @@ class StudyConfig:
                                     "(quant.qat.widths, e.g. w4a8, w8a8-att4)", later=True)
     hidden_layers: str = _opt("all", "hidden states the float and QAT students align with the teacher's: all "
                                      "aligned layers or the last only", later=True)
+    inhibitor_scalars: str = _opt("linear", "the float inhibitor student's gamma and beta trained as they are "
+                                            "(linear) or as logarithms (log; its QAT student's log2 scalars then "
+                                            "train at a rate that can cross a rounding boundary)", later=True)
+    score_distill: float = _opt(0.0, "W of score distillation of the float inhibitor student (layer-by-layer init "
+                                     "and training): KL of the teacher's attention probabilities and its "
+                                     "softmax(-Z/tau) per head (0: off)", later=True)
+    score_temperature: float = _opt(1.0, "tau of score distillation", later=True)
     limit: int | None = _opt(None, "first N examples of every split (tests)")
 
     def __post_init__(self) -> None:
@@ -84,6 +91,12 @@ class StudyConfig:
             width_setting(self.widths)  # UserError naming the settings
             if self.bits != 8:
                 raise UserError(f"give --widths {self.widths} or --bits {self.bits}, not both")
+        if self.inhibitor_scalars not in registry.SCALARS:
+            raise UserError(f"--inhibitor-scalars must be one of {', '.join(registry.SCALARS)}, got "
+                            f"{self.inhibitor_scalars!r}")
+        if self.score_distill < 0 or self.score_temperature <= 0:
+            raise UserError(f"need --score-distill >= 0 and --score-temperature > 0, got {self.score_distill}, "
+                            f"{self.score_temperature}")
         if self.hidden_layers not in HIDDEN_LAYERS:
             raise UserError(f"--hidden-layers must be one of {', '.join(HIDDEN_LAYERS)}, got {self.hidden_layers!r}")
         if self.task not in TASKS:
@@ -112,6 +125,19 @@ class StudyConfig:
         names the study had before widths were swept, `<stage>-<tag>-<variant>` otherwise, so that
         several widths' stages share one seed folder without overwriting each other."""
         return f"{stage}-{variant}" if self.quant_tag == "int8" else f"{stage}-{self.quant_tag}-{variant}"
+
+    def student_options(self, variant: str) -> dict:
+        """The float student's TrainConfig fields of the ablations of the inhibitor (the log scalars, score
+        distillation) for `variant`: set only for a variant that has them (the inhibitor's options, an
+        inhibition Z), so that the other students' stages keep their fingerprints."""
+        from quant.train.distill import DistillConfig
+        out = {}
+        if self.inhibitor_scalars != "linear" and registry.get(variant).options is registry.InhibitorOptions:
+            out["inhibitor"] = registry.InhibitorOptions(scalars=self.inhibitor_scalars)
+        if self.score_distill and callable(getattr(registry.get(variant).facet("float_module"), "inhibition", None)):
+            out["distill"] = DistillConfig(mode="task", hidden_layers=self.hidden_layers, score_weight=self.score_distill,
+                                           score_temperature=self.score_temperature)
+        return out
 
     def students(self, variants) -> list[str]:
         """The variants that get a float student (the teacher's, the baseline dot, only with `dot_student`)."""
@@ -268,7 +294,7 @@ def train_students(st: SeedStages) -> dict[str, dict]:
     for v in students:
         metrics[f"float-{v}"] = st.train(f"float-{v}", {"teacher": "teacher"}, attention=v,
                                          layer_init_steps=0 if v == registry.baseline() else r.layer_init_steps,
-                                         **student)
+                                         **{**student, **r.student_options(v)})
     for v in variants:
         reads = {"teacher": "teacher", **({"init_student": f"float-{v}"} if v in students else {})}
         metrics[f"{r.quant_tag}-{v}"] = st.train(f"{r.quant_tag}-{v}", reads, attention=v, **r.quant_options(),

@@ -102,6 +102,7 @@ class QInhibitorCore(QCore):
         self.log2_beta = nn.Parameter(torch.tensor(math.log2(max(opts.beta_init, 1e-6))))
         self.alpha = nn.Parameter(torch.tensor(float(opts.alpha_init))) if opts.alpha_init > 0 else None
         self.act = ActQuant(qcfg, bits=qcfg.attention_bits)  # the context
+        self.log_scalars = opts.scalars == "log"  # its float twin trained log gamma, log beta
 
     def powers(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(g, b): the integer log2 of gamma/sqrt(d) and beta, straight-through rounded."""
@@ -261,6 +262,13 @@ class QInhibitorAttention(QProjectedAttention):
         core = self.core
         return [p for p in (core.log2_gamma, core.log2_beta, core.alpha) if p is not None]
 
+    def rounded_parameters(self) -> list[nn.Parameter]:
+        """The log2 scalars, straight-through rounded, that train at a rate able to cross a rounding
+        boundary in an epoch (`quant.train.state.rounded_lr`): only under the log parametrisation
+        (`InhibitorOptions.scalars`), else they stay at `scalar_lr` as before."""
+        core = self.core
+        return [core.log2_gamma, core.log2_beta] if core.log_scalars else []
+
     def lower_meta(self) -> dict[str, bool]:
         return {"center": self.core.center, "signed": self.core.signed}
 
@@ -275,8 +283,12 @@ class QInhibitorAttention(QProjectedAttention):
         padded keys stay fully inhibited), so the context 2**b H' equals the float beta H that the
         context-alignment loss compares with the teacher's. Otherwise the quantized model would round
         them, scaling Z or the context by up to 2**0.5 (measured on the RT inhibitor student: log2 beta
-        -4.54 rounds to -5, 27 % smaller). alpha -> core.alpha."""
+        -4.54 rounds to -5, 27 % smaller). alpha -> core.alpha. A float twin of the log parametrisation
+        holds log_gamma and log_beta: gamma = exp(log_gamma), beta = exp(log_beta)."""
         state = dict(state)
+        for leaf in ("gamma", "beta"):
+            if "log_" + leaf in state:
+                state[leaf] = state.pop("log_" + leaf).exp()
         qk = ("q_lin.weight", "q_lin.bias", "k_lin.weight", "k_lin.bias")
         folds = (("gamma", math.sqrt(cfg.head_dim), qk),
                  ("beta", 1.0, qk + ("v_lin.weight", "v_lin.bias") + (("alpha",) if "alpha" in state else ())))

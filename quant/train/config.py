@@ -50,6 +50,14 @@ class DistillConfig:
     hidden_layers: str = opt("all", choices=HIDDEN_LAYERS, later=True,
                              help="hidden states aligned: every aligned layer's, or the last layer's only (the "
                                   "InhibiDistilbert paper's)")
+    score_weight: float = opt(0.0, flag="--score-distill", later=True,
+                              help="W: weight of score distillation, the KL between the teacher's attention "
+                                   "probabilities softmax(QK^T/sqrt(d)) and an inhibitor student's softmax(-Z/tau) "
+                                   "per head, in the layer-by-layer init and in training (float inhibitor students "
+                                   "only; 0: off)")
+    score_temperature: float = opt(1.0, later=True,
+                                   help="tau of score distillation: the student's probabilities are softmax(-Z/tau), "
+                                        "Z the inhibition in the values' units")
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,13 @@ class TrainConfig:
             raise UserError(f"unknown --distill {self.distill.mode!r}: use one of {', '.join(DISTILL_MODES)}")
         if self.distill.hidden_layers not in HIDDEN_LAYERS:
             raise UserError(f"unknown --hidden-layers {self.distill.hidden_layers!r}: use one of {', '.join(HIDDEN_LAYERS)}")
+        if self.distill.score_weight < 0 or self.distill.score_temperature <= 0:
+            raise UserError(f"need --score-distill >= 0 and --score-temperature > 0, got "
+                            f"{self.distill.score_weight}, {self.distill.score_temperature}")
+        if self.distill.score_weight and (self.distill.mode == "none" or not self.float_model):
+            raise UserError("--score-distill teaches a float student the teacher's attention probabilities: it "
+                            "needs --float and --distill task|agnostic (a QAT student starts from such a student "
+                            "through --init-student)")
         if self.distill.hidden_loss not in HIDDEN_LOSSES:
             raise UserError(f"unknown hidden loss {self.distill.hidden_loss!r}: use one of {', '.join(HIDDEN_LOSSES)}")
 

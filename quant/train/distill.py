@@ -9,6 +9,10 @@ are taught by the teacher's logits alone (`quant.data.transfer`).
 Task-agnostic (`--distill agnostic`), labels unused (REFERENCE.md section 2, without the MLM term
 since the teacher has no MLM head):
     loss = alpha_hidden * hidden alignment + alpha_context * attention-context MSE
+Either mode adds `score_weight` * score distillation when it is on (`--score-distill W`, float inhibitor
+students): per layer and head the KL between the teacher's attention probabilities
+softmax(Q K^T / sqrt(d)) and the student's softmax(-Z / tau) (`score_alignment`), also in the
+layer-by-layer init (`layerwise_init`).
 Regression tasks (one output) replace KL by MSE between logits and CE by MSE to the target.
 
 `hidden(s, t)` is `1 - cos(s, t)` per token ('cosine') or the mean squared error ('mse'), averaged
@@ -102,10 +106,62 @@ def context_alignment(student: list[torch.Tensor], teacher: list[torch.Tensor], 
     return total / len(blocks)
 
 
+def score_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(teacher) || softmax(student)) over the valid keys of each row of (B, H, n, n) logits,
+    averaged over heads and valid query rows (mask (B, n), 1 = token): padded keys take no probability
+    on either side, padded queries are left out. 0 exactly when the logits are equal."""
+    keep = mask[:, None, None, :].bool()  # (B, 1, 1, n) keys
+    low = torch.finfo(student.dtype).min
+    log_s = student.masked_fill(~keep, low).log_softmax(-1)  # (B, H, n, n)
+    log_t = teacher.masked_fill(~keep, low).log_softmax(-1)
+    per_row = torch.where(keep, log_t.exp() * (log_t - log_s), 0.0).sum(-1)  # (B, H, n)
+    rows = mask[:, None, :].to(per_row.dtype).expand_as(per_row)  # (B, H, n) queries
+    return (per_row * rows).sum() / rows.sum().clamp(min=1)
+
+
+def score_alignment(inhibition: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor,
+                    tau: float) -> torch.Tensor:
+    """Mean over the student's layers of `score_kl(-Z / tau, teacher logits)`: `inhibition` the
+    student's Z per layer (`InhibitorAttention.inhibition`, in the values' units: gamma/sqrt(d) times
+    the L1 distances, centred, plus alpha, ReLU), `teacher` the aligned teacher layers' Q K^T / sqrt(d)
+    (`TeacherScores`)."""
+    return sum(score_kl(-z / tau, t.detach(), mask) for z, t in zip(inhibition, teacher)) / len(inhibition)
+
+
+class TeacherScores:
+    """The teacher's attention logits Q K^T / sqrt(d) of every student layer's aligned teacher layer
+    (`layer_map`), from the teacher's hidden states (the input of each block), so that a teacher store
+    (`quant.train.store`), which holds hidden states but no probabilities, serves them unchanged:
+    they are the teacher's own up to the float rounding of the stored hidden states."""
+
+    def __init__(self, teacher: nn.Module, student_layers: int, student_heads: int):
+        attns = [block.attn for block in teacher.encoder.blocks]
+        if not all(callable(getattr(a, "scores", None)) for a in attns):
+            raise UserError(f"score distillation needs a teacher with softmax(Q K^T / sqrt(d)) attention; "
+                            f"its attention is {teacher.cfg.attention!r}: use a dot-product teacher")
+        if teacher.cfg.heads != student_heads:
+            raise UserError(f"score distillation pairs heads: the teacher has {teacher.cfg.heads}, the student "
+                            f"{student_heads}; use a student with the teacher's heads")
+        self.attns = attns
+        self.blocks = [j - 1 for j in layer_map(student_layers, len(attns))[1:]]  # block i ends at hidden i + 1
+
+    @torch.no_grad()
+    def __call__(self, hidden_states: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per student layer, the logits (B, H, n, n) of its teacher layer from that layer's input."""
+        return [self.attns[j].scores(hidden_states[j]) for j in self.blocks]
+
+    def to(self, device) -> "TeacherScores":
+        for attn in self.attns:
+            attn.to(device)
+        return self
+
+
 def distill_loss(cfg: DistillConfig, mask: torch.Tensor, labels: torch.Tensor,
-                 student: tuple, teacher: tuple | None, proj: HiddenProjection | None
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its named parts; `student`/`teacher` are (logits, hidden_states, contexts)."""
+                 student: tuple, teacher: tuple | None, proj: HiddenProjection | None,
+                 scores: tuple[list, list] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its named parts; `student`/`teacher` are (logits, hidden_states, contexts);
+    `scores`: (the student's Z per layer, the teacher's logits per layer) under score distillation,
+    whose part "att" is `score_weight` times `score_alignment`."""
     s_logits, s_hidden, s_ctx = student
     parts: dict[str, torch.Tensor] = {}
     if cfg.mode in ("none", "task"):
@@ -125,6 +181,8 @@ def distill_loss(cfg: DistillConfig, mask: torch.Tensor, labels: torch.Tensor,
     same_width = bool(s_ctx) and s_ctx[0].shape[-1] == t_ctx[0].shape[-1]
     if cfg.alpha_context and s_ctx and (same_width or cfg.mode == "agnostic"):  # task: skipped if narrower
         parts["ctx"] = cfg.alpha_context * context_alignment(s_ctx, t_ctx, mask)
+    if cfg.score_weight and scores is not None:
+        parts["att"] = cfg.score_weight * score_alignment(*scores, mask, cfg.score_temperature)
     total = sum(parts.values())
     return total, {k: v.item() for k, v in parts.items()}
 
@@ -144,8 +202,17 @@ def scalar_ids(module: nn.Module) -> set[int]:
             for p in m.scalar_parameters()}
 
 
+def rounded_ids(module: nn.Module) -> set[int]:
+    """The ids of the parameters of `module` that its attention modules round straight-through and
+    train at `quant.train.state.rounded_lr` (`rounded_parameters()`: the quantized inhibitor's log2
+    scalars under the log parametrisation)."""
+    return {id(p) for m in module.modules() if callable(getattr(m, "rounded_parameters", None))
+            for p in m.rounded_parameters()}
+
+
 def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
-                   lr: float = 1e-4, scalar_lr: float = 1e-3, progress=None) -> list[float]:
+                   lr: float = 1e-4, scalar_lr: float = 1e-3, progress=None,
+                   scores: tuple[float, float, TeacherScores] | None = None) -> list[float]:
     """Fit every student layer's attention context to the teacher's, one pass over `batches`.
 
     Both are float `SequenceClassifier`s of equal depth and width (the teacher may be its
@@ -157,6 +224,9 @@ def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dic
     the attention's declared scalars (`scalar_ids`) at `scalar_lr`. `batches` is typically the shuffled whole
     training split (`quant.train.runtime.initialise_student`). Returns per layer the mean loss over the
     last quarter of the batches. Leaves the student in train mode, the teacher in eval mode.
+    `scores` = (weight W, tau, the teacher's `TeacherScores`): score distillation, each layer's loss
+    plus W times `score_kl` of its softmax(-Z / tau) (Z from the teacher's hidden state l as well) and
+    the teacher's layer-l probabilities.
     """
     teacher.eval()
     student.train()
@@ -169,9 +239,14 @@ def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dic
     for step, b in enumerate(batches):
         with torch.no_grad():
             out = teacher.forward_all(b["input_ids"], b["attention_mask"])[1]
-        losses = [token_loss(block.attn.context(out.hidden_states[layer], b["attention_mask"]),
-                             out.contexts[layer], b["attention_mask"], "mse")
+        mask = b["attention_mask"]
+        losses = [token_loss(block.attn.context(out.hidden_states[layer], mask), out.contexts[layer], mask, "mse")
                   for layer, block in enumerate(student.encoder.blocks)]
+        if scores is not None:
+            weight, tau, target = scores
+            losses = [loss + weight * score_kl(-block.attn.inhibition(out.hidden_states[layer], mask) / tau, t, mask)
+                      for layer, (loss, block, t) in enumerate(zip(losses, student.encoder.blocks,
+                                                                   target(out.hidden_states)))]
         opt.zero_grad(set_to_none=True)
         torch.stack(losses).sum().backward()
         opt.step()
@@ -222,10 +297,7 @@ def calibrate_inhibitor(student: nn.Module, teacher: nn.Module, batches: Iterabl
         best = {"exponent": 0.0, "alpha": 0.0, "beta": 0.0, "residual": float("inf")}
         for e in exponents:
             for a in (list(alphas) if attn.alpha is not None else [0.0]):
-                attn.gamma.fill_(2.0 ** e * math.sqrt(attn.head_dim))
-                attn.beta.fill_(1.0)
-                if attn.alpha is not None:
-                    attn.alpha.fill_(a)
+                attn.set_scalars(2.0 ** e * math.sqrt(attn.head_dim), 1.0, a)
                 ht = hh = tt = 0.0
                 for b, out, qkv, l1 in zip(batches, targets, heads, l1s):
                     keep = b["attention_mask"][..., None].to(out.contexts[layer].dtype)  # (B, n, 1)
@@ -243,10 +315,7 @@ def calibrate_inhibitor(student: nn.Module, teacher: nn.Module, batches: Iterabl
             raise UserError(f"inhibitor calibration of layer {layer}: no gamma in 2**{min(exponents)}.."
                             f"2**{max(exponents)} gives a context correlated with the teacher's; "
                             f"train without calibration (--no-calibrate-inhibitor)")
-        attn.gamma.fill_(2.0 ** best["exponent"] * math.sqrt(attn.head_dim))
-        attn.beta.fill_(best["beta"])
-        if attn.alpha is not None:
-            attn.alpha.fill_(best["alpha"])
+        attn.set_scalars(2.0 ** best["exponent"] * math.sqrt(attn.head_dim), best["beta"], best["alpha"])
         fits.append(best)
     student.train(was_training)
     return fits

@@ -92,7 +92,8 @@ def build(cfg: TrainConfig, spec) -> dict[str, Any]:
     """The float model to train (before quantization), its config, the distillation teacher (or
     None), the teacher for the layer-by-layer initialisation (or None), and the calibration of a student
     just built from a dot-product model with the model it fits to (`calibration`, `calib_teacher`: the
-    variant's calibration facet, or both None).
+    variant's calibration facet, or both None), and the teacher's attention logits under score
+    distillation (`scores`: a `quant.train.distill.TeacherScores`, else None).
 
     A *student* is a model made for another attention than the one it starts from, or a float model
     trained by distillation; it is built (`student_from`) with `cfg.student_activation`, the FFN
@@ -127,8 +128,12 @@ def build(cfg: TrainConfig, spec) -> dict[str, Any]:
             calib_teacher = model if calibration is not None else None
         model, enc_cfg = student_from(model, cfg.attention, activation=cfg.student_activation,
                                       attention_options=cfg.attention_options())
+    scores = None
+    if cfg.distill.score_weight:  # from the teacher model, before a store takes its place
+        from quant.train.distill import TeacherScores
+        scores = TeacherScores(teacher, enc_cfg.layers, enc_cfg.heads)
     return {"model": model.train(), "enc_cfg": enc_cfg, "teacher": teacher, "init_teacher": init_teacher,
-            "calibration": calibration, "calib_teacher": calib_teacher}
+            "calibration": calibration, "calib_teacher": calib_teacher, "scores": scores}
 
 
 # ---------------------------------------------------------------- setting up a run
@@ -148,6 +153,7 @@ class Run:
     qcfg: Any
     model: nn.Module
     teacher: Any
+    scores: Any  # the teacher's attention logits (`quant.train.distill.TeacherScores`) under score distillation
     proj: HiddenProjection | None
     wrapped: nn.Module
     runner: nn.Module
@@ -176,10 +182,12 @@ def _prepare(cfg: TrainConfig, world: Dist, spec, state) -> Run:
     model, qcfg = parts["model"].to(world.device), None
     if not cfg.float_model:
         model, qcfg = quantize(cfg, model, data["train"], world.device)
-    teacher, proj, wrapped, runner = wrap_model(world, model, parts["teacher"], parts["enc_cfg"], state)
+    scores = parts["scores"].to(world.device) if parts["scores"] is not None else None
+    teacher, proj, wrapped, runner = wrap_model(world, model, parts["teacher"], parts["enc_cfg"], state,
+                                                scores is not None)
     sampler = length_sampler(cfg, data["train"], cfg.seed, world.world, world.rank)
     return Run(cfg, world, spec, tokenizer, data, "validation" if "validation" in data else "test",
-               parts["enc_cfg"], qcfg, model, teacher, proj, wrapped, runner, sampler,
+               parts["enc_cfg"], qcfg, model, teacher, scores, proj, wrapped, runner, sampler,
                len(sampler))
 
 
@@ -188,6 +196,7 @@ def _prepare(cfg: TrainConfig, world: Dist, spec, state) -> Run:
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run the training that `cfg` describes; returns the final metrics (rank 0; {} elsewhere)."""
     from quant.data.tasks import get_task
+    check_score_distill(cfg)
     world = setup_distributed()
     torch.manual_seed(cfg.seed)
     spec = get_task(cfg.task)
@@ -210,6 +219,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return _finish(run, meta, time.perf_counter() - start)
 
 
+def check_score_distill(cfg: TrainConfig) -> None:
+    """UserError when `--score-distill` is set for a student whose attention has no inhibition Z
+    (`inhibition`): dot and symmetric students are softmax attention already (a dot student starts
+    from the teacher's very queries and keys, a symmetric one from their best symmetric fit)."""
+    from models.attention import attention_class
+    if cfg.distill.score_weight and not callable(getattr(attention_class(cfg.attention), "inhibition", None)):
+        raise UserError(f"--score-distill aligns an inhibitor's softmax(-Z/tau) with the teacher's attention "
+                        f"probabilities; {cfg.attention!r} attention has no inhibition Z: drop --score-distill "
+                        f"or use --attention inhibitor")
+
+
 def _train_epoch(run: Run, epoch: int, step: int, meta: dict[str, Any], optim, bar) -> int:
     """The rest of epoch `epoch` from global step `step`; returns the step reached."""
     cfg = run.cfg
@@ -227,13 +247,16 @@ def _train_epoch(run: Run, epoch: int, step: int, meta: dict[str, Any], optim, b
 
 def _train_step(run: Run, batch: dict[str, torch.Tensor], opt, sched) -> dict[str, float]:
     """One optimizer step on `batch`; the named loss parts."""
-    student = run.runner(batch["input_ids"], batch["attention_mask"])
-    target = None
+    *student, inhibition = run.runner(batch["input_ids"], batch["attention_mask"])
+    target = scores = None
     if run.teacher is not None:
         with torch.no_grad():
             t_logits, t_out = run.teacher.forward_all(batch["input_ids"], batch["attention_mask"])
         target = (t_logits, t_out.hidden_states, t_out.contexts)
-    loss, named = distill_loss(run.cfg.distill, batch["attention_mask"], batch["labels"], student, target, run.proj)
+        if run.scores is not None:
+            scores = (inhibition, run.scores(t_out.hidden_states))
+    loss, named = distill_loss(run.cfg.distill, batch["attention_mask"], batch["labels"], tuple(student), target,
+                               run.proj, scores)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if run.cfg.max_grad_norm:

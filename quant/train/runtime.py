@@ -130,9 +130,12 @@ def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say,
         steps = cfg.layer_init_steps
         total = -(-len(train_data["labels"]) // cfg.batch_size) if steps < 0 else steps
         bar = tqdm(total=total, desc="layer-by-layer init", dynamic_ncols=True, disable=not show)
+        scores = None if parts["scores"] is None else (cfg.distill.score_weight, cfg.distill.score_temperature,
+                                                      parts["scores"])
         finals = layerwise_init(model, parts["init_teacher"],
                                 shuffled_batches(train_data, length_sampler(cfg, train_data, cfg.seed + 2), steps),
-                                cfg.layer_init_lr, cfg.scalar_lr, progress=lambda step, losses: bar.update(1))
+                                cfg.layer_init_lr, cfg.scalar_lr, progress=lambda step, losses: bar.update(1),
+                                scores=scores)
         bar.close()
         say(f"layer-by-layer init ({total} batches): context MSE per layer over the last quarter "
             f"{[round(f, 5) for f in finals]}")
@@ -160,14 +163,15 @@ def use_teacher_store(cfg: TrainConfig, parts: dict[str, Any], train_data, world
     return {**parts, **replaced}
 
 
-def wrap_model(world: Dist, model: nn.Module, teacher, enc_cfg, state):
+def wrap_model(world: Dist, model: nn.Module, teacher, enc_cfg, state, inhibition: bool = False):
     """(teacher on the device, projection, Outputs wrapper with a resumed state loaded, runner);
-    `teacher` may be a `quant.train.store.TeacherStore`, which answers on any device."""
+    `teacher` may be a `quant.train.store.TeacherStore`, which answers on any device; `inhibition`:
+    the wrapper also returns the student's Z per layer (score distillation)."""
     if isinstance(teacher, nn.Module):
         teacher = teacher.to(world.device).eval().requires_grad_(False)
     full = teacher is not None
     proj = HiddenProjection(enc_cfg.hidden, teacher.cfg.hidden, enc_cfg.layers + 1) if full else None
-    wrapped = Outputs(model, full, proj).to(world.device)
+    wrapped = Outputs(model, full, proj, inhibition).to(world.device)
     if state is not None:
         wrapped.load_state_dict(state["model"])
     runner = wrapped
@@ -178,17 +182,23 @@ def wrap_model(world: Dist, model: nn.Module, teacher, enc_cfg, state):
 
 
 class Outputs(nn.Module):
-    """forward -> (logits, hidden_states, contexts), so that DDP sees every use of the parameters."""
+    """forward -> (logits, hidden_states, contexts, inhibition), so that DDP sees every use of the
+    parameters; `inhibition`: each block's Z from its input (`InhibitorAttention.inhibition`) when
+    asked for (score distillation), else ()."""
 
-    def __init__(self, model: nn.Module, full: bool, proj: HiddenProjection | None):
+    def __init__(self, model: nn.Module, full: bool, proj: HiddenProjection | None, inhibition: bool = False):
         super().__init__()
-        self.model, self.full, self.proj = model, full, proj
+        self.model, self.full, self.proj, self.inhibition = model, full, proj, inhibition
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         if not self.full:
-            return self.model(input_ids, attention_mask), (), ()
+            return self.model(input_ids, attention_mask), (), (), ()
         logits, out = self.model.forward_all(input_ids, attention_mask)
-        return logits, tuple(out.hidden_states), tuple(out.contexts)
+        z = ()
+        if self.inhibition:
+            mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+            z = tuple(block.attn.inhibition(x, mask) for block, x in zip(self.model.encoder.blocks, out.hidden_states))
+        return logits, tuple(out.hidden_states), tuple(out.contexts), z
 
 
 def quantize(cfg: TrainConfig, model: nn.Module, data, device):

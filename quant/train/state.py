@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 from models.errors import UserError
+from models.settings import filled
 from quant.train import checkpoint as ckpt
 
 
@@ -22,15 +23,19 @@ def make_optimizer(cfg, module: nn.Module, total_steps: int):
     `cfg.scalar_lr`; torch's fused kernel: the same update as the for-loop one to the last bit of float32
     rounding, 31 ms instead of 164 ms a step for MiniLM's 22.7 M parameters on one core) and a linear
     warm-up then linear decay to 0 over `total_steps`; `cfg` is the loop's TrainConfig."""
-    from quant.train.distill import scalar_ids
-    decay, no_decay, scalars = [], [], []
-    own = scalar_ids(module)
+    from quant.train.distill import rounded_ids, scalar_ids
+    decay, no_decay, scalars, rounded = [], [], [], []
+    own, steps = scalar_ids(module), rounded_ids(module)
     for name, p in module.named_parameters():
         if p.requires_grad:
-            (scalars if id(p) in own else no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+            (rounded if id(p) in steps else scalars if id(p) in own else
+             no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if scalars:
         groups.append({"params": scalars, "weight_decay": 0.0, "lr": cfg.scalar_lr})
+    if rounded:
+        lr = rounded_lr(cfg.scalar_lr, total_steps // cfg.epochs)
+        groups.append({"params": rounded, "weight_decay": 0.0, "lr": lr})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)  # one vectorised pass: 5x the for-loop's speed on CPU
     warm = int(cfg.warmup * total_steps)
 
@@ -40,6 +45,22 @@ def make_optimizer(cfg, module: nn.Module, total_steps: int):
         return max(0.0, (total_steps - step) / max(1, total_steps - warm))
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def rounded_lr(scalar_lr: float, steps_per_epoch: int) -> float:
+    """The rate of the quantized inhibitor's log2 scalars under the log parametrisation
+    (`rounded_parameters`): max(scalar_lr, 2 / steps_per_epoch).
+
+    They start at integers (`QInhibitorAttention.quant_state` rounds log2 gamma/sqrt(d) and log2 beta and
+    folds the remainders into q/k/v) and are rounded to the nearest integer straight-through, so they
+    change the model only once they cross a boundary 0.5 away. Adam moves a parameter by at most about
+    its rate per step (|m / sqrt(v)| <= 1, reached when the gradient keeps its sign), and the schedule
+    (10 % warm-up, then linear decay to 0) sums to about half the steps, so a rate r moves it by at most
+    r * S / 2 in an epoch of S steps: at `scalar_lr` 1e-3 that is 0.03 in the demo's 63 QAT steps and 0.32
+    in the full recipe's 644: never across. 2 / S allows one log2 unit in a one-epoch run: a gradient of
+    steady sign crosses the boundary about half-way, a noisy one (Adam's step shrinks to about
+    r * |mean| / rms of the gradient) stays put."""
+    return max(scalar_lr, 2.0 / max(1, steps_per_epoch))
 
 
 def resume_state(cfg) -> dict[str, Any] | None:
@@ -52,7 +73,7 @@ def resume_state(cfg) -> dict[str, Any] | None:
         raise UserError(f"--resume: no training checkpoint in {ckpt.checkpoint_dir(cfg.out)}; start without "
                         f"--resume (pass --save-every N to write checkpoints)")
     state = ckpt.load_state(path)
-    saved = json.loads(state["meta"])["config"]
+    saved = filled(type(cfg), json.loads(state["meta"])["config"])  # settings added since: their defaults
     mine = dict(cfg.to_dict(), resume=saved["resume"])
     changed = sorted(k for k in mine if mine[k] != saved.get(k))
     if changed:

@@ -1,0 +1,196 @@
+"""The inhibitor's ablation options: log-domain scalars (`--inhibitor-scalars log`) and score
+distillation (`--score-distill W`). Their defaults keep every fingerprint (tests/test_settings.py);
+here: the log parametrisation computes what the linear one does at the same gamma and beta, float
+and quantized; the score loss; and tiny training runs with each option, twice, identical."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from hwsim.app.cli import main
+from models.config import EncoderConfig
+from models.encoder import SequenceClassifier
+from models.variants import InhibitorOptions
+from tests.test_train import cli_args, glue_dir, tiny_teacher  # noqa: F401 (fixtures)
+
+
+def tiny_pair(gamma: float | None = None, beta: float | None = None):
+    """A linear and a log-domain inhibitor classifier with the same weights (same seed; the scalars
+    draw nothing) and dropout off; with `gamma`, `beta`: the log model set to them and the linear one
+    to the log model's values exp(log_gamma), exp(log_beta)."""
+    models = []
+    for scalars in ("linear", "log"):
+        torch.manual_seed(0)
+        cfg = EncoderConfig(vocab_size=30, hidden=16, layers=2, heads=2, ffn=24, max_position=16, dropout=0.0,
+                            attention_dropout=0.0, activation="relu", attention="inhibitor",
+                            attention_options=InhibitorOptions(scalars=scalars))
+        models.append(SequenceClassifier(cfg).eval())
+    lin, log = models
+    if gamma is not None:
+        for a, b in zip(lin.encoder.blocks, log.encoder.blocks):
+            b.attn.set_scalars(gamma, beta)
+            a.attn.set_scalars(b.attn.gamma.item(), b.attn.beta.item())
+    return lin, log
+
+
+def batch():
+    ids = torch.tensor([[2, 5, 9, 11, 3, 0], [2, 7, 3, 0, 0, 0]])
+    return ids, (ids != 0).long()
+
+
+def test_log_scalars_at_init_compute_the_linear_model_exactly():
+    """gamma = beta = 1 at init: exp(log 1) = exp(0) = 1 exactly, so the outputs are equal."""
+    lin, log = tiny_pair()
+    assert {k for k in log.state_dict() if "log_" in k} == {f"encoder.blocks.{i}.attn.log_{s}"
+                                                            for i in range(2) for s in ("gamma", "beta")}
+    assert all(b.attn.gamma.item() == b.attn.beta.item() == 1.0 for b in log.encoder.blocks)
+    ids, mask = batch()
+    assert torch.equal(lin(ids, mask), log(ids, mask))
+
+
+def test_log_scalars_hold_calibrated_values_to_float32_rounding_and_quantize_alike():
+    """At calibrated-like values (gamma/sqrt(d) = 2**-2, beta = 0.043): exp(log x) is x to within
+    (|ln x| + 2) float32 ulps relative (ln x rounded to float32 errs by |ln x| * 2**-24 relative in x,
+    exp and the float32 value of x by one ulp each); the linear model at the log model's values gives
+    the same outputs exactly, and both quantize to the same QAT state exactly."""
+    from quant.qat.config import QuantConfig
+    from quant.qat.model import quantize_model
+    gamma, beta = 2.0 ** -2 * math.sqrt(8), 0.043
+    lin, log = tiny_pair(gamma, beta)
+    for x, value in ((gamma, log.encoder.blocks[0].attn.gamma), (beta, log.encoder.blocks[0].attn.beta)):
+        assert abs(value.item() - x) <= (abs(math.log(x)) + 2) * 2.0 ** -24 * x
+    ids, mask = batch()
+    assert torch.equal(lin(ids, mask), log(ids, mask))
+    ql, qg = (quantize_model(m, QuantConfig()).state_dict() for m in (lin, log))
+    assert ql.keys() == qg.keys() and all(torch.equal(ql[k], qg[k]) for k in ql)
+
+
+def test_log_scalars_stay_positive_and_scalar_parameters_are_the_logs():
+    lin, log = tiny_pair()
+    attn = log.encoder.blocks[0].attn
+    assert attn.scalar_parameters() == [attn.log_gamma, attn.log_beta, attn.alpha]
+    with torch.no_grad():
+        attn.log_beta.fill_(-40.0)  # a linear beta would have gone through zero long before
+    assert float(attn.beta) > 0
+    attn.beta.backward()
+    assert attn.log_beta.grad is not None and float(attn.log_beta.grad) == float(attn.beta)  # d exp(u)/du
+
+
+def test_quantized_log2_scalars_get_a_rate_that_crosses_a_boundary_in_an_epoch():
+    """Under the log parametrisation the QAT student's log2 scalars train at max(scalar_lr, 2 / steps
+    of an epoch) (`quant.train.state.rounded_lr`); under the linear one at scalar_lr, as before."""
+    from quant.qat.config import QuantConfig
+    from quant.qat.model import quantize_model
+    from quant.train.config import TrainConfig
+    from quant.train.state import make_optimizer, rounded_lr
+    cfg = TrainConfig(out="unused", attention="inhibitor", epochs=2)
+    lin, log = (quantize_model(m, QuantConfig()) for m in tiny_pair())
+    rates = {}
+    for name, model in (("linear", lin), ("log", log)):
+        opt, _ = make_optimizer(cfg, model, 16)  # 8 steps an epoch
+        log2 = {id(b.attn.core.log2_gamma) for b in model.encoder.blocks}
+        rates[name] = {g["lr"] for g in opt.param_groups if any(id(p) in log2 for p in g["params"])}
+    assert rates == {"linear": {1e-3}, "log": {0.25}}
+    assert rounded_lr(1e-3, 63) == 2 / 63 and rounded_lr(1e-3, 10_000) == 1e-3
+
+
+# ---------------------------------------------------------------- the score loss
+
+def test_score_kl_is_zero_on_equal_probabilities_and_positive_otherwise():
+    from quant.train.distill import score_kl
+    torch.manual_seed(0)
+    ids, mask = batch()
+    t = torch.randn(2, 3, 6, 6)
+    assert score_kl(t, t, mask) == 0
+    assert score_kl(t + torch.randn(2, 3, 6, 1), t, mask).abs() < 1e-6  # row constants: the same probabilities
+    assert score_kl(torch.randn(2, 3, 6, 6), t, mask) > 0.1
+    padded = t.clone()
+    padded[..., 3:] += 100 * (1 - mask[:, None, None, 3:])  # logits of padded keys count for nothing
+    assert score_kl(padded, t, mask) == 0
+
+
+def test_score_kl_of_a_padded_batch_is_the_mean_over_its_examples_real_rows():
+    from quant.train.distill import score_kl
+    torch.manual_seed(1)
+    ids, mask = batch()
+    s, t = torch.randn(2, 3, 6, 6), torch.randn(2, 3, 6, 6)
+    rows = []
+    for b, n in enumerate(mask.sum(1).tolist()):
+        p = t[b, :, :n, :n].softmax(-1)
+        rows.append((p * (p.log() - s[b, :, :n, :n].log_softmax(-1))).sum(-1).flatten())  # (H * n,)
+    assert torch.allclose(score_kl(s, t, mask), torch.cat(rows).mean(), rtol=1e-6, atol=0)
+
+
+def test_layerwise_init_adds_the_weighted_score_kl_of_each_layer(tiny_teacher):
+    """The first step's per-layer loss with score distillation is the context MSE plus W times the KL
+    of the teacher's probabilities and softmax(-Z/tau), Z from the teacher's hidden state."""
+    import copy
+    from models.loading import load_pretrained
+    from quant.train.distill import TeacherScores, layerwise_init, score_kl
+    teacher = load_pretrained(tiny_teacher, "dot", 2, dropout=0.0, attention_dropout=0.0)
+    student = load_pretrained(tiny_teacher, "inhibitor", 2, dropout=0.0, attention_dropout=0.0,
+                              activation="relu")
+    for block in student.encoder.blocks:
+        block.attn.set_scalars(0.5, 0.05, 0.5)
+    ids, mask = batch()
+    b = {"input_ids": ids, "attention_mask": mask}
+    scores = TeacherScores(teacher, 2, 4)
+    with torch.no_grad():
+        hidden = teacher.forward_all(ids, mask)[1].hidden_states
+        kls = [score_kl(-blk.attn.inhibition(hidden[i], mask) / 2.0, t, mask)
+               for i, (blk, t) in enumerate(zip(student.encoder.blocks, scores(hidden)))]
+    plain = layerwise_init(copy.deepcopy(student), teacher, [b])
+    scored = layerwise_init(copy.deepcopy(student), teacher, [b], scores=(0.3, 2.0, scores))
+    assert all(k > 0 for k in kls)
+    assert scored == pytest.approx([p + 0.3 * float(k) for p, k in zip(plain, kls)], rel=1e-6)
+
+
+def test_teacher_scores_need_a_softmax_teacher_with_the_students_heads(tiny_teacher):
+    from models.errors import UserError
+    from models.loading import load_pretrained
+    from quant.train.distill import TeacherScores
+    with pytest.raises(UserError, match="dot-product teacher"):
+        TeacherScores(load_pretrained(tiny_teacher, "inhibitor", 2), 2, 4)
+    with pytest.raises(UserError, match="the teacher has 4, the student 2"):
+        TeacherScores(load_pretrained(tiny_teacher, "dot", 2), 2, 2)
+
+
+# ---------------------------------------------------------------- tiny training runs
+
+@pytest.fixture(scope="module")
+def fine_tuned(tiny_teacher, glue_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "t"
+    assert main(cli_args(tiny_teacher, glue_dir, out, "--float", "--epochs", 1)) == 0
+    return out
+
+
+@pytest.mark.parametrize("option", [("--inhibitor-scalars", "log"), ("--score-distill", 0.5, "--score-temperature", 2)])
+def test_a_float_student_with_each_option_trains_deterministically(fine_tuned, glue_dir, tmp_path, option):
+    """Two runs give identical losses and weights; a log student's checkpoint holds log_gamma/log_beta,
+    loads, and quantization-aware training starts from it."""
+    from models.loading import load_checkpoint
+    histories, weights = [], []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        assert main(cli_args(fine_tuned, glue_dir, out, "--float", "--attention", "inhibitor", "--distill", "task",
+                             "--layer-init-steps", 2, *option)) == 0
+        histories.append(json.loads((out / "metrics.json").read_text())["history"])
+        weights.append(load_checkpoint(out)[0].state_dict())
+    assert histories[0] == histories[1] and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    parts = set(histories[0][0]["loss"])
+    if option[0] == "--score-distill":
+        assert parts == {"ce", "kl", "hid", "ctx", "att"} and histories[0][0]["loss"]["att"] > 0
+        return
+    assert parts == {"ce", "kl", "hid", "ctx"} and any(k.endswith(".attn.log_beta") for k in weights[0])
+    assert main(cli_args(fine_tuned, glue_dir, tmp_path / "qat", "--attention", "inhibitor", "--distill", "task",
+                         "--init-student", tmp_path / "a")) == 0
+
+
+def test_score_distillation_of_a_softmax_student_is_refused(fine_tuned, glue_dir, tmp_path, capsys):
+    for attention in ("dot", "symmetric"):
+        assert main(cli_args(fine_tuned, glue_dir, tmp_path / attention, "--float", "--attention", attention,
+                             "--distill", "task", "--score-distill", 0.5)) == 2
+        assert "has no inhibition Z" in capsys.readouterr().err and not (tmp_path / attention).exists()
