@@ -59,7 +59,9 @@ def rounded_lr(scalar_lr: float, steps_per_epoch: int) -> float:
     r * S / 2 in an epoch of S steps: at `scalar_lr` 1e-3 that is 0.03 in the demo's 63 QAT steps and 0.32
     in the full recipe's 644: never across. 2 / S allows one log2 unit in a one-epoch run: a gradient of
     steady sign crosses the boundary about half-way, a noisy one (Adam's step shrinks to about
-    r * |mean| / rms of the gradient) stays put."""
+    r * |mean| / rms of the gradient) stays put. Measured (`bench/log2_scalars.py`, the tests' tiny BERT,
+    one epoch of 32 steps): at 1e-3 they moved by at most 0.0022, at 2 / 32 by at most 0.138 (mean
+    0.071), none across."""
     return max(scalar_lr, 2.0 / max(1, steps_per_epoch))
 
 
