@@ -9,8 +9,9 @@ max(scalar_lr, 2 / steps of the epoch). Both start at the integers `quant_state`
 Printed per run: the rate, the largest and mean |log2 scalar - its start| over layers, and how many of
 them crossed a rounding boundary (their integer changed).
 
-    python bench/log2_scalars.py --init-student RUN --teacher TEACHER [--task rt] [--train-limit 160]
+    python bench/log2_scalars.py --init-student RUN --teacher TEACHER [--task rt] [--limit 160]
                                  [--batch-size 16] [--max-length 48] [--data-dir DIR]
+`--limit N`: the first N examples of every split (training: N / batch-size steps; evaluation too).
 Without --init-student: a tiny random BERT teacher and synthetic SST-2 (the tests' setup) in a
 temporary folder, a float inhibitor student distilled from it first.
 """
@@ -91,7 +92,7 @@ def main() -> None:
     ap.add_argument("--teacher")
     ap.add_argument("--task", default="rt")
     ap.add_argument("--data-dir")
-    ap.add_argument("--train-limit", type=int, default=160)
+    ap.add_argument("--limit", type=int, default=160)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=48)
     args = ap.parse_args()
@@ -100,7 +101,7 @@ def main() -> None:
         if args.init_student:
             teacher, student = Path(args.teacher), Path(args.init_student)
             common = dict(task=args.task, data_dir=args.data_dir, max_length=args.max_length,
-                          batch_size=args.batch_size, train_limit=args.train_limit)
+                          batch_size=args.batch_size, limit=args.limit)
         else:
             teacher, student, common = tiny_setup(tmp)
         starts = start_of(student)

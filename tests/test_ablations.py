@@ -74,9 +74,9 @@ def test_log_scalars_stay_positive_and_scalar_parameters_are_the_logs():
     assert attn.scalar_parameters() == [attn.log_gamma, attn.log_beta, attn.alpha]
     with torch.no_grad():
         attn.log_beta.fill_(-40.0)  # a linear beta would have gone through zero long before
-    assert float(attn.beta) > 0
+    assert attn.beta.item() > 0
     attn.beta.backward()
-    assert attn.log_beta.grad is not None and float(attn.log_beta.grad) == float(attn.beta)  # d exp(u)/du
+    assert attn.log_beta.grad is not None and attn.log_beta.grad.item() == attn.beta.item()  # d exp(u)/du
 
 
 def test_quantized_log2_scalars_get_a_rate_that_crosses_a_boundary_in_an_epoch():
@@ -187,6 +187,7 @@ def test_a_float_student_with_each_option_trains_deterministically(fine_tuned, g
     assert parts == {"ce", "kl", "hid", "ctx"} and any(k.endswith(".attn.log_beta") for k in weights[0])
     assert main(cli_args(fine_tuned, glue_dir, tmp_path / "qat", "--attention", "inhibitor", "--distill", "task",
                          "--init-student", tmp_path / "a")) == 0
+    assert main(["export", str(tmp_path / "qat"), "--out", str(tmp_path / "log.onnx")]) == 0
 
 
 def test_score_distillation_of_a_softmax_student_is_refused(fine_tuned, glue_dir, tmp_path, capsys):
