@@ -170,13 +170,16 @@ def fine_tuned(tiny_teacher, glue_dir, tmp_path_factory):
 @pytest.mark.parametrize("option", [("--inhibitor-scalars", "log"), ("--score-distill", 0.5, "--score-temperature", 2)])
 def test_a_float_student_with_each_option_trains_deterministically(fine_tuned, glue_dir, tmp_path, option):
     """Two runs give identical losses and weights; a log student's checkpoint holds log_gamma/log_beta,
-    loads, and quantization-aware training starts from it."""
+    loads, and quantization-aware training starts from it and exports. Score distillation reads the
+    teacher from a store (built by the first run, read by the second): its probabilities come from the
+    stored hidden states."""
     from models.loading import load_checkpoint
     histories, weights = [], []
+    store = ("--teacher-store", tmp_path / "store") if option[0] == "--score-distill" else ()
     for run in ("a", "b"):
         out = tmp_path / run
         assert main(cli_args(fine_tuned, glue_dir, out, "--float", "--attention", "inhibitor", "--distill", "task",
-                             "--layer-init-steps", 2, *option)) == 0
+                             "--layer-init-steps", 2, *option, *store)) == 0
         histories.append(json.loads((out / "metrics.json").read_text())["history"])
         weights.append(load_checkpoint(out)[0].state_dict())
     assert histories[0] == histories[1] and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
