@@ -137,7 +137,8 @@ def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say,
                                 cfg.layer_init_lr, cfg.scalar_lr, progress=lambda step, losses: bar.update(1),
                                 scores=scores)
         bar.close()
-        say(f"layer-by-layer init ({total} batches): context MSE per layer over the last quarter "
+        loss = "context MSE + W x score KL" if scores is not None else "context MSE"
+        say(f"layer-by-layer init ({total} batches): {loss} per layer over the last quarter "
             f"{[round(f, 5) for f in finals]}")
 
 
