@@ -222,11 +222,17 @@ def fixed_point_value(x: torch.Tensor, exp: int, bits: int) -> torch.Tensor:
     return fake_quant(x, 2.0 ** -exp, lo, hi)
 
 
-def scale_exps(scale: torch.Tensor) -> torch.Tensor | None:
-    """The exponents `exp` of power-of-two scales `2**-exp` (any shape, flattened: one per channel), None
-    while any is not a power of two (before calibration)."""
+def scale_exps(scale: torch.Tensor) -> torch.Tensor:
+    """The exponents `exp` of power-of-two scales `2**-exp` (any shape, flattened: one per channel);
+    raises if one is not a power of two.
+
+    >>> scale_exps(torch.tensor([[0.25], [2.0]])).tolist()
+    [2, -1]
+    """
     e = -torch.log2(scale.detach().double().reshape(-1))
-    return e.round().to(torch.int64) if bool((e == e.round()).all()) else None
+    if not bool((e == e.round()).all()):
+        raise ValueError(f"scales {scale.reshape(-1).tolist()[:4]}... are not all powers of two")
+    return e.round().to(torch.int64)
 
 
 def scale_to_exp(scale) -> int:
