@@ -130,6 +130,32 @@ def test_per_channel_weights_are_exact_in_every_executor(attention):
     assert all(np.array_equal(lifted.params[k], v) for k, v in prog.params.items())
 
 
+@pytest.mark.parametrize("bits", [4, 8])
+def test_per_channel_quantizer_is_the_closed_form(bits):
+    """exp_j = -ceil(log2(max(m_j, M 2**-15) / 2**(bits-1))) (m_j a row's max|w|, M the layer's), integers
+    clamp(floor(w 2**exp_j + 1/2), +-(2**(bits-1) - 1)); a weight already on its row's grid comes back."""
+    from quant.qat.modules import ActQuant, QLinear
+    from quant.qat.quantizers import scale_exps
+    qcfg = QuantConfig(weight_bits=bits, per_channel=True)
+    assert not QLinear(6, 5, qcfg, act=None).per_channel  # the classifier keeps one scale
+    lin = QLinear(6, 5, qcfg, ActQuant(qcfg))
+    w = torch.randn(5, 6, generator=torch.Generator().manual_seed(bits), dtype=torch.float64)
+    w[1] *= 2.0 ** -9
+    w[2] *= 2.0 ** -30  # below the floor
+    w[3] = torch.tensor([3, -2, 1, 0, 0, 0]) * 2.0 ** -5  # on 2**-5, coarser than its row's grid (2**-6 at 4 bits)
+    with torch.no_grad():
+        lin.weight.copy_(w.float())
+    w = lin.weight.detach().double()
+    peak = w.abs().amax(1).clamp(min=float(w.abs().max()) * 2.0 ** -15)
+    exps = -torch.ceil(torch.log2(peak / 2 ** (bits - 1))).long()
+    top = (1 << (bits - 1)) - 1
+    ints = torch.clamp(torch.floor(w * 2.0 ** exps[:, None] + 0.5), -top, top)
+    qw = lin.quant_weight()
+    assert scale_exps(qw.scale).tolist() == exps.tolist() and int(exps.max() - exps.min()) == 15
+    assert torch.equal(qw.int().double(), ints)
+    assert torch.equal(qw.value[3].double(), w[3])
+
+
 def test_per_tensor_is_the_default_and_a_bad_flag_is_refused():
     """Per-channel scales are opt-in: the other settings' Linears keep three inputs and no offsets."""
     assert [n for n, s in WIDTHS.items() if s.per_channel] == ["w4a8-pc", "w4a4-pc"]
