@@ -209,7 +209,9 @@ def embed(in_types: Sequence[int], out_type: int) -> FunctionProto:
 
 def linear(in_types: Sequence[int], out_type: int) -> FunctionProto:
     """`requant(x @ w + b, shift, bits)`, then max(., 0) if `relu`. MatMulInteger for 8-bit x and w
-    (except uint8 x with int8 w, see EXACT_MATMUL_INTEGER), else MatMul on int64.
+    (except uint8 x with int8 w, see EXACT_MATMUL_INTEGER), else MatMul on int64. With a fourth
+    input s [N] (per-channel weight scales), column j is requantised by `shift + s[j]`
+    (`quant.intops.requant_channels`): `_requant` broadcasts the shift vector over the last axis.
 
     `acc_bits` (32 or 64) is declared, not read: the body's accumulator is at least as wide as any
     accumulator intref accepts. MatMulInteger's int32 output is exact for 8-bit storage
@@ -220,9 +222,12 @@ def linear(in_types: Sequence[int], out_type: int) -> FunctionProto:
         acc = b.i64(b.op("MatMulInteger", "x", "w"))
     else:
         acc = b.op("MatMul", b.i64("x"), b.i64("w"))
-    y = _requant(b, b.op("Add", acc, b.i64("b")), b.attr("shift"), b.attr("bits"))
+    names = ["x", "w", "b", "s"][: len(in_types)]
+    acc = b.op("Add", acc, b.i64("b"))
+    shift = b.attr("shift") if len(in_types) == 3 else b.op("Add", b.attr("shift"), b.i64("s"))  # (N,)
+    y = _requant(b, acc, shift, b.attr("bits"))
     y = b.op("Where", b.flag("relu"), _max(b, y, b.const(0)), y)
-    return _finish(b, "Linear", ["x", "w", "b"], y, out_type, ["shift", "bits", "relu", "acc_bits"], in_types)
+    return _finish(b, "Linear", names, y, out_type, ["shift", "bits", "relu", "acc_bits"], in_types)
 
 
 def add(in_types: Sequence[int], out_type: int) -> FunctionProto:

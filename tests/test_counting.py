@@ -127,6 +127,21 @@ def test_linear_closed_form_and_linear_in_rows():
     assert totals(double) == Counter({a: 2 * v for a, v in t.items()})
 
 
+def test_per_channel_linear_counts_a_barrel_shift_per_output():
+    """Per-channel shifts (4-bit offsets s): the same products, sums and compares as one shift, and a
+    data-dependent shift per output instead of the constant one (rounding constant up to 2**(7+15-1))."""
+    rows, k, n = 5, 16, 12
+    tensor = count_op(linear("fc", rows, k, n, relu=1), HW)
+    site = OpSite("Linear", "fc", dict(shift=7, bits=8, relu=1), [(2, rows, k), (k, n), (n,), (n,)],
+                  [(2, rows, n)], (8, 8, 32, 4), (8,), (False, True, True, True))
+    c = count_op(site, HW)
+    t, t_tensor = totals(c), totals(tensor)
+    assert c["shift@33"] == t["shift"] == 2 * rows * n and t_tensor["shift"] == 0
+    assert c["add@33"] == tensor["add@33"] == 2 * 2 * rows * n  # bias add and rounding add (32-bit bias)
+    assert t["shiftc"] == t_tensor["shiftc"] - 2 * rows * n  # no constant shift left in the requant
+    assert (t["mul"], t["add"], t["cmp"], t["relu"]) == (t_tensor["mul"], t_tensor["add"], t_tensor["cmp"], t_tensor["relu"])
+
+
 def test_layernorm_counts_isqrt_and_divisions():
     rows, dim = 3, 12
     site = OpSite("LayerNorm", "ln", dict(eps=1, norm_frac=12, shift=10, bits=8),

@@ -66,6 +66,15 @@ def test_linear(xbits, xsigned, wbits):
         assert_same("Linear", [x, w, b], {"shift": shift, "bits": bits, "relu": relu}, bits)
 
 
+@pytest.mark.parametrize("xbits,xsigned", [(8, True), (4, True), (16, True), (8, False)])
+def test_linear_with_channel_shifts(xbits, xsigned):
+    """The fourth input s: column j requantised by `shift + s[j]` (a shift vector broadcast in the body)."""
+    x, w, b = ints((2, 5, 12), xbits, signed=xsigned), ints((12, 7), 4, np.int8), ints((7,), 20, np.int32)
+    s = ints((7,), spec.CHANNEL_SHIFT_BITS, signed=False)
+    for shift, bits, relu in itertools.product([-3, 0, 1, 7], [4, 8, 32], [0, 1]):
+        assert_same("Linear", [x, w, b, s], {"shift": shift, "bits": bits, "relu": relu}, bits)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=16),
        st.integers(-(2**15), 2**15 - 1), st.integers(-12, 40), st.integers(1, 33))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import assume, given, settings
@@ -87,9 +88,43 @@ def test_linear_relu_and_classifier():
     x = torch.tensor([[1, -2, 3]], dtype=torch.int8)
     w = torch.tensor([[1, 0], [0, 1], [2, -1]])
     b = torch.tensor([1, -10])
-    assert I.linear(x, w, b, 0, 32).tolist() == [[8, -15]]
-    assert I.linear(x, w, b, 1, 8, relu=1).tolist() == [[4, 0]]  # 8/2 = 4; -7.5 rounds to -7 then relu
-    assert I.linear(x, w, b, 1, 8).tolist() == [[4, -7]]
+    assert I.linear(x, w, b, shift=0, bits=32).tolist() == [[8, -15]]
+    assert I.linear(x, w, b, shift=1, bits=8, relu=1).tolist() == [[4, 0]]  # 8/2 = 4; -7.5 rounds to -7 then relu
+    assert I.linear(x, w, b, shift=1, bits=8).tolist() == [[4, -7]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.lists(st.integers(-2**40, 2**40), min_size=4, max_size=4), min_size=1, max_size=5),
+       shifts=st.lists(st.integers(-8, 40), min_size=4, max_size=4), bits=st.integers(2, 32), signed=st.booleans())
+def test_requant_channels_is_requant_per_column(rows, shifts, bits, signed):
+    got = I.requant_channels(torch.tensor(rows), torch.tensor(shifts), bits, signed).tolist()
+    assert got == [[requant_oracle(x, s, bits, signed) for x, s in zip(row, shifts)] for row in rows]
+
+
+def test_requant_channels_refuses_bad_shifts():
+    with pytest.raises(ValueError, match="outside -62..62"):
+        I.requant_channels(torch.zeros(2, 3, dtype=torch.int64), torch.tensor([0, 63, 1]), 8)
+    with pytest.raises(ValueError, match="give one per channel"):
+        I.requant_channels(torch.zeros(2, 3, dtype=torch.int64), torch.tensor([0, 1]), 8)
+
+
+@pytest.mark.parametrize("shift,bits,relu", [(3, 4, 0), (3, 4, 1), (0, 8, 0), (-2, 8, 1), (9, 16, 0)])
+def test_linear_with_channel_shifts_equals_numpy_closed_form(shift, bits, relu):
+    """Per-channel shifts: column j of `x @ w + b` requantised by `shift + s[j]`, written in numpy:
+    floor((acc + 2**(t-1)) / 2**t) for t > 0, acc * 2**-t otherwise, clipped, then ReLU."""
+    rng = np.random.default_rng(shift + 16 * bits + relu)
+    x, w = rng.integers(-8, 8, (2, 3, 10)), rng.integers(-7, 8, (10, 6))
+    b, s = rng.integers(-2**12, 2**12, 6), np.array([0, 1, 2, 5, 15, 0])
+    acc = x @ w + b
+    t = shift + s
+    half = np.where(t > 0, 2 ** np.maximum(t - 1, 0), 0)
+    want = np.where(t > 0, np.floor_divide(acc + half, 2 ** np.maximum(t, 0)), acc * 2 ** np.maximum(-t, 0))
+    want = np.clip(want, -2 ** (bits - 1), 2 ** (bits - 1) - 1)
+    want = np.maximum(want, 0) if relu else want
+    got = I.linear(*(torch.from_numpy(a) for a in (x, w, b, s)), shift=shift, bits=bits, relu=relu)
+    assert got.tolist() == want.tolist()
+    zero = I.linear(*(torch.from_numpy(a) for a in (x, w, b, np.zeros(6, np.int64))), shift=shift, bits=bits, relu=relu)
+    assert torch.equal(zero, I.linear(*(torch.from_numpy(a) for a in (x, w, b)), shift=shift, bits=bits, relu=relu))
 
 
 def test_embed_and_errors():

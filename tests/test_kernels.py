@@ -45,9 +45,22 @@ def test_linear(xbits, k, relu, shift, bits):
     x, w, b = ints((3, 5, k), xbits), ints((k, 33), 8), ints((33,), 20)
     kern = matmul.LinearKernel(w, b, shift, bits, relu, x_absmax=1 << (xbits - 1))
     y, peak = kern(x)
-    want = ref(intops.linear, x, w, b, shift, bits, relu)
+    want = ref(intops.linear, x, w, b, shift=shift, bits=bits, relu=relu)
     assert np.array_equal(y, want)
     assert peak == requant.tc_magnitude(x @ w + b)
+
+
+@pytest.mark.parametrize("xbits,k,relu,shift,bits", [(4, 64, 0, 2, 4), (8, 300, 1, 10, 8), (8, 96, 0, -1, 16)])
+def test_linear_with_channel_shifts(xbits, k, relu, shift, bits):
+    """Per-channel weight scales: the kernel's per-column shifts `shift + s` == `quant.intops.linear` with s."""
+    x, w, b = ints((3, 5, k), xbits), ints((k, 16), 4), ints((16,), 20)
+    s = ints((16,), 4, signed=False)
+    kern = matmul.LinearKernel(w, b, shift + s, bits, relu, x_absmax=1 << (xbits - 1))
+    y, peak = kern(x)
+    assert np.array_equal(y, ref(intops.linear, x, w, b, s, shift=shift, bits=bits, relu=relu))
+    assert peak == requant.tc_magnitude(x @ w + b)
+    with pytest.raises(ValueError, match="outside -62..62"):
+        matmul.LinearKernel(w, b, 50 + s, bits, relu, x_absmax=8)
 
 
 def test_exact_matmul_int_route():

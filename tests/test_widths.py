@@ -87,7 +87,89 @@ def test_every_setting_is_exact_in_every_executor(name, attention):
     _three_way_and_qat(qmodel, prog, ids, mask)
 
 
-@pytest.mark.parametrize("name", ["w4a4", "w8a8-att4", "w16a16"])
+def _spread_channels(model) -> None:
+    """Output channels of every Linear scaled by 2**-(0..7), one channel 2**-24 (below the floor of the
+    per-channel scales, `FlooredAbsMax`): exponents spread over the whole offset range."""
+    for name, p in model.named_parameters():
+        if name.endswith(".weight") and p.dim() == 2 and "embeddings" not in name:
+            steps = torch.arange(p.shape[0]) % 8
+            p.mul_(2.0 ** -steps.double().to(p.dtype)[:, None])
+            p[1].mul_(2.0 ** -24)
+
+
+@pytest.mark.parametrize("attention", ["dot", "inhibitor", "symmetric"])
+def test_per_channel_weights_are_exact_in_every_executor(attention):
+    """w4a4-pc on a model whose channels span 2**-31..1: every Linear but the classifier has its shift
+    offsets, the floored channel at the largest (15); reference == QAT == hwsim == onnxruntime, and
+    the exported file lifts back to the same program."""
+    from export.onnx_lift import from_onnx
+    from models.encoder import SequenceClassifier
+    from quant.qat.model import calibrate, quantize_model
+    torch.manual_seed(0)
+    model = SequenceClassifier(TINY.replace(attention=attention, activation="relu")).eval()
+    with torch.no_grad():
+        _spread_channels(model)
+    ids = torch.randint(1, 50, (3, 12), generator=torch.Generator().manual_seed(1))
+    qmodel = calibrate(quantize_model(model, WIDTHS["w4a4-pc"].quant_config()), [(ids, torch.ones_like(ids))])
+    prog = lower(qmodel.eval())
+    linears = {n.name: n for n in prog.nodes if n.op == "Linear"}
+    assert [name for name, n in linears.items() if len(n.inputs) == 3] == ["logits"]
+    for name, node in linears.items():
+        if name != "logits":
+            offsets = prog.params[node.inputs[3]]
+            assert prog.tensors[node.inputs[3]] == TensorInfo(4, False, None)
+            assert offsets.min() == 0 and offsets.max() == 15, name
+    mask = np.ones((3, 12), np.int64)
+    mask[1, 5:], mask[2, 1:] = 0, 0
+    _three_way_and_qat(qmodel, prog, ids.numpy(), mask)
+    proven = widths.prove(prog)  # the accumulator bounds, from the per-channel integer weights
+    peaks = execute(load_plan(to_onnx(prog)), ids.numpy(), mask, count=False).max_abs
+    assert all(widths.bits_for(peaks[k]) <= bits for k, bits in proven.items() if k.endswith("/acc"))
+    lifted = from_onnx(to_onnx(prog))
+    assert lifted.nodes == prog.nodes
+    assert all(np.array_equal(lifted.params[k], v) for k, v in prog.params.items())
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_per_channel_quantizer_is_the_closed_form(bits):
+    """exp_j = -ceil(log2(max(m_j, M 2**-15) / 2**(bits-1))) (m_j a row's max|w|, M the layer's), integers
+    clamp(floor(w 2**exp_j + 1/2), +-(2**(bits-1) - 1)); a weight already on its row's grid comes back."""
+    from quant.qat.modules import ActQuant, QLinear
+    from quant.qat.quantizers import scale_exps
+    qcfg = QuantConfig(weight_bits=bits, per_channel=True)
+    assert not QLinear(6, 5, qcfg, act=None).per_channel  # the classifier keeps one scale
+    lin = QLinear(6, 5, qcfg, ActQuant(qcfg))
+    w = torch.randn(5, 6, generator=torch.Generator().manual_seed(bits), dtype=torch.float64)
+    w[1] *= 2.0 ** -9
+    w[2] *= 2.0 ** -30  # below the floor
+    w[3] = torch.tensor([3, -2, 1, 0, 0, 0]) * 2.0 ** -5  # on 2**-5, coarser than its row's grid (2**-6 at 4 bits)
+    with torch.no_grad():
+        lin.weight.copy_(w.float())
+    w = lin.weight.detach().double()
+    peak = w.abs().amax(1).clamp(min=float(w.abs().max()) * 2.0 ** -15)
+    exps = -torch.ceil(torch.log2(peak / 2 ** (bits - 1))).long()
+    top = (1 << (bits - 1)) - 1
+    ints = torch.clamp(torch.floor(w * 2.0 ** exps[:, None] + 0.5), -top, top)
+    qw = lin.quant_weight()
+    assert scale_exps(qw.scale).tolist() == exps.tolist() and int(exps.max() - exps.min()) == 15
+    assert torch.equal(qw.int().double(), ints)
+    assert torch.equal(qw.value[3].double(), w[3])
+
+
+def test_per_tensor_is_the_default_and_a_bad_flag_is_refused():
+    """Per-channel scales are opt-in: the other settings' Linears keep three inputs and no offsets."""
+    assert [n for n, s in WIDTHS.items() if s.per_channel] == ["w4a8-pc", "w4a4-pc"]
+    assert WIDTHS["w4a4-pc"].quant_config() == QuantConfig(weight_bits=4, act_bits=4, per_channel=True)
+    prog = lower(random_quant_model(TINY, "dot", seed=0, qcfg=WIDTHS["w4a4"].quant_config()))
+    assert all(len(n.inputs) == 3 for n in prog.nodes if n.op == "Linear")
+    assert not [k for k in prog.params if k.endswith(".s")]
+    with pytest.raises(UserError, match="per_channel='yes' is not a flag"):
+        QuantConfig(per_channel="yes")
+    with pytest.raises(UserError, match="per_channel=1 is not a flag"):
+        WidthSetting("w4a4-x", 4, 4, 4, per_channel=1)
+
+
+@pytest.mark.parametrize("name", ["w4a4", "w8a8-att4", "w16a16", "w4a4-pc"])
 @pytest.mark.parametrize("attention", ["dot", "inhibitor"])
 def test_training_values_equal_eval_values_at_the_settings(name, attention):
     """The straight-through forward of QAT (quant.qat.stvalues) gives the eval forward's values."""

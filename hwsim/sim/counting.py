@@ -13,7 +13,8 @@ Actions, as hardware builds them:
 - `shiftc`: a shift by an amount fixed by an attribute or constant (requant, alignment, the
   digit-by-digit square root, a power-of-two divisor, the reciprocal's shift): wiring, counted
   so reports can show it and priced at 0.
-- `shift`: a data-dependent shift (softmax's `e >> z`): a barrel shifter.
+- `shift`: a data-dependent shift (softmax's `e >> z`, a per-channel Linear's `shift + s_j`): a barrel
+  shifter.
 - `div`: integer floor division by a run-time value (LayerNorm's 2**30 / sd, softmax's
   normalisation per score, the inhibitor's centring mean per row).
 - Floor division by a constant d that is not a power of two (LayerNorm's D, softmax's q_ln2) is
@@ -197,6 +198,24 @@ class Tally(Counter):
         self.op("cmp", r, sides * count)
         return max(r[0], lo), min(r[1], hi)
 
+    def requant_channels(self, r: Range, shift: int, offset_bits: int, bits: int, count: int) -> Range:
+        """requant by `shift + s_j` per output, `s_j` an unsigned `offset_bits`-bit offset known only by
+        its declared width: the round-add (when some shift may be positive; its constant differs per
+        column) and one data-dependent shift per output (`shift`, a barrel shifter), then the
+        saturation compares that the widest output range (the smallest shift) can need."""
+        top = shift + (1 << offset_bits) - 1
+        if top > 0:
+            r_up = _sum(r, (1 << (top - 1),) * 2)
+            self.op("add", r_up, count)
+            r = r_up if shift > 0 else r
+        if top != 0 or shift != 0:
+            self.op("shift", r, count)
+        r = (r[0] >> shift, r[1] >> shift) if shift > 0 else (r[0] << -shift, r[1] << -shift)
+        lo, hi = int_range(bits)
+        sides = (r[0] < lo) + (r[1] > hi)
+        self.op("cmp", r, sides * count)
+        return max(r[0], lo), min(r[1], hi)
+
     def isqrt(self, r: Range, count: int) -> Range:
         """Digit-by-digit floor sqrt of a non-negative W-bit value: ceil(W/2) iterations of
         trial subtract + compare + two constant shifts."""
@@ -209,14 +228,18 @@ class Tally(Counter):
 
 # ---- one counting function per op type ----------------------------------------------------------
 def _linear(s: OpSite, t: Tally) -> None:
-    """acc = x @ w + b; y = requant(acc, shift, bits); optional ReLU. x [..., K], w [K, N]."""
+    """acc = x @ w + b; y = requant(acc, shift, bits) (per channel: shift + s_j); optional ReLU.
+    x [..., K], w [K, N], s [N]."""
     rows, (k, n) = prod(s.in_shapes[0][:-1]), s.in_shapes[1]
     p = t.mul(int_range(s.in_bits[0]), int_range(s.in_bits[1]), rows * k * n)
     acc = t.sum_terms(p, k, rows * n)
     if len(s.in_shapes) > 2:
         acc = _sum(acc, int_range(s.in_bits[2]))
         t.op("add", acc, rows * n)
-    y = t.requant(acc, s.attrs["shift"], s.attrs["bits"], rows * n)
+    if len(s.in_shapes) > 3:  # per-channel shift offsets
+        y = t.requant_channels(acc, s.attrs["shift"], s.in_bits[3], s.attrs["bits"], rows * n)
+    else:
+        y = t.requant(acc, s.attrs["shift"], s.attrs["bits"], rows * n)
     if s.attrs["relu"]:
         t.relu(y, rows * n)
 

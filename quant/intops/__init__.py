@@ -24,6 +24,7 @@ from quant.intops.base import (  # noqa: F401
     int_range,
     isqrt,
     requant,
+    requant_channels,
     saturate,
 )
 from quant.intops.ops import (  # noqa: F401

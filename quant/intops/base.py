@@ -1,4 +1,5 @@
-"""Integer helpers shared by every op of `quant.intops`: requant, saturate, floor_div, isqrt.
+"""Integer helpers shared by every op of `quant.intops`: requant (per tensor and per channel), saturate,
+floor_div, isqrt.
 
 DESIGN.md "Rounding and saturation". All functions take any integer dtype and return int64.
 Import them from `quant.intops` (this module exists only to avoid an import cycle with
@@ -63,6 +64,28 @@ def requant(x, shift: int, bits: int, signed: bool = True) -> torch.Tensor:
     elif shift < 0:
         x = x * (1 << -shift)
     return saturate(x, bits, signed)
+
+
+def requant_channels(x, shifts, bits: int, signed: bool = True) -> torch.Tensor:
+    """`requant` with one shift per channel of the last axis: column j of x [..., N] is
+    `requant(x[..., j], shifts[j], bits, signed)` (shifts [N], integers). Same rounding (round half
+    towards +inf for `shift > 0`: add `2**(shift-1)`, arithmetic right shift; left shift for
+    `shift < 0`) and saturation (to the `bits`-bit range, never wraps), int64 throughout.
+
+    Requires every shift in `SHIFT_MIN..SHIFT_MAX` and `|x| * 2**max(-shift, 0) < 2**62`.
+
+    >>> requant_channels(torch.tensor([[3, 3, 3], [-3, -3, 100]]), torch.tensor([0, 1, -2]), 8).tolist()
+    [[3, 2, 12], [-3, -1, 127]]
+    """
+    x, shifts = as_i64(x), as_i64(shifts)
+    if shifts.dim() != 1 or shifts.shape[0] != x.shape[-1]:
+        raise ValueError(f"requant_channels: {tuple(shifts.shape)} shifts for {x.shape[-1]} channels; give one per channel")
+    if shifts.numel() and not SHIFT_MIN <= int(shifts.min()) <= int(shifts.max()) <= SHIFT_MAX:
+        raise ValueError(f"requant shifts {int(shifts.min())}..{int(shifts.max())} outside {SHIFT_MIN}..{SHIFT_MAX}")
+    right, left = shifts.clamp(min=0), (-shifts).clamp(min=0)
+    half = (torch.ones_like(right) << right) >> 1  # 2**(shift-1), 0 for shift <= 0
+    y = ((x + half) >> right) * (torch.ones_like(left) << left)  # arithmetic shift = floor division
+    return saturate(y, bits, signed)
 
 
 EXACT_F64 = 1 << 53  # float64 holds every integer of smaller magnitude exactly

@@ -32,7 +32,8 @@ from typing import Callable
 import torch
 
 from quant.intops.attention import dot_attention, inhibitor_attention
-from quant.intops.base import Check, acc_bits_for, as_i64, check_acc_bits, exact_matmul, floor_div, int_range, isqrt, requant
+from quant.intops.base import (Check, acc_bits_for, as_i64, check_acc_bits, exact_matmul, floor_div, int_range, isqrt,
+                               requant, requant_channels)
 from quant.ir import spec
 
 
@@ -57,20 +58,23 @@ def embed(ids, word, pos, type=None, lw: int = 0, lp: int = 0, lt: int = 0) -> t
     return y
 
 
-def linear(x, w, b, shift: int, bits: int, relu: int = 0, acc_bits: int = 32,
+def linear(x, w, b, s=None, *, shift: int, bits: int, relu: int = 0, acc_bits: int = 32,
            check: Check | None = None) -> torch.Tensor:
     """DESIGN row `Linear`: `acc = x @ w + b` (exact, signed `acc_bits`-bit accumulator, 32 or 64);
     `y = requant(acc, shift, bits)` (signed, round half up, saturating); if `relu`, `y = max(y, 0)`
     after requant.
 
     x [..., K], w [K, N], b [N] at exp `exp_x + exp_w`. The classifier uses `shift=0, bits=32`.
+    With per-channel weight scales (w's column j at exp `exp_w + s[j]`, b[j] at `exp_x + exp_w + s[j]`)
+    the optional s [N] (unsigned `quant.ir.spec.CHANNEL_SHIFT_BITS`-bit offsets) gives column j the
+    shift `shift + s[j]`: `y = requant_channels(acc, shift + s, bits)`, same rounding and saturation.
     The product is `exact_matmul` (float64 BLAS where provably exact, else int64).
     """
     check_acc_bits(acc_bits)
     acc = exact_matmul(x, w) + as_i64(b)
     if check is not None:
         check("acc", acc, acc_bits)
-    y = requant(acc, shift, bits)
+    y = requant(acc, shift, bits) if s is None else requant_channels(acc, shift + as_i64(s), bits)
     return y.clamp(min=0) if relu else y
 
 

@@ -37,6 +37,12 @@ SHIFT_MIN, SHIFT_MAX = -62, 62
 ACC_BITS = (32, 64)
 """The accumulator widths an op may declare (signed)."""
 
+CHANNEL_SHIFT_BITS = 4
+"""Width (unsigned) of a Linear's per-output-channel shift offsets `s` (its optional fourth input):
+output column j is requantised by `shift + s[j]`, `0 <= s[j] <= 2**CHANNEL_SHIFT_BITS - 1`. Per-channel
+weight scales are floored at `2**-(2**CHANNEL_SHIFT_BITS - 1)` times the layer's largest one
+(`quant.qat.quantizers.FlooredAbsMax`) so that every offset fits."""
+
 MOVES = ("view", "permute", "gather")
 """How a data-movement op moves data: `view` reinterprets the buffer (no access), `permute` copies
 every element (reads and writes), `gather` reads only the selected elements."""

@@ -10,7 +10,9 @@ softmax and LayerNorm internals, which every executor computes in int64).
 
 Bounds (B(t) = the largest magnitude of tensor t's declared range, `2**(bits-1)` signed):
 - Linear `acc`: `sum_k min/max(x_lo w_kj, x_hi w_kj) + b_j` over x's range, from the real weights
-  (as `quant.intops.linear_acc_bits`, which picks the declared `acc_bits`).
+  (as `quant.intops.linear_acc_bits`, which picks the declared `acc_bits`). The bound is per output
+  column j from the integers the program holds, so it covers per-channel weight scales as written
+  (column j's integers at its own exponent; the shift offsets act after the accumulator).
 - DotAttention `scores` (q @ k^T): `d B(q) B(k)`; `shifted` (after `requant(., score_shift, 32)`):
   ceil of that over 2**score_shift (times 2**-score_shift for a left shift); softmax `exp` (e <= b_int**2 + c_int: p + b_int lies in
   (b_int - q_ln2, b_int]), `scaled` (`e * 2**prob_bits`), `exp_sum` (n e); `pv` (P @ v):

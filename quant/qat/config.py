@@ -25,7 +25,8 @@ class QuantConfig:
     weight_bits: int = 8          # Linear weights, embedding tables, LayerNorm gamma, symmetric c
     act_bits: int = 8             # every activation between ops (Linear / LayerNorm / attention outputs)
     bias_bits: int = 32           # Linear biases (at exp_x + exp_w) and LayerNorm beta
-    per_channel: bool = False     # must stay False: IntProgram Linear has one shift per layer
+    per_channel: bool = False     # Linear weights (not the classifier's) with one power-of-two scale per output
+                                  # channel: the Linear's per-channel shift offsets (quant.intops.linear)
     ffn_activation: str = "relu"  # I-BERT GELU is not implemented; the float GELU is replaced by ReLU
     layernorm: str = "integer"    # DESIGN.md LayerNorm (integer mean/variance, isqrt)
     softmax: str = "integer"      # DESIGN.md I-BERT softmax inside DotAttention
@@ -47,9 +48,9 @@ class QuantConfig:
                                 f"exactly, docs/QUANT.md \"Widths\")")
         if self.bias_bits not in (16, 24, 32):
             raise UserError(f"QuantConfig.bias_bits must be 16, 24 or 32, got {self.bias_bits!r}")
-        if self.per_channel:
-            raise UserError("per-channel weight scales are not supported: the IntProgram Linear op has one "
-                            "shift per layer; use per_channel=False")
+        if not isinstance(self.per_channel, bool):
+            raise UserError(f"QuantConfig.per_channel={self.per_channel!r} is not a flag: use True (one weight scale "
+                            f"per output channel of every Linear but the classifier) or False (one per Linear)")
         for name, allowed in (("ffn_activation", FFN_ACTIVATIONS), ("layernorm", LAYERNORMS),
                               ("softmax", SOFTMAXES)):
             if getattr(self, name) not in allowed:

@@ -14,6 +14,7 @@ import torch
 from models.errors import UserError
 from quant.intops import linear_acc_bits
 from quant.ir import widths
+from quant.ir.spec import CHANNEL_SHIFT_BITS
 from quant.ir.encoder import Part, build_encoder
 from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
 from quant.qat.model import QuantClassifier, is_calibrated
@@ -35,8 +36,8 @@ class Builder:
     def width(self, name: str) -> int:
         return self.tensors[name].bits
 
-    def param(self, name: str, value: torch.Tensor, bits: int, exp: int) -> str:
-        info = TensorInfo(bits, True, exp)
+    def param(self, name: str, value: torch.Tensor, bits: int, exp: int | None, signed: bool = True) -> str:
+        info = TensorInfo(bits, signed, exp)
         self.params[name] = value.detach().to(torch.int64).numpy().astype(storage_dtype(info))
         self.tensors[name] = info
         return name
@@ -48,15 +49,25 @@ class Builder:
         return name
 
     def linear(self, name: str, x: str, lin: QLinear, bias_bits: int) -> str:
-        w_int, b_int, exp_w = lin.integer_params(self.exp(x))
+        """A Linear node; with per-channel weight scales, w and b declare the coarsest exponent and the
+        fourth input s holds each column's offset from it (`quant.intops.linear`)."""
+        w_int, b_int, exps = lin.integer_params(self.exp(x))
+        exp_w = int(exps.min())
         acc_bits = linear_acc_bits(w_int, b_int, self.tensors[x].bits)  # worst case over declared x
         w = self.param(f"{name}.w", w_int, int(lin.quant_weight().bit_width), exp_w)
         b = self.param(f"{name}.b", b_int, bias_bits, self.exp(x) + exp_w)
+        inputs = (x, w, b)
+        if lin.per_channel:
+            offsets = exps - exp_w
+            if int(offsets.max()) >= 1 << CHANNEL_SHIFT_BITS:  # FlooredAbsMax keeps them below
+                raise UserError(f"{name}: per-channel weight exponents span {int(offsets.max())}, more than "
+                                f"{CHANNEL_SHIFT_BITS}-bit shift offsets hold; quantize with per_channel=False")
+            inputs += (self.param(f"{name}.s", offsets, CHANNEL_SHIFT_BITS, None, signed=False),)
         if lin.act is None:  # classifier: the accumulator itself
-            return self.node("Linear", name, (x, w, b), 32, self.exp(x) + exp_w, shift=0, bits=32, relu=0,
+            return self.node("Linear", name, inputs, 32, self.exp(x) + exp_w, shift=0, bits=32, relu=0,
                              acc_bits=acc_bits)
         exp_y = lin.act.exp
-        return self.node("Linear", name, (x, w, b), lin.act.bits, exp_y, shift=self.exp(x) + exp_w - exp_y,
+        return self.node("Linear", name, inputs, lin.act.bits, exp_y, shift=self.exp(x) + exp_w - exp_y,
                          bits=lin.act.bits, relu=int(lin.relu), acc_bits=acc_bits)
 
     def layernorm(self, name: str, x: str, ln: QLayerNorm) -> str:

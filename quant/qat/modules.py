@@ -29,7 +29,7 @@ from quant import intops
 from quant.qat import stvalues
 from quant.qat.config import QuantConfig
 from quant.qat.quantizers import (act_quant, bias_quant, const_act_quant, fake_quant, fixed_point_value,
-                              fixed_point_weight, round_half_up, weight_exp, weight_quant)
+                              fixed_point_weight, round_half_up, scale_exps, weight_exp, weight_quant)
 
 
 def _pot_exp(scale: torch.Tensor) -> int | None:
@@ -109,12 +109,15 @@ class ActQuant(nn.Module):
 class QLinear(QuantLinear):
     """`act(x @ W^T + b)` with W, b fixed point (b at scale_x * scale_w, `bias_bits`), the accumulator
     requantised by the output quantizer `act` (shared between layers when given the same module), then
-    ReLU if `relu`. `act=None` keeps the accumulator (the classifier: shift 0, 32 bits)."""
+    ReLU if `relu`. `act=None` keeps the accumulator (the classifier: shift 0, 32 bits).
+    `qcfg.per_channel`: W has one power-of-two scale per output channel (so has b), which the
+    requantisation absorbs; the classifier keeps one scale (its logits share one exponent)."""
 
     def __init__(self, n_in: int, n_out: int, qcfg: QuantConfig, act: ActQuant | None, relu: bool = False):
-        super().__init__(n_in, n_out, bias=True, weight_quant=weight_quant(qcfg.weight_bits),
+        per_channel = qcfg.per_channel and act is not None
+        super().__init__(n_in, n_out, bias=True, weight_quant=weight_quant(qcfg.weight_bits, per_channel),
                          bias_quant=bias_quant(qcfg.bias_bits), return_quant_tensor=False)
-        self.act, self.relu = act, relu
+        self.act, self.relu, self.per_channel = act, relu, per_channel
 
     def inner_forward_impl(self, x, quant_weight, quant_bias):
         x = x.value if isinstance(x, QuantTensor) else x
@@ -132,13 +135,15 @@ class QLinear(QuantLinear):
         y = self.act(acc, x.value.dtype)
         return Fx(F.relu(y.value), y.scale, y.bits) if self.relu else y
 
-    def integer_params(self, exp_x: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """(w [K, N] int64, b [N] int64 at exp_x + exp_w, exp_w) as the lowering writes them."""
+    def integer_params(self, exp_x: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(w [K, N] int64, b [N] int64, exp_w [N] int64) as the lowering writes them: column j of w at
+        exp_w[j], b[j] at exp_x + exp_w[j] (one exponent repeated unless `per_channel`)."""
         qw = self.quant_weight()
         scale_x = torch.tensor(2.0 ** -exp_x)
         inp = IntQuantTensor(torch.zeros(1, self.in_features), scale_x, torch.zeros(()), torch.tensor(8.0), True, False)
         qb = self.bias_quant(self.bias, inp, qw)
-        return qw.int().to(torch.int64).t().contiguous(), qb.int().to(torch.int64).reshape(-1), _pot_exp(qw.scale)
+        exps = scale_exps(qw.scale).expand(self.out_features)
+        return qw.int().to(torch.int64).t().contiguous(), qb.int().to(torch.int64).reshape(-1), exps
 
 
 class QLayerNorm(nn.Module):

@@ -4,7 +4,8 @@ orthogonal pieces and named for what they are.
 Every quantizer here rounds with `RoundHalfUpSte` (`floor(x + 0.5)`, straight-through gradient), the
 rounding of DESIGN.md `requant`, so a fake-quantized value equals the integer pipeline's value
 exactly. Scales are restricted to powers of two with the exponent rounded up (`CeilSte`: the range
-never shrinks below the statistic). Bit widths are set with `.let(bit_width=b)` via the helpers
+never shrinks below the statistic), one per tensor, or for Linear weights optionally one per output
+channel (`FixedPointWeightPerChannel`). Bit widths are set with `.let(bit_width=b)` via the helpers
 at the bottom (`weight_quant`, `act_quant`, `bias_quant`, `const_act_quant`).
 """
 from __future__ import annotations
@@ -16,11 +17,14 @@ from brevitas.core.function_wrapper import CeilSte
 from brevitas.core.quant import IntQuant as BrevitasIntQuant
 from brevitas.core.restrict_val import RestrictValueType
 from brevitas.core.scaling import ScalingImplType, ScalingPerOutputType
+from brevitas.core.stats.stats_op import AbsMax
 from brevitas.inject import ExtendedInjector
 from brevitas.quant.base import IntQuant, MaxStatsScaling, NarrowIntQuant, ParamFromRuntimePercentileScaling
 from brevitas.quant.scaled_int import IntBias
 from brevitas.quant.solver import ActQuantSolver, WeightQuantSolver
 from torch import nn
+
+from quant.ir.spec import CHANNEL_SHIFT_BITS
 
 
 def round_half_up(x: torch.Tensor) -> torch.Tensor:
@@ -111,6 +115,26 @@ class PerTensorPowerOfTwo(ExtendedInjector):
     restrict_value_float_to_int_impl = CeilSte
 
 
+class FlooredAbsMax(AbsMax):
+    """Per-channel max |w| (Brevitas `AbsMax` over each output channel), floored at the layer's max |w|
+    times `2**-(2**CHANNEL_SHIFT_BITS - 1)`: with the power-of-two ceil, every channel's exponent lies
+    within `2**CHANNEL_SHIFT_BITS - 1` of the per-tensor one, so the Linear's per-channel shift offsets
+    fit `CHANNEL_SHIFT_BITS` unsigned bits (`quant.ir.spec`). A channel that far below the layer's
+    largest rounds on the floor's grid instead of its own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        peak = super().forward(x)
+        return torch.maximum(peak, peak.max() * 2.0 ** -((1 << CHANNEL_SHIFT_BITS) - 1))
+
+
+class PerChannelPowerOfTwo(ExtendedInjector):
+    """One power-of-two scale per output channel (exponent rounded up), from `FlooredAbsMax`."""
+    scaling_per_output_type = ScalingPerOutputType.CHANNEL
+    restrict_scaling_type = RestrictValueType.POWER_OF_TWO
+    restrict_value_float_to_int_impl = CeilSte
+    scaling_stats_impl = FlooredAbsMax
+
+
 class RuntimeCalibratedScale(ParamFromRuntimePercentileScaling):
     """Scale initialised from a true average (momentum None) of per-batch |x| percentiles over the
     first `collect_stats_steps` training-mode batches (see `quant.qat.model.calibrate`), then learned."""
@@ -133,6 +157,13 @@ class FixedPointWeightPerTensor(RoundHalfUp, NarrowIntQuant, MaxStatsScaling, Pe
     bit_width = 8
 
 
+class FixedPointWeightPerChannel(RoundHalfUp, NarrowIntQuant, MaxStatsScaling, PerChannelPowerOfTwo,
+                                 WeightQuantSolver):
+    """Signed narrow-range weights, one power-of-two scale per output channel from its max |w| (floored,
+    `FlooredAbsMax`). Its scale is not a scalar, so it takes Brevitas' composed chain (same rounding)."""
+    bit_width = 8
+
+
 class FixedPointActPerTensor(RoundHalfUp, IntQuant, RuntimeCalibratedScale, PerTensorPowerOfTwo,
                              ActQuantSolver):
     """Signed activations in [-2**(b-1), 2**(b-1)-1], power-of-two scale calibrated then learned."""
@@ -150,8 +181,8 @@ class AccumulatorBias(RoundHalfUp, IntBias):
     bit_width = 32
 
 
-def weight_quant(bits: int):
-    return FixedPointWeightPerTensor.let(bit_width=bits)
+def weight_quant(bits: int, per_channel: bool = False):
+    return (FixedPointWeightPerChannel if per_channel else FixedPointWeightPerTensor).let(bit_width=bits)
 
 
 def act_quant(bits: int, percentile: float = 99.99):
@@ -189,6 +220,19 @@ def fixed_point_value(x: torch.Tensor, exp: int, bits: int) -> torch.Tensor:
     """`x` on the grid `2**-exp`, round half up, saturated to signed `bits` (gradient straight through)."""
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return fake_quant(x, 2.0 ** -exp, lo, hi)
+
+
+def scale_exps(scale: torch.Tensor) -> torch.Tensor:
+    """The exponents `exp` of power-of-two scales `2**-exp` (any shape, flattened: one per channel);
+    raises if one is not a power of two.
+
+    >>> scale_exps(torch.tensor([[0.25], [2.0]])).tolist()
+    [2, -1]
+    """
+    e = -torch.log2(scale.detach().double().reshape(-1))
+    if not bool((e == e.round()).all()):
+        raise ValueError(f"scales {scale.reshape(-1).tolist()[:4]}... are not all powers of two")
+    return e.round().to(torch.int64)
 
 
 def scale_to_exp(scale) -> int:

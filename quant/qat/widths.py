@@ -7,11 +7,12 @@ table `hwsim train --widths NAME` picks from; `--bits N` stays W`N`A`N` (`unifor
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
 from models.errors import UserError
+from models.settings import LATER
 from quant.qat.config import QuantConfig
 
 
@@ -19,13 +20,15 @@ from quant.qat.config import QuantConfig
 class WidthSetting:
     """Widths of one quantized student: Linear weights (and embedding tables, LayerNorm gamma, symmetric
     c) `weight_bits`; activations between ops `act_bits`; attention's q, k, v and context `attn_bits`;
-    the dot product's probabilities `prob_bits` (None: as `attn_bits`)."""
+    the dot product's probabilities `prob_bits` (None: as `attn_bits`); `per_channel`: the Linears'
+    weights (not the classifier's) with one power-of-two scale per output channel (`QuantConfig`)."""
 
     name: str
     weight_bits: int
     act_bits: int
     attn_bits: int
     prob_bits: int | None = None
+    per_channel: bool = field(default=False, metadata={LATER: True})
 
     def __post_init__(self) -> None:
         self.quant_config()  # refuses a width the hardware cannot hold
@@ -40,7 +43,8 @@ class WidthSetting:
         base = base or QuantConfig()
         attn = None if self.attn_bits == self.act_bits else self.attn_bits
         prob = None if self.probabilities == self.attn_bits else self.probabilities
-        return base.replace(weight_bits=self.weight_bits, act_bits=self.act_bits, attn_bits=attn, prob_bits=prob)
+        return base.replace(weight_bits=self.weight_bits, act_bits=self.act_bits, attn_bits=attn, prob_bits=prob,
+                            per_channel=self.per_channel)
 
 
 def uniform(bits: int) -> WidthSetting:
@@ -63,9 +67,12 @@ WIDTHS: Mapping[str, WidthSetting] = _table(
     WidthSetting("w8a8-att6", 8, 8, 6),
     WidthSetting("w8a8-att4", 8, 8, 4),
     uniform(16),
+    WidthSetting("w4a8-pc", 4, 8, 8, per_channel=True),
+    WidthSetting("w4a4-pc", 4, 4, 4, per_channel=True),
 )
 """The named settings: W8A8, W6A6, W4A8 (4-bit weights), W4A4, Linears at W8A8 with attention at 6
-or 4 bits (q, k, v, context, probabilities), and W16A16."""
+or 4 bits (q, k, v, context, probabilities), W16A16, and W4A8 and W4A4 with per-channel weight
+scales (`-pc`)."""
 
 
 def width_setting(name: str) -> WidthSetting:

@@ -1,6 +1,7 @@
 """Exact integer matrix products and the fused `Linear` kernel (DESIGN.md row `Linear`;
-`quant.intops.linear`): `acc = x @ w + b`, `y = requant(acc, shift, bits)`, then `max(y, 0)` if
-`relu`. `acc` is computed exactly in int64; the declared accumulator is the node's `acc_bits` (32 or
+`quant.intops.linear`): `acc = x @ w + b`, `y = requant(acc, shift, bits)` (with per-channel
+weight scales `requant(acc[:, j], shift + s[j], bits)`, `quant.intops.requant_channels`), then
+`max(y, 0)` if `relu`. `acc` is computed exactly in int64; the declared accumulator is the node's `acc_bits` (32 or
 64), and the executor checks the returned peak magnitude of `acc` against that width.
 
 Route (REFERENCE.md section 6): a float BLAS product is exact when every partial sum is an integer
@@ -14,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from hwsim.sim.kernels.requant import rq
-from quant.ir.spec import int_range
+from quant.ir.spec import SHIFT_MAX, SHIFT_MIN, int_range
 
 
 def exact_float_dtype(k: int, x_absmax: int, w_absmax: int):
@@ -53,9 +54,9 @@ def exact_matmul(x: np.ndarray, w: np.ndarray, fdt) -> np.ndarray:
 
 
 @njit(cache=True)
-def bias_requant(acc, b, shift, lo, hi, relu, out):
-    """`out = requant(acc + b, shift)` saturated to [lo, hi], then ReLU; returns the two's-complement
-    magnitude `max(a, -a - 1)` of `a = acc + b` (see `requant.tc_magnitude`)."""
+def bias_requant(acc, b, shifts, lo, hi, relu, out):
+    """`out[:, j] = requant(acc[:, j] + b[j], shifts[j])` saturated to [lo, hi], then ReLU; returns the
+    two's-complement magnitude `max(a, -a - 1)` of `a = acc + b` (see `requant.tc_magnitude`)."""
     m, n = acc.shape
     peaks = np.zeros(m, dtype=np.int64)
     for i in range(m):
@@ -63,7 +64,7 @@ def bias_requant(acc, b, shift, lo, hi, relu, out):
         for j in range(n):
             a = np.int64(acc[i, j]) + b[j]
             peak = max(peak, a, -a - 1)
-            y = rq(a, shift, lo, hi)
+            y = rq(a, shifts[j], lo, hi)
             if relu and y < 0:
                 y = 0
             out[i, j] = y
@@ -72,15 +73,20 @@ def bias_requant(acc, b, shift, lo, hi, relu, out):
 
 
 class LinearKernel:
-    """Fused Linear with its weight prepared once (float copy when a float product is exact)."""
+    """Fused Linear with its weight prepared once (float copy when a float product is exact). `shift`
+    is the layer's shift, or one per output column (per-channel weight scales)."""
 
-    def __init__(self, w: np.ndarray, b: np.ndarray, shift: int, bits: int, relu: int,
+    def __init__(self, w: np.ndarray, b: np.ndarray, shift, bits: int, relu: int,
                  x_absmax: int, out_dtype=np.int32):
         k, self.n = w.shape
         self.fdt = exact_float_dtype(k, x_absmax, int(np.abs(w.astype(np.int64)).max(initial=0)))
         self.w = np.ascontiguousarray(w.astype(self.fdt) if self.fdt is not None else w.astype(np.int64))
         self.b = np.ascontiguousarray(b.astype(np.int64))
-        self.shift, self.relu = np.int64(shift), bool(relu)
+        self.shifts = np.ascontiguousarray(np.broadcast_to(np.asarray(shift, np.int64), (self.n,)))
+        if self.n and not SHIFT_MIN <= int(self.shifts.min()) <= int(self.shifts.max()) <= SHIFT_MAX:
+            raise ValueError(f"Linear shifts {int(self.shifts.min())}..{int(self.shifts.max())} outside "
+                             f"{SHIFT_MIN}..{SHIFT_MAX}")
+        self.relu = bool(relu)
         self.lo, self.hi = (np.int64(v) for v in int_range(bits))
         self.out_dtype = out_dtype
 
@@ -93,5 +99,5 @@ class LinearKernel:
             raise ValueError(f"x has {x2.shape[1]} features but w has {self.w.shape[0]} rows")
         acc = exact_matmul(x2, self.w, self.fdt)  # (rows, N)
         out = np.empty((x2.shape[0], self.n), dtype=self.out_dtype)
-        peak = int(bias_requant(acc, self.b, self.shift, self.lo, self.hi, self.relu, out))
+        peak = int(bias_requant(acc, self.b, self.shifts, self.lo, self.hi, self.relu, out))
         return out.reshape(*lead, self.n), peak

@@ -64,9 +64,13 @@ def _linear(spec: KernelSpec) -> Kernel:
     a = spec.attrs
     acc_width("Linear", a)  # raises for a width other than 32 or 64
     x_absmax = spec.absmax(0) if spec.absmax(0) is not None else 1 << 62
-    kern = matmul.LinearKernel(w, b, a["shift"], a["bits"], a["relu"], x_absmax, spec.saturated_dtype())
+    s = spec.consts[3] if len(spec.consts) > 3 else None  # per-channel shift offsets
+    if len(spec.consts) > 3 and s is None:
+        raise ValueError("Linear needs its per-channel shifts s as an initializer")
+    shift = a["shift"] if s is None else a["shift"] + s.astype(np.int64)
+    kern = matmul.LinearKernel(w, b, shift, a["bits"], a["relu"], x_absmax, spec.saturated_dtype())
 
-    def run(x, w_, b_):
+    def run(x, w_, b_, s_=None):
         y, peak = kern(x)
         return (y,), {"acc": peak}
     return run
