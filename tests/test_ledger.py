@@ -235,3 +235,23 @@ def test_recipes_differing_in_more_settings_are_not_an_effect(tmp_path):
         r["recipe"] = recipe(settings, "rt", data)
         write_record(r, tmp_path)
     assert effects(load_records(tmp_path)) == []
+
+
+def test_a_record_that_cannot_name_its_code_is_warned_about(tmp_path):
+    """Outside git the commit is 'unknown'; with changed tracked files it ends '+dirty': both warned."""
+    import subprocess
+
+    from hwsim.app.ledger import git_commit, replay_warning
+
+    assert git_commit(tmp_path) == "unknown"
+    assert "cannot be replayed" in replay_warning(git_commit(tmp_path))
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    (tmp_path / "f.txt").write_text("a\n")
+    subprocess.run(git + ["add", "f.txt"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "one"], check=True)
+    clean = git_commit(tmp_path)
+    assert len(clean) == 40 and replay_warning(clean) is None
+    (tmp_path / "f.txt").write_text("b\n")
+    assert git_commit(tmp_path) == clean + "+dirty"
+    assert "commit first" in replay_warning(git_commit(tmp_path))

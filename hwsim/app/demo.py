@@ -156,6 +156,11 @@ def run_demo(cfg: DemoConfig, results: str | Path | None = None) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     _say(f"writing to {out.resolve()} ({'full recipe' if cfg.recipe == StudyConfig() else 'default 20-minute cut'})")
+    if results is not None:
+        from hwsim.app.ledger import git_commit, replay_warning
+        warning = replay_warning(git_commit())
+        if warning:
+            _say(f"warning: {warning}")
     run = StudyRun(out=str(out), seeds=(cfg.seed,), variants=variants.names(), save_every=cfg.save_every,
                    ort_check=cfg.ort_check, force=cfg.force)
     stages = stage_names(cfg.recipe, variants.names())

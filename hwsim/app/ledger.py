@@ -98,6 +98,23 @@ def git_commit(root: Path = ROOT, rev: str = "HEAD") -> str:
     return sha + ("+dirty" if dirty else "")
 
 
+def replay_warning(commit: str) -> str | None:
+    """What a record of `commit` (`git_commit()`) cannot say about its code, or None when it names it.
+
+    >>> replay_warning("0" * 40) is None
+    True
+    >>> replay_warning("unknown").split(":")[0]
+    'not in a git checkout'
+    """
+    if commit == "unknown":
+        return ("not in a git checkout: the records will say commit 'unknown' and cannot be replayed; "
+                "run from a clone (git clone, git worktree) of the project")
+    if commit.endswith("+dirty"):
+        return ("tracked files differ from the commit: the records will say '+dirty' and cannot be replayed "
+                "exactly; commit first")
+    return None
+
+
 def machine() -> dict:
     """Where the run ran: platform, cores, torch version and its thread count (None without torch)."""
     try:

@@ -360,11 +360,14 @@ def run_study(recipe: StudyConfig, run: StudyRun, results: str | Path | None = "
               say: Callable[[str], None] = _say) -> list[Path]:
     """Every seed in turn; one ledger record per finished seed in `results` (None: none), unless the
     ledger holds it already (`hwsim.app.ledger.recorded`). Returns the records' paths."""
-    from hwsim.app.ledger import recorded, seed_record, write_record
+    from hwsim.app.ledger import git_commit, recorded, replay_warning, seed_record, write_record
 
     progress = Progress(list(run.seeds), stage_names(recipe, run.variants), say)
     out, written = Path(run.out), []
     say(f"study of {len(run.seeds)} seed(s) x {', '.join(run.variants)} in {out.resolve()}")
+    warning = replay_warning(git_commit()) if results is not None else None
+    if warning:  # said before hours of training, not after
+        say(f"warning: {warning}")
     for seed in run.seeds:
         t0 = time.perf_counter()
         result = run_seed(recipe, seed, out / f"seed{seed}", run, progress)
