@@ -46,7 +46,23 @@ def test_difference_of_differences_counts_each_example(tmp_path):
     assert second["did"]["diff"] == pytest.approx(0.05) and second["did"]["seeds"] == [0, 1]
     assert second["did"]["low"] <= 0.05 <= second["did"]["high"]
     (line,) = verdict([first, second])
-    assert line.startswith("w4a4: does inhibitor lose less than the dot? ")
+    # at w4a4 the dot is right on 100 of 200 and the inhibitor on 90: neither above the 50 % of always
+    # answering one label, so the difference of differences is a fall to the floor
+    assert second["floor"] == {"variants": ["inhibitor", "dot"], "rate": 0.5}
+    assert line.startswith("w4a4: does inhibitor lose less than the dot? not informative: inhibitor and dot not "
+                           "above always answering the commonest label (50.00 %)")
+
+
+def test_the_verdict_above_the_floor(tmp_path):
+    """Both seeds: dot 90 -> 70 right, inhibitor 90 -> 80: the inhibitor loses 10 fewer of 100 (the examples
+    70..79), both far above the 50 % floor (exact binomial, 140 of 200: p ~ 1e-8): yes."""
+    fps = ledger(tmp_path, {(s, seed): {"dot": range(90 if s == "w8a8" else 70),
+                                        "inhibitor": range(90 if s == "w8a8" else 80)}
+                            for s in ("w8a8", "w4a4") for seed in (0, 1)})
+    first, second = paired_by_setting(load_records(tmp_path), fps)
+    assert second["floor"]["variants"] == [] and second["did"]["diff"] == pytest.approx(0.10)
+    (line,) = verdict([first, second])
+    assert line.startswith("w4a4: does inhibitor lose less than the dot? yes (+10.00 points")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -99,10 +99,28 @@ def accuracy_by_setting(records: list[tuple], fingerprints: dict[str, str]) -> d
     return out
 
 
+def above_chance(runs: list[dict], variant: str, alpha: float = 0.05) -> tuple[bool, float]:
+    """(whether `variant`'s test accuracy pooled over `runs` is above the majority-class rate, that rate):
+    a one-sided exact binomial test of its right answers against always answering the test split's
+    commonest label (p < `alpha`). A model that is not may have collapsed to one class, and a
+    difference of differences against it measures how far each side had to fall to that floor."""
+    import scipy.stats
+
+    from hwsim.app.ledger import unpack_labels
+    from hwsim.app.ledger_stats import right_of
+
+    gold = np.concatenate([unpack_labels(r["test_labels"]) for r in runs])
+    rate = float(np.bincount(gold).max() / len(gold))
+    right = int(sum(right_of(r, variant).sum() for r in runs))
+    return scipy.stats.binomtest(right, len(gold), rate, alternative="greater").pvalue < alpha, rate
+
+
 def paired_by_setting(records: list[tuple], fingerprints: dict[str, str]) -> list[dict]:
     """Per setting and subject variant: subject - baseline (pooled paired bootstrap and McNemar over the
     setting's seeds), and the difference of differences against the first setting (None for it, or
-    without common seeds): how much more (positive) or less the subject keeps than the baseline."""
+    without common seeds): how much more (positive) or less the subject keeps than the baseline.
+    `floor`: the two variants (of subject and baseline) not above the majority-class rate at this
+    setting (`above_chance`), and that rate."""
     from hwsim.app.ledger_stats import BASE, bootstrap_mean, by_recipe, compare, right_of
 
     groups = by_recipe(records)
@@ -117,7 +135,9 @@ def paired_by_setting(records: list[tuple], fingerprints: dict[str, str]) -> lis
         for v in dict.fromkeys(v for r in runs for v in r["variants"]):
             if v == BASE:
                 continue
-            row = {"setting": setting, "variant": v, "vs_base": compare(runs, v, BASE), "did": None}
+            chance = {x: above_chance(runs, x) for x in (v, BASE)}
+            row = {"setting": setting, "variant": v, "vs_base": compare(runs, v, BASE), "did": None,
+                   "floor": {"variants": [x for x in (v, BASE) if not chance[x][0]], "rate": chance[v][1]}}
             common = [s for s in sorted(seeds) if s in ref and all(x in seeds[s]["variants"] and x in ref[s]["variants"]
                                                                    for x in (v, BASE))]
             if setting != settings[0] and common:
@@ -202,13 +222,19 @@ def markdown(rows: list[dict], paired: list[dict], recipe_note: str) -> str:
 
 
 def verdict(paired: list[dict]) -> list[str]:
-    """Per setting after the first and subject: yes (interval above 0), no (below 0) or not distinguishable."""
+    """Per setting after the first and subject: yes (interval above 0), no (below 0) or not distinguishable;
+    "not informative" when the subject or the baseline is not above the majority-class rate there (the
+    difference of differences then measures the distance each fell to that floor, `above_chance`)."""
     out = []
     for p in paired:
         d = p["did"]
         if d is None:
             continue
         word = "yes" if d["low"] > 0 else "no" if d["high"] < 0 else "not distinguishable"
+        floor = p.get("floor") or {"variants": []}
+        if floor["variants"]:
+            word = (f"not informative: {' and '.join(floor['variants'])} not above always answering the "
+                    f"commonest label ({_pct(floor['rate'])} %)")
         out.append(f"{p['setting']}: does {p['variant']} lose less than the {registry.baseline()}? {word} "
                    f"({_pts(d['diff'])} points [{_pts(d['low'])}, {_pts(d['high'])}], {len(d['seeds'])} seed(s))")
     return out
