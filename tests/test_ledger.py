@@ -103,6 +103,16 @@ def test_cli_prints_and_writes_markdown(tmp_path, capsys):
     assert "int8 inhibitor - int8 dot" in printed and (tmp_path / "acc.md").read_text() in printed
 
 
+def test_cli_keeps_the_named_recipes_only(tmp_path, capsys):
+    two_seeds(tmp_path)
+    (fp,) = {r["recipe"]["fingerprint"] for _, r in load_records(tmp_path)}
+    assert main(["results", str(tmp_path), "--recipe", fp]) == 0
+    assert f"Recipe `{fp}`" in capsys.readouterr().out
+    assert main(["results", str(tmp_path), "--recipe", "0123456789ab", "--markdown", str(tmp_path / "a.md")]) == 2
+    err = capsys.readouterr().err
+    assert "no records of recipe(s) 0123456789ab" in err and fp in err and not (tmp_path / "a.md").exists()
+
+
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not valid JSON"),
     (json.dumps({"variants": {}}), "not a results record"),
