@@ -135,9 +135,10 @@ def paired_by_setting(records: list[tuple], fingerprints: dict[str, str]) -> lis
         for v in dict.fromkeys(v for r in runs for v in r["variants"]):
             if v == BASE:
                 continue
-            chance = {x: above_chance(runs, x) for x in (v, BASE)}
+            chance = {x: above_chance([r for r in runs if x in r["variants"]], x)
+                      for x in (v, BASE) if any(x in r["variants"] for r in runs)}
             row = {"setting": setting, "variant": v, "vs_base": compare(runs, v, BASE), "did": None,
-                   "floor": {"variants": [x for x in (v, BASE) if not chance[x][0]], "rate": chance[v][1]}}
+                   "floor": {"variants": [x for x in chance if not chance[x][0]], "rate": chance[v][1]}}
             common = [s for s in sorted(seeds) if s in ref and all(x in seeds[s]["variants"] and x in ref[s]["variants"]
                                                                    for x in (v, BASE))]
             if setting != settings[0] and common:
