@@ -92,3 +92,27 @@ def test_run_report_killed(tmp_path, kit):  # noqa: F811 - fixture
             "--check-ort", "--report", tmp_path / "c" / "r.json"]
     _kill_and_check(tmp_path / "c", args, {"r.json": _complete_json})
 
+
+
+def test_full_disk_while_checkpointing_names_it_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    """A checkpoint write that fails midway (a full disk reaches torch.save's zip writer as 'RuntimeError:
+    unexpected pos') is a UserError naming the file, the free space and the way out; the partial
+    temporary is removed and the checkpoint before it is untouched."""
+    import pytest
+    import torch
+
+    from models.errors import UserError
+    from quant.train import checkpoint as ckpt
+
+    first = ckpt.save_state(tmp_path, 1, {"w": torch.ones(3)})
+    real_save = torch.save
+
+    def failing_save(state, path):
+        real_save(state, path)  # some bytes reach the disk, then the writer gives up
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 57200448 vs 57200336")
+
+    monkeypatch.setattr(ckpt.torch, "save", failing_save)
+    with pytest.raises(UserError, match=r"step-0000002\.pt .*unexpected pos.* MiB free .*--save-every"):
+        ckpt.save_state(tmp_path, 2, {"w": torch.zeros(3)})
+    assert sorted(p.name for p in ckpt.checkpoint_dir(tmp_path).iterdir()) == [first.name]
+    assert ckpt.load_state(first)["w"].tolist() == [1.0, 1.0, 1.0]

@@ -19,6 +19,7 @@ import json
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,14 @@ def save_state(out: str | os.PathLike, step: int, state: dict[str, Any]) -> Path
     """Write `state` (tensors, dicts, lists, numbers, strings) as checkpoint `step`; prune old ones."""
     folder = checkpoint_dir(out)
     target = folder / f"step-{step:07d}.pt"
-    with atomic_path(target) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_path(target) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as err:  # a full disk reaches torch.save's zip writer as a RuntimeError
+        free = shutil.disk_usage(folder).free / 2**20
+        raise UserError(f"cannot write the training checkpoint {target} ({type(err).__name__}: {err}); "
+                        f"{free:,.0f} MiB free on its disk: free some space, or checkpoint less often "
+                        f"(a larger --save-every), then rerun with --resume") from err
     older = sorted((int(m.group(1)), p) for p in folder.glob("step-*.pt") if (m := _NAME.match(p.name)))
     for _, path in older[:-KEEP]:
         path.unlink(missing_ok=True)
