@@ -80,6 +80,11 @@ def by_recipe(records: list[tuple]) -> dict[str, dict]:
     return dict(groups)
 
 
+def pooled_gold(runs: list[dict]) -> np.ndarray:
+    """The test labels of `runs` end to end: the order in which their predictions are pooled."""
+    return np.array(unpack_labels("".join(r["test_labels"] for r in runs)))
+
+
 def right_of(record: dict, variant: str) -> np.ndarray:
     """Per test example of `record`, whether the int8 `variant` got it right (bool, split order)."""
     return (np.array(unpack_labels(record["variants"][variant]["test_predictions"]))
@@ -99,12 +104,12 @@ def compare(runs: list[dict], a: str, b: str) -> dict:
                 "method": "difference of means, t interval over seeds (no teacher predictions recorded)"}
     pa = "".join(r["variants"][a]["test_predictions"] for r in runs)
     pb = "".join((r["teacher"] if b == "teacher" else r["variants"][b])["test_predictions"] for r in runs)
-    gold = "".join(r["test_labels"] for r in runs)
-    ra, rb = (np.array(unpack_labels(p)) == np.array(unpack_labels(gold)) for p in (pa, pb))
+    gold = pooled_gold(runs)
+    ra, rb = (np.array(unpack_labels(p)) == gold for p in (pa, pb))
     diff, lo, hi = bootstrap_diff(ra, rb)
     return {"a": a, "b": b, "n": len(gold), "unit": "pooled test pairs", "diff": diff, "low": lo, "high": hi,
             "method": f"paired bootstrap ({REPS} resamples, seed 0)",
-            "mcnemar": mcnemar(unpack_labels(pa), unpack_labels(pb), unpack_labels(gold))}
+            "mcnemar": mcnemar(unpack_labels(pa), unpack_labels(pb), gold.tolist())}
 
 
 def summarise(records: list[tuple]) -> list[dict]:
@@ -172,14 +177,14 @@ def effects(records: list[tuple]) -> list[dict]:
                     continue
                 pa = "".join(r["variants"][v]["test_predictions"] for r in ra)
                 pb = "".join(r["variants"][v]["test_predictions"] for r in rb)
-                gold = "".join(r["test_labels"] for r in ra)
-                right_a, right_b = (np.array(unpack_labels(p)) == np.array(unpack_labels(gold)) for p in (pa, pb))
+                gold = pooled_gold(ra)
+                right_a, right_b = (np.array(unpack_labels(p)) == gold for p in (pa, pb))
                 diff, lo, hi = bootstrap_diff(right_b, right_a)
                 per_seed = [y["variants"][v]["int8"]["test_accuracy_hwsim"] - x["variants"][v]["int8"]["test_accuracy_hwsim"]
                             for x, y in zip(ra, rb)]
                 out.append({"reference": ref, "changed": new, "settings": changed, "variant": v, "seeds": held,
                             "n": len(gold), "diff": diff, "low": lo, "high": hi, "per_seed": per_seed,
-                            "mcnemar": mcnemar(unpack_labels(pb), unpack_labels(pa), unpack_labels(gold))})
+                            "mcnemar": mcnemar(unpack_labels(pb), unpack_labels(pa), gold.tolist())})
     return out
 
 

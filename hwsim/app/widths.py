@@ -106,10 +106,9 @@ def above_chance(runs: list[dict], variant: str, alpha: float = 0.05) -> tuple[b
     difference of differences against it measures how far each side had to fall to that floor."""
     import scipy.stats
 
-    from hwsim.app.ledger import unpack_labels
-    from hwsim.app.ledger_stats import right_of
+    from hwsim.app.ledger_stats import pooled_gold, right_of
 
-    gold = np.concatenate([unpack_labels(r["test_labels"]) for r in runs])
+    gold = pooled_gold(runs)
     rate = float(np.bincount(gold).max() / len(gold))
     right = int(sum(right_of(r, variant).sum() for r in runs))
     return scipy.stats.binomtest(right, len(gold), rate, alternative="greater").pvalue < alpha, rate
@@ -132,11 +131,12 @@ def paired_by_setting(records: list[tuple], fingerprints: dict[str, str]) -> lis
     for setting in settings:
         seeds = groups[fingerprints[setting]]["seeds"]
         runs = [seeds[s] for s in sorted(seeds)]
-        for v in dict.fromkeys(v for r in runs for v in r["variants"]):
+        present = list(dict.fromkeys(v for r in runs for v in r["variants"]))
+        above = {x: above_chance([r for r in runs if x in r["variants"]], x) for x in present}
+        for v in present:
             if v == BASE:
                 continue
-            chance = {x: above_chance([r for r in runs if x in r["variants"]], x)
-                      for x in (v, BASE) if any(x in r["variants"] for r in runs)}
+            chance = {x: above[x] for x in (v, BASE) if x in above}
             row = {"setting": setting, "variant": v, "vs_base": compare(runs, v, BASE), "did": None,
                    "floor": {"variants": [x for x in chance if not chance[x][0]], "rate": chance[v][1]}}
             common = [s for s in sorted(seeds) if s in ref and all(x in seeds[s]["variants"] and x in ref[s]["variants"]
