@@ -129,6 +129,10 @@ def test_two_runs_give_identical_records(whole, tmp_path):
     (_, full), = load_records(whole / "results")
     assert set(full["stage_s"]) >= {"teacher", "predict-teacher", "float-inhibitor", "int8-inhibitor",
                                     "export-inhibitor", "simulate-inhibitor", "total"}
+    # a finished training stage keeps its model and metrics, not its training checkpoints (written every step)
+    runs = sorted((whole / "out" / "seed0" / "runs").iterdir())
+    assert [r.name for r in runs] == ["float-inhibitor", "int8-inhibitor", "teacher"]
+    assert all((r / "metrics.json").exists() and not (r / "checkpoints").exists() for r in runs)
 
 
 def test_killed_study_resumes_and_writes_the_uninterrupted_record(whole, tmp_path):
