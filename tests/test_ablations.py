@@ -1,7 +1,8 @@
-"""The inhibitor's ablation options: log-domain scalars (`--inhibitor-scalars log`) and score
-distillation (`--score-distill W`). Their defaults keep every fingerprint (tests/test_settings.py);
-here: the log parametrisation computes what the linear one does at the same gamma and beta, float
-and quantized; the score loss; and tiny training runs with each option, twice, identical."""
+"""The inhibitor's ablation options: log-domain scalars (`--inhibitor-scalars log`), score
+distillation (`--score-distill W`) and the whole-block stage (`--block-init-steps N`). Their defaults
+keep every fingerprint (tests/test_settings.py); here: the log parametrisation computes what the
+linear one does at the same gamma and beta, float and quantized; the score loss; what the whole-block
+stage trains and that it fits; and tiny training runs with each option, twice, identical."""
 from __future__ import annotations
 
 import json
@@ -158,6 +159,40 @@ def test_teacher_scores_need_a_softmax_teacher_with_the_students_heads(tiny_teac
         TeacherScores(load_pretrained(tiny_teacher, "dot", 2), 2, 2)
 
 
+def test_whole_block_stage_fits_each_block_to_the_teachers_next_hidden_state(tiny_teacher):
+    """Teacher forcing: the first step's per-block loss is the MSE of the block applied to the teacher's
+    hidden state l against its state l + 1; repeated steps on one batch lower every block's loss; only
+    the blocks' parameters move (embeddings and head do not) and the rate decays to 0 over the steps."""
+    import copy
+    from models.loading import load_pretrained
+    from quant.train.distill import blockwise_init, token_loss
+    teacher = load_pretrained(tiny_teacher, "dot", 2, dropout=0.0, attention_dropout=0.0)
+    student = load_pretrained(tiny_teacher, "inhibitor", 2, dropout=0.0, attention_dropout=0.0, activation="relu")
+    for block in student.encoder.blocks:
+        block.attn.set_scalars(0.5, 0.05, 0.5)
+    ids, mask = batch()
+    b = {"input_ids": ids, "attention_mask": mask}
+    with torch.no_grad():
+        hidden = teacher.forward_all(ids, mask)[1].hidden_states
+        first = [float(token_loss(blk(hidden[i], mask)[0], hidden[i + 1], mask, "mse"))
+                 for i, blk in enumerate(student.encoder.blocks)]
+    assert blockwise_init(copy.deepcopy(student), teacher, [b], 1) == pytest.approx(first, rel=1e-6)
+    fitted = copy.deepcopy(student)
+    blockwise_init(fitted, teacher, [b] * 40, 40, lr=1e-3)
+    with torch.no_grad():
+        after = [float(token_loss(blk(hidden[i], mask)[0], hidden[i + 1], mask, "mse"))
+                 for i, blk in enumerate(fitted.encoder.blocks)]
+    assert all(a < 0.5 * f for a, f in zip(after, first)), (first, after)
+    before, now = student.state_dict(), fitted.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], now[k])}
+    assert moved and all(k.startswith("encoder.blocks.") for k in moved)
+    assert any(".ffn." in k for k in moved) and any("_norm." in k for k in moved) and any(".attn." in k for k in moved)
+    # 0 steps: the stage is off, whatever the batches
+    frozen = copy.deepcopy(student)
+    blockwise_init(frozen, teacher, [b] * 3, 0)
+    assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())
+
+
 # ---------------------------------------------------------------- tiny training runs
 
 @pytest.fixture(scope="module")
@@ -167,8 +202,9 @@ def fine_tuned(tiny_teacher, glue_dir, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("option", [("--inhibitor-scalars", "log"), ("--score-distill", 0.5, "--score-temperature", 2)])
-def test_a_float_student_with_each_option_trains_deterministically(fine_tuned, glue_dir, tmp_path, option):
+@pytest.mark.parametrize("option", [("--inhibitor-scalars", "log"), ("--score-distill", 0.5, "--score-temperature", 2),
+                                    ("--block-init-steps", 3)])
+def test_a_float_student_with_each_option_trains_deterministically(fine_tuned, glue_dir, tmp_path, option, capsys):
     """Two runs give identical losses and weights; a log student's checkpoint holds log_gamma/log_beta,
     loads, and quantization-aware training starts from it and exports. Score distillation reads the
     teacher from a store (built by the first run, read by the second): its probabilities come from the
@@ -184,6 +220,10 @@ def test_a_float_student_with_each_option_trains_deterministically(fine_tuned, g
         weights.append(load_checkpoint(out)[0].state_dict())
     assert histories[0] == histories[1] and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     parts = set(histories[0][0]["loss"])
+    if option[0] == "--block-init-steps":
+        said = capsys.readouterr()
+        assert (said.out + said.err).count("whole-block init (3 batches): hidden-state MSE per block") == 2
+        return
     if option[0] == "--score-distill":
         assert parts == {"ce", "kl", "hid", "ctx", "att"} and histories[0][0]["loss"]["att"] > 0
         return

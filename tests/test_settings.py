@@ -60,7 +60,8 @@ def test_recorded_recipes_keep_their_fingerprints():
         assert fingerprint_of(study, data) == fp
 
 
-@pytest.mark.parametrize("change", [{"inhibitor_scalars": "log"}, {"score_distill": 0.5}, {"score_temperature": 2.0}])
+@pytest.mark.parametrize("change", [{"inhibitor_scalars": "log"}, {"score_distill": 0.5}, {"score_temperature": 2.0},
+                                    {"block_init_steps": -1}])
 def test_each_ablation_option_set_moves_the_recipe_fingerprint(change):
     for fp, (study, data) in RECORDED.items():
         changed = dataclasses.replace(study, **change)
@@ -74,8 +75,8 @@ def test_ablation_options_flow_from_the_command_lines():
     parser = argparse.ArgumentParser()
     study.add_arguments(parser)
     args = ["--inhibitor-scalars", "log", "--score-distill", "0.25", "--score-temperature", "2"]
-    recipe, _ = study.config_from_args(parser.parse_args(args))
-    assert recipe == StudyConfig(inhibitor_scalars="log", score_distill=0.25, score_temperature=2.0)
+    recipe, _ = study.config_from_args(parser.parse_args([*args, "--block-init-steps", "-1"]))
+    assert recipe == StudyConfig(inhibitor_scalars="log", score_distill=0.25, score_temperature=2.0, block_init_steps=-1)
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     cfg = cli.config_from_args(parser.parse_args(["--out", "o", "--float", "--distill", "task", "--attention",

@@ -84,6 +84,9 @@ class StudyConfig:
                                      "and training): KL of the teacher's attention probabilities and its "
                                      "softmax(-Z/tau) per head (0: off)", later=True)
     score_temperature: float = _opt(1.0, "tau of score distillation", later=True)
+    block_init_steps: int = _opt(0, "batches of the whole-block stage after the layer-by-layer init of inhibitor "
+                                    "and symmetric students: every block fitted to map the teacher's hidden state "
+                                    "l to its state l+1 (-1: one pass; 0: none)", later=True)
     limit: int | None = _opt(None, "first N examples of every split (tests)")
 
     def __post_init__(self) -> None:
@@ -96,6 +99,9 @@ class StudyConfig:
         if self.inhibitor_scalars not in registry.SCALARS:
             raise UserError(f"--inhibitor-scalars must be one of {', '.join(registry.SCALARS)}, got "
                             f"{self.inhibitor_scalars!r}")
+        if self.layer_init_steps < -1 or self.block_init_steps < -1:
+            raise UserError(f"need --layer-init-steps and --block-init-steps >= -1 (-1: one pass), got "
+                            f"{self.layer_init_steps}, {self.block_init_steps}")
         if self.score_distill < 0 or self.score_temperature <= 0:
             raise UserError(f"need --score-distill >= 0 and --score-temperature > 0, got {self.score_distill}, "
                             f"{self.score_temperature}")
@@ -297,6 +303,7 @@ def train_students(st: SeedStages) -> dict[str, dict]:
     for v in students:
         metrics[f"float-{v}"] = st.train(f"float-{v}", {"teacher": "teacher"}, attention=v,
                                          layer_init_steps=0 if v == registry.baseline() else r.layer_init_steps,
+                                         block_init_steps=0 if v == registry.baseline() else r.block_init_steps,
                                          **{**student, **r.student_options(v)})
     for v in variants:
         reads = {"teacher": "teacher", **({"init_student": f"float-{v}"} if v in students else {})}

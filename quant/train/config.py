@@ -94,7 +94,12 @@ class TrainConfig:
     layer_init_steps: int = opt(0, help="layer-by-layer init: training batches (as the sampler orders them) "
                                         "fitting every layer's q/k/v and scalars to the teacher's contexts "
                                         "(-1: one pass; 0: none)")
-    layer_init_lr: float = opt(1e-4, help="q/k/v rate of the layer-by-layer init")
+    layer_init_lr: float = opt(1e-4, help="q/k/v rate of the layer-by-layer init (and the first rate of the block stage)")
+    block_init_steps: int = opt(0, later=True,
+                                help="whole-block stage after the layer-by-layer init: training batches fitting "
+                                     "every student block (attention, FFN, LayerNorms) to map the teacher's hidden "
+                                     "state l to its state l+1, at --layer-init-lr decaying linearly to 0 "
+                                     "(-1: one pass; 0: none)")
     scalar_lr: float = opt(1e-3, help="learning rate of the inhibitor's scalars (gamma, beta, alpha) in init "
                                       "and training")
     student_activation: str = opt("relu", choices=ACTIVATIONS,
@@ -124,8 +129,10 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 <= self.warmup < 1:
             raise UserError(f"need lr > 0 and 0 <= warmup < 1, got lr={self.lr}, warmup={self.warmup}")
-        if self.save_every < 0 or self.layer_init_steps < -1 or self.transfer_copies < 0 or self.group_window < 0:
-            raise UserError("--save-every, --transfer-copies and --group-window must be >= 0, --layer-init-steps >= -1")
+        if (self.save_every < 0 or self.layer_init_steps < -1 or self.block_init_steps < -1 or self.transfer_copies < 0
+                or self.group_window < 0):
+            raise UserError("--save-every, --transfer-copies and --group-window must be >= 0, --layer-init-steps and "
+                            "--block-init-steps >= -1")
         if self.layer_init_lr <= 0 or self.scalar_lr <= 0:
             raise UserError(f"need --layer-init-lr > 0 and --scalar-lr > 0, got {self.layer_init_lr}, {self.scalar_lr}")
         if self.student_activation not in ACTIVATIONS:

@@ -260,6 +260,48 @@ def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dic
     return [sum(h[layer] for h in tail) / len(tail) for layer in range(len(tail[0]))]
 
 
+def blockwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dict[str, torch.Tensor]], steps: int,
+                   lr: float = 1e-4, scalar_lr: float = 1e-3, progress=None) -> list[float]:
+    """Fit every student block whole to the teacher's block, `steps` batches of `batches`.
+
+    The stage after `layerwise_init`: there only the attention's mixture learns, against the teacher's
+    contexts; here each block's every parameter (attention with its output projection, FFN, both
+    LayerNorms) learns to map the teacher's hidden state l to the teacher's hidden state l + 1
+    (teacher forcing: the blocks do not interact and train side by side), so the FFN and LayerNorms
+    adapt to the student's attention before end-to-end distillation. Loss per block: MSE over valid
+    tokens (`token_loss`); one AdamW step on the sum per batch, the rates (`lr`, the attention's
+    declared scalars at `scalar_lr`) decaying linearly to 0 over `steps`. Embeddings and the head are
+    not touched. Returns per block the mean loss over the last quarter of the batches; leaves the
+    student in train mode, the teacher in eval mode."""
+    teacher.eval()
+    student.train()
+    params = [p for block in student.encoder.blocks for p in block.parameters()]
+    scalars = scalar_ids(student)
+    groups = [{"params": [p for p in params if id(p) not in scalars], "lr": lr},
+              {"params": [p for p in params if id(p) in scalars], "lr": scalar_lr}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0, fused=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / max(1, steps)))
+    history: list[list[float]] = []
+    for step, b in zip(range(steps), batches):
+        with torch.no_grad():
+            hidden = teacher.forward_all(b["input_ids"], b["attention_mask"])[1].hidden_states
+        mask = b["attention_mask"]
+        losses = [token_loss(block(hidden[layer], mask)[0], hidden[layer + 1], mask, "mse")
+                  for layer, block in enumerate(student.encoder.blocks)]
+        opt.zero_grad(set_to_none=True)
+        torch.stack(losses).sum().backward()
+        opt.step()
+        sched.step()
+        history.append([x.item() for x in losses])
+        if progress is not None:
+            progress(step, history[-1])
+    student.zero_grad(set_to_none=True)
+    if not history:
+        return []
+    tail = history[-max(1, len(history) // 4):]
+    return [sum(h[layer] for h in tail) / len(tail) for layer in range(len(tail[0]))]
+
+
 # ---------------------------------------------------------------- inhibitor calibration
 
 CALIBRATION_EXPONENTS = tuple(range(-10, 4))  # gamma/sqrt(d) = 2**e candidates

@@ -107,7 +107,7 @@ def build(cfg: TrainConfig, spec) -> dict[str, Any]:
     distilled = cfg.distill.mode != "none"
     teacher = load_fine_tuned(str(source), "--teacher")[0] if distilled else None
     init_teacher = teacher
-    if init_teacher is None and cfg.layer_init_steps:
+    if init_teacher is None and (cfg.layer_init_steps or cfg.block_init_steps):
         init_teacher = (load_fine_tuned(str(source), "--teacher")[0] if _is_fine_tuned(source)
                         else load_pretrained(source, num_labels=spec.num_labels))
     if cfg.init_student:

@@ -118,7 +118,7 @@ def shuffled_batches(data: dict[str, torch.Tensor], sampler: LengthGroupedSample
 def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say, show: bool = True) -> None:
     """The variant's calibration (`parts["calibration"]`, on the first `calib_batches` training batches of
     `length_sampler`) and the layer-by-layer init of the float student over the training split in that
-    order (a fresh run only)."""
+    order (a fresh run only), then the whole-block stage (`block_init_steps`, `blockwise_init`)."""
     from quant.train.distill import layerwise_init
     model = parts["model"]
     if parts["calibration"] is not None:
@@ -139,6 +139,16 @@ def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say,
         bar.close()
         loss = "context MSE + W x score KL" if scores is not None else "context MSE"
         say(f"layer-by-layer init ({total} batches): {loss} per layer over the last quarter "
+            f"{[round(f, 5) for f in finals]}")
+    if cfg.block_init_steps and parts["init_teacher"] is not None:
+        from quant.train.distill import blockwise_init
+        sampler = length_sampler(cfg, train_data, cfg.seed + 3)
+        total = len(sampler) if cfg.block_init_steps < 0 else cfg.block_init_steps
+        bar = tqdm(total=total, desc="whole-block init", dynamic_ncols=True, disable=not show)
+        finals = blockwise_init(model, parts["init_teacher"], shuffled_batches(train_data, sampler, total), total,
+                                cfg.layer_init_lr, cfg.scalar_lr, progress=lambda step, losses: bar.update(1))
+        bar.close()
+        say(f"whole-block init ({total} batches): hidden-state MSE per block over the last quarter "
             f"{[round(f, 5) for f in finals]}")
 
 
