@@ -210,46 +210,36 @@ def rounded_ids(module: nn.Module) -> set[int]:
             for p in m.rounded_parameters()}
 
 
-def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
-                   lr: float = 1e-4, scalar_lr: float = 1e-3, progress=None,
-                   scores: tuple[float, float, TeacherScores] | None = None) -> list[float]:
-    """Fit every student layer's attention context to the teacher's, one pass over `batches`.
-
-    Both are float `SequenceClassifier`s of equal depth and width (the teacher may be its
-    `quant.train.store.TeacherStore`). Layer l of the student gets the teacher's hidden state l as
-    input (teacher forcing), so the layers do not interact and are fitted side by side: per batch
-    one teacher forward (or store read), then for each layer the MSE over valid tokens between
-    its context and the teacher's layer-l context; one AdamW step on the sum (AdamW is per parameter,
-    so this equals one optimizer per layer). Only `attention_core_parameters` train: q/k/v at `lr`,
-    the attention's declared scalars (`scalar_ids`) at `scalar_lr`. `batches` is typically the shuffled whole
-    training split (`quant.train.runtime.initialise_student`). Returns per layer the mean loss over the
-    last quarter of the batches. Leaves the student in train mode, the teacher in eval mode.
-    `scores` = (weight W, tau, the teacher's `TeacherScores`): score distillation, each layer's loss
-    plus W times `score_kl` of its softmax(-Z / tau) (Z from the teacher's hidden state l as well) and
-    the teacher's layer-l probabilities.
-    """
+def fit_side_by_side(student: nn.Module, teacher: nn.Module, params: list[nn.Parameter],
+                     batches: Iterable[dict[str, torch.Tensor]], layer_losses, lr: float, scalar_lr: float,
+                     progress=None, decay_steps: int | None = None) -> list[float]:
+    """The loop of the two teacher-forced stages (`layerwise_init`, `blockwise_init`): per batch one
+    teacher forward (or store read), `layer_losses(teacher_output, mask)` (one loss per layer) and one
+    AdamW step on their sum over `params` (those of them the attention declares scalars, `scalar_ids`,
+    at `scalar_lr`, the rest at `lr`; AdamW is per parameter, so this equals one optimizer per layer).
+    `decay_steps`: the rates decay linearly to 0 over that many batches, which is then the stage's
+    length. Returns per layer the mean loss over the last quarter of the batches; leaves the student
+    in train mode, the teacher in eval mode, the student's gradients cleared."""
     teacher.eval()
     student.train()
-    core = [p for block in student.encoder.blocks for p in attention_core_parameters(block.attn)]
     scalars = scalar_ids(student)
-    groups = [{"params": [p for p in core if id(p) not in scalars], "lr": lr},
-              {"params": [p for p in core if id(p) in scalars], "lr": scalar_lr}]
+    groups = [{"params": [p for p in params if id(p) not in scalars], "lr": lr},
+              {"params": [p for p in params if id(p) in scalars], "lr": scalar_lr}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0, fused=True)
+    sched = None
+    if decay_steps is not None:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / max(1, decay_steps)))
+        batches = (b for _, b in zip(range(decay_steps), batches))
     history: list[list[float]] = []
     for step, b in enumerate(batches):
         with torch.no_grad():
             out = teacher.forward_all(b["input_ids"], b["attention_mask"])[1]
-        mask = b["attention_mask"]
-        losses = [token_loss(block.attn.context(out.hidden_states[layer], mask), out.contexts[layer], mask, "mse")
-                  for layer, block in enumerate(student.encoder.blocks)]
-        if scores is not None:
-            weight, tau, target = scores
-            losses = [loss + weight * score_kl(-block.attn.inhibition(out.hidden_states[layer], mask) / tau, t, mask)
-                      for layer, (loss, block, t) in enumerate(zip(losses, student.encoder.blocks,
-                                                                   target(out.hidden_states)))]
+        losses = layer_losses(out, b["attention_mask"])
         opt.zero_grad(set_to_none=True)
         torch.stack(losses).sum().backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         history.append([x.item() for x in losses])
         if progress is not None:
             progress(step, history[-1])
@@ -258,6 +248,37 @@ def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dic
         return []
     tail = history[-max(1, len(history) // 4):]
     return [sum(h[layer] for h in tail) / len(tail) for layer in range(len(tail[0]))]
+
+
+def layerwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
+                   lr: float = 1e-4, scalar_lr: float = 1e-3, progress=None,
+                   scores: tuple[float, float, TeacherScores] | None = None) -> list[float]:
+    """Fit every student layer's attention context to the teacher's, one pass over `batches`.
+
+    Both are float `SequenceClassifier`s of equal depth and width (the teacher may be its
+    `quant.train.store.TeacherStore`). Layer l of the student gets the teacher's hidden state l as
+    input (teacher forcing), so the layers do not interact and are fitted side by side
+    (`fit_side_by_side`): per layer the MSE over valid tokens between its context and the teacher's
+    layer-l context. Only `attention_core_parameters` train: q/k/v at `lr`, the attention's declared
+    scalars at `scalar_lr`. `batches` is typically the shuffled whole training split
+    (`quant.train.runtime.initialise_student`). Returns per layer the mean loss over the last quarter
+    of the batches. `scores` = (weight W, tau, the teacher's `TeacherScores`): score distillation, each
+    layer's loss plus W times `score_kl` of its softmax(-Z / tau) (Z from the teacher's hidden state l
+    as well) and the teacher's layer-l probabilities.
+    """
+    blocks = student.encoder.blocks
+
+    def layer_losses(out, mask):
+        losses = [token_loss(block.attn.context(out.hidden_states[layer], mask), out.contexts[layer], mask, "mse")
+                  for layer, block in enumerate(blocks)]
+        if scores is not None:
+            weight, tau, target = scores
+            losses = [loss + weight * score_kl(-block.attn.inhibition(out.hidden_states[layer], mask) / tau, t, mask)
+                      for layer, (loss, block, t) in enumerate(zip(losses, blocks, target(out.hidden_states)))]
+        return losses
+
+    core = [p for block in blocks for p in attention_core_parameters(block.attn)]
+    return fit_side_by_side(student, teacher, core, batches, layer_losses, lr, scalar_lr, progress)
 
 
 def blockwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dict[str, torch.Tensor]], steps: int,
@@ -267,39 +288,19 @@ def blockwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dic
     The stage after `layerwise_init`: there only the attention's mixture learns, against the teacher's
     contexts; here each block's every parameter (attention with its output projection, FFN, both
     LayerNorms) learns to map the teacher's hidden state l to the teacher's hidden state l + 1
-    (teacher forcing: the blocks do not interact and train side by side), so the FFN and LayerNorms
-    adapt to the student's attention before end-to-end distillation. Loss per block: MSE over valid
-    tokens (`token_loss`); one AdamW step on the sum per batch, the rates (`lr`, the attention's
-    declared scalars at `scalar_lr`) decaying linearly to 0 over `steps`. Embeddings and the head are
-    not touched. Returns per block the mean loss over the last quarter of the batches; leaves the
-    student in train mode, the teacher in eval mode."""
-    teacher.eval()
-    student.train()
-    params = [p for block in student.encoder.blocks for p in block.parameters()]
-    scalars = scalar_ids(student)
-    groups = [{"params": [p for p in params if id(p) not in scalars], "lr": lr},
-              {"params": [p for p in params if id(p) in scalars], "lr": scalar_lr}]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0, fused=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / max(1, steps)))
-    history: list[list[float]] = []
-    for step, b in zip(range(steps), batches):
-        with torch.no_grad():
-            hidden = teacher.forward_all(b["input_ids"], b["attention_mask"])[1].hidden_states
-        mask = b["attention_mask"]
-        losses = [token_loss(block(hidden[layer], mask)[0], hidden[layer + 1], mask, "mse")
-                  for layer, block in enumerate(student.encoder.blocks)]
-        opt.zero_grad(set_to_none=True)
-        torch.stack(losses).sum().backward()
-        opt.step()
-        sched.step()
-        history.append([x.item() for x in losses])
-        if progress is not None:
-            progress(step, history[-1])
-    student.zero_grad(set_to_none=True)
-    if not history:
-        return []
-    tail = history[-max(1, len(history) // 4):]
-    return [sum(h[layer] for h in tail) / len(tail) for layer in range(len(tail[0]))]
+    (teacher forcing: the blocks do not interact and train side by side, `fit_side_by_side`), so the
+    FFN and LayerNorms adapt to the student's attention before end-to-end distillation. Loss per block:
+    MSE over valid tokens (`token_loss`); the rates (`lr`, the attention's declared scalars at
+    `scalar_lr`) decay linearly to 0 over `steps`. Embeddings and the head are not touched. Returns per
+    block the mean loss over the last quarter of the batches."""
+    blocks = student.encoder.blocks
+
+    def block_losses(out, mask):
+        return [token_loss(block(out.hidden_states[layer], mask)[0], out.hidden_states[layer + 1], mask, "mse")
+                for layer, block in enumerate(blocks)]
+
+    params = [p for block in blocks for p in block.parameters()]
+    return fit_side_by_side(student, teacher, params, batches, block_losses, lr, scalar_lr, progress, decay_steps=steps)
 
 
 # ---------------------------------------------------------------- inhibitor calibration
