@@ -82,6 +82,7 @@ def test_eta_from_the_stages_timed_so_far():
     (["--variants", "dot,dot"], "--variants must name distinct variants"),
     (["--seeds", "0,0"], "--seeds must be distinct integers >= 0, got 0,0"),
     (["--save-every", "0"], "need --save-every >= 1"),
+    (["--block-init-steps", "-2"], "need --layer-init-steps and --block-init-steps >= -1 (-1: one pass), got -1, -2"),
 ])
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys, args, message):
     from hwsim.app.cli import main

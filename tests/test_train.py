@@ -230,6 +230,7 @@ def test_ddp_two_processes(tiny_teacher, glue_dir, tmp_path):
     (("--distill", "task"), "holds no fine-tuned float checkpoint"),
     (("--float", "--transfer-copies", 1), "labelled by the teacher"),
     (("--float", "--layer-init-steps", -2), "--layer-init-steps >= -1"),
+    (("--float", "--block-init-steps", -2), "--block-init-steps must be >= -1 (-1: one pass; 0: none), got -2"),
 ])
 def test_errors_name_the_problem(tiny_teacher, glue_dir, tmp_path, capsys, extra, message):
     assert main(cli_args(tiny_teacher, glue_dir, tmp_path / "err", *extra)) == 2

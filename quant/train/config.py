@@ -129,10 +129,10 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 <= self.warmup < 1:
             raise UserError(f"need lr > 0 and 0 <= warmup < 1, got lr={self.lr}, warmup={self.warmup}")
-        if (self.save_every < 0 or self.layer_init_steps < -1 or self.block_init_steps < -1 or self.transfer_copies < 0
-                or self.group_window < 0):
-            raise UserError("--save-every, --transfer-copies and --group-window must be >= 0, --layer-init-steps and "
-                            "--block-init-steps >= -1")
+        if self.save_every < 0 or self.layer_init_steps < -1 or self.transfer_copies < 0 or self.group_window < 0:
+            raise UserError("--save-every, --transfer-copies and --group-window must be >= 0, --layer-init-steps >= -1")
+        if self.block_init_steps < -1:
+            raise UserError(f"--block-init-steps must be >= -1 (-1: one pass; 0: none), got {self.block_init_steps}")
         if self.layer_init_lr <= 0 or self.scalar_lr <= 0:
             raise UserError(f"need --layer-init-lr > 0 and --scalar-lr > 0, got {self.layer_init_lr}, {self.scalar_lr}")
         if self.student_activation not in ACTIVATIONS:
