@@ -217,6 +217,9 @@ class InhibitorAttention(Attention):
     of at most `scalar_lr` (Adam) scales them by at most exp(scalar_lr), where a linear step moves beta
     (about 0.02-0.05 after calibration) by 2-5 % at 1e-3. `attn.gamma` and `attn.beta` read the linear
     values either way; `set_scalars` writes them.
+
+    `per_head`: each scalar is a (H, 1, 1) tensor, one value per head, broadcast over that head's
+    scores (gamma, alpha) and context (beta); else a 0-d tensor shared by the layer's heads.
     """
 
     def __init__(self, cfg: EncoderConfig):
@@ -226,12 +229,13 @@ class InhibitorAttention(Attention):
         self.k_lin = nn.Linear(cfg.hidden, cfg.hidden)
         self.v_lin = nn.Linear(cfg.hidden, cfg.hidden)
         self.log_scalars = opts.scalars == "log"
+        shape = (cfg.heads, 1, 1) if opts.per_head else ()
         for name, init in zip(LOG_SCALARS, (opts.gamma_init, opts.beta_init)):
             if self.log_scalars:
-                setattr(self, "log_" + name, nn.Parameter(torch.tensor(math.log(init))))
+                setattr(self, "log_" + name, nn.Parameter(torch.full(shape, math.log(init))))
             else:
-                setattr(self, name, nn.Parameter(torch.tensor(float(init))))
-        self.alpha = nn.Parameter(torch.tensor(float(opts.alpha_init))) if opts.alpha_init > 0 else None
+                setattr(self, name, nn.Parameter(torch.full(shape, float(init))))
+        self.alpha = nn.Parameter(torch.full(shape, float(opts.alpha_init))) if opts.alpha_init > 0 else None
         self.center, self.signed = opts.center, opts.signed
 
     def __getattr__(self, name: str):
@@ -241,16 +245,23 @@ class InhibitorAttention(Attention):
         return super().__getattr__(name)
 
     @torch.no_grad()
-    def set_scalars(self, gamma: float, beta: float, alpha: float | None = None) -> None:
+    def set_scalars(self, gamma, beta, alpha=None) -> None:
         """Set gamma, beta (positive under the log parametrisation) and alpha (when the module has one)
-        to these linear values."""
+        to these linear values: each a number (every head) or, with `per_head`, one value per head."""
+        def put(param: nn.Parameter, value, log: bool = False) -> None:
+            if isinstance(value, (int, float)):
+                param.fill_(math.log(value) if log else value)
+            else:  # one per head
+                values = [math.log(float(x)) if log else float(x) for x in value]
+                param.copy_(torch.tensor(values, dtype=param.dtype).reshape(param.shape))
+
         for name, value in zip(LOG_SCALARS, (gamma, beta)):
             if self.log_scalars:
-                getattr(self, "log_" + name).fill_(math.log(value))
+                put(getattr(self, "log_" + name), value, log=True)
             else:
-                getattr(self, name).fill_(value)
+                put(getattr(self, name), value)
         if alpha is not None and self.alpha is not None:
-            self.alpha.fill_(alpha)
+            put(self.alpha, alpha)
 
     def scalar_parameters(self) -> list[nn.Parameter]:
         """gamma, beta (or their logarithms) and alpha: at the projections' learning rate they move by

@@ -65,6 +65,8 @@ class InhibitorOptions:
                                                          "factors; its quantized twin's log2 scalars get a rate that "
                                                          "can cross a rounding boundary in an epoch)",
                         later=True, choices=SCALARS)
+    per_head: bool = _opt(False, "--inhibitor-per-head", "inhibitor: one gamma, alpha and beta per head, "
+                                                         "calibrated per head (else one per layer)", later=True)
 
     def __post_init__(self) -> None:
         if self.scalars not in SCALARS:

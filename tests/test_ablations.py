@@ -238,3 +238,91 @@ def test_score_distillation_of_a_softmax_student_is_refused(fine_tuned, glue_dir
         assert main(cli_args(fine_tuned, glue_dir, tmp_path / attention, "--float", "--attention", attention,
                              "--distill", "task", "--score-distill", 0.5)) == 2
         assert "has no inhibition Z" in capsys.readouterr().err and not (tmp_path / attention).exists()
+
+
+# ---------------------------------------------------------------- per-head scalars (--inhibitor-per-head)
+
+def tiny_heads(per_head: bool, heads: int = 2):
+    torch.manual_seed(0)
+    cfg = EncoderConfig(vocab_size=30, hidden=16, layers=2, heads=heads, ffn=24, max_position=16, dropout=0.0,
+                        attention_dropout=0.0, activation="relu", attention="inhibitor",
+                        attention_options=InhibitorOptions(per_head=per_head))
+    return SequenceClassifier(cfg).eval()
+
+
+def test_per_head_scalars_are_one_per_head_and_at_equal_values_compute_the_per_layer_model_exactly():
+    shared, per_head = tiny_heads(False), tiny_heads(True)
+    attn = per_head.encoder.blocks[0].attn
+    assert [tuple(p.shape) for p in attn.scalar_parameters()] == [(2, 1, 1)] * 3
+    for a, b in zip(shared.encoder.blocks, per_head.encoder.blocks):
+        a.attn.set_scalars(0.7, 0.05, 0.25)
+        b.attn.set_scalars([0.7, 0.7], [0.05, 0.05], [0.25, 0.25])
+    ids, mask = batch()
+    assert torch.equal(shared(ids, mask), per_head(ids, mask))
+
+
+def test_per_head_scalars_give_each_head_the_context_of_its_own_values():
+    """Head h of a per-head module equals head h of a per-layer module set to head h's values."""
+    from models.attention import split_heads
+    shared, per_head = tiny_heads(False), tiny_heads(True)
+    gamma, beta, alpha = [0.4, 1.3], [0.02, 0.09], [0.125, 1.0]
+    per_head.encoder.blocks[0].attn.set_scalars(gamma, beta, alpha)
+    x = torch.randn(2, 6, 16)
+    _, mask = batch()
+    with torch.no_grad():
+        got = split_heads(per_head.encoder.blocks[0].attn.context(x, mask), 2)
+        for h in range(2):
+            shared.encoder.blocks[0].attn.set_scalars(gamma[h], beta[h], alpha[h])
+            want = split_heads(shared.encoder.blocks[0].attn.context(x, mask), 2)
+            torch.testing.assert_close(got[:, h], want[:, h], rtol=0, atol=1e-6)
+
+
+def test_per_head_calibration_fits_each_head_at_least_as_well_as_one_fit_per_layer(tiny_teacher):
+    """On a tiny teacher (4 heads): every head gets the candidate that fits its own context best (the
+    brute force over the grid per head agrees), and the layer's residual is at most the per-layer fit's."""
+    import itertools
+    from models.attention import split_heads
+    from models.loading import load_pretrained
+    from quant.train.distill import calibrate_inhibitor
+    from quant.train.loop import student_from
+    teacher = load_pretrained(tiny_teacher, "dot", 2, dropout=0.0, attention_dropout=0.0)
+    torch.manual_seed(0)
+    ids = torch.randint(5, 23, (8, 7))
+    mask = torch.ones_like(ids)
+    mask[:3, 5:] = 0
+    batch_ = {"input_ids": ids, "attention_mask": mask}
+    grid, alphas = range(-6, 3), (0.25, 0.5, 1.0)
+    fits = {}
+    for per_head in (False, True):
+        student, _ = student_from(teacher, "inhibitor", attention_options=InhibitorOptions(per_head=per_head))
+        fits[per_head] = calibrate_inhibitor(student, teacher, [batch_], exponents=grid, alphas=alphas)
+    with torch.no_grad():
+        out = teacher.forward_all(ids, mask)[1]
+    heads = teacher.cfg.heads
+    for layer, (one, each) in enumerate(zip(fits[False], fits[True])):
+        assert each["residual"] <= one["residual"] + 1e-9
+        assert len(each["exponent"]) == len(each["alpha"]) == len(each["beta"]) == heads
+        block = student.encoder.blocks[layer]
+        d = block.attn.head_dim
+        torch.testing.assert_close(block.attn.gamma.flatten(),
+                                   torch.tensor([2.0 ** e * math.sqrt(d) for e in each["exponent"]]))
+        t = split_heads(out.contexts[layer], heads)
+        keep = mask[:, None, :, None]
+        for h in range(heads):
+            scores = {}
+            for e, a in itertools.product(grid, alphas):
+                block.attn.set_scalars(2.0 ** e * math.sqrt(d), 1.0, a)
+                with torch.no_grad():
+                    x = split_heads(block.attn.context(out.hidden_states[layer], mask), heads)[:, h]
+                ht, hh, tt = (float((u * w * keep[:, 0]).sum()) for u, w in ((x, t[:, h]), (x, x), (t[:, h], t[:, h])))
+                if ht > 0:
+                    scores[(e, a)] = 1 - ht * ht / hh / tt
+            assert (each["exponent"][h], each["alpha"][h]) == min(scores, key=scores.get)
+
+
+def test_a_per_head_student_is_refused_by_quantization_with_the_way_out():
+    from models.errors import UserError
+    from quant.qat.config import QuantConfig
+    from quant.qat.model import quantize_model
+    with pytest.raises(UserError, match="per-head.*--inhibitor-per-head"):
+        quantize_model(tiny_heads(True), QuantConfig())

@@ -289,6 +289,11 @@ class QInhibitorAttention(QProjectedAttention):
         for leaf in ("gamma", "beta"):
             if "log_" + leaf in state:
                 state[leaf] = state.pop("log_" + leaf).exp()
+        if state["gamma"].dim() > 0:
+            raise UserError(f"{attn} holds per-head gamma, alpha and beta (--inhibitor-per-head): the integer "
+                            f"InhibitorAttention takes one z_shift, alpha and out_shift per layer, so such a float "
+                            f"student cannot be quantized yet; quantize a student trained without "
+                            f"--inhibitor-per-head")
         qk = ("q_lin.weight", "q_lin.bias", "k_lin.weight", "k_lin.bias")
         folds = (("gamma", math.sqrt(cfg.head_dim), qk),
                  ("beta", 1.0, qk + ("v_lin.weight", "v_lin.bias") + (("alpha",) if "alpha" in state else ())))

@@ -305,6 +305,23 @@ def blockwise_init(student: nn.Module, teacher: nn.Module, batches: Iterable[dic
 
 # ---------------------------------------------------------------- inhibitor calibration
 
+def _best_fit(sums: dict[tuple[int, float], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict | None:
+    """The candidate (e, alpha) whose least-squares beta leaves the smallest residual, from the sums
+    <h, t>, <h, h>, <t, t> of its context h and the teacher's t over valid tokens: beta = <h, t> / <h, h>,
+    residual = 1 - beta <h, t> / <t, t> (|beta h - t|^2 / |t|^2 at the optimum). Candidates with
+    <h, t> <= 0 are skipped (beta must be positive: the integer model stores log2 beta); None if all are."""
+    best = None
+    for (e, a), (ht, hh, tt) in sums.items():
+        ht, hh, tt = float(ht), float(hh), float(tt)
+        if ht <= 0 or tt <= 0:
+            continue
+        beta = ht / hh
+        residual = 1.0 - beta * ht / tt
+        if best is None or residual < best["residual"]:
+            best = {"exponent": float(e), "alpha": float(a), "beta": beta, "residual": residual}
+    return best
+
+
 CALIBRATION_EXPONENTS = tuple(range(-10, 4))  # gamma/sqrt(d) = 2**e candidates
 CALIBRATION_ALPHAS = (0.125, 0.25, 0.5, 1.0, 2.0)  # alpha candidates (a student with alpha)
 
@@ -324,9 +341,11 @@ def calibrate_inhibitor(student: nn.Module, teacher: nn.Module, batches: Iterabl
     valid tokens; the candidate with the smallest residual is kept. Dropout is off while fitting.
     Returns per layer {"exponent", "alpha", "beta", "residual"}, the residual relative to the teacher
     contexts' squared norm (1.0: no better than zero; alpha 0.0 when the student has none). The
-    teacher's q/k/v are not changed.
+    teacher's q/k/v are not changed. A student with per-head scalars (`InhibitorOptions.per_head`) gets
+    the best candidate of each head on that head's context: "exponent", "alpha" and "beta" are then
+    lists over the heads and "residual" the layer's (the heads' squared errors summed).
     """
-    from models.attention import l1_scores
+    from models.attention import l1_scores, split_heads
     batches, exponents = list(batches), list(exponents)
     was_training = student.training
     teacher.eval()
@@ -335,30 +354,46 @@ def calibrate_inhibitor(student: nn.Module, teacher: nn.Module, batches: Iterabl
     fits = []
     for layer, block in enumerate(student.encoder.blocks):
         attn = block.attn
+        per_head = attn.gamma.dim() > 0  # InhibitorOptions.per_head
         heads = [attn.qkv(out.hidden_states[layer]) for out in targets]  # the scalars do not change them
         l1s = [l1_scores(q, k) for q, k, _ in heads]
-        best = {"exponent": 0.0, "alpha": 0.0, "beta": 0.0, "residual": float("inf")}
+        sums = {}  # (e, a) -> the sums <h, t>, <h, h>, <t, t> (`_best_fit`): numbers, or (H,) per head
         for e in exponents:
             for a in (list(alphas) if attn.alpha is not None else [0.0]):
                 attn.set_scalars(2.0 ** e * math.sqrt(attn.head_dim), 1.0, a)
                 ht = hh = tt = 0.0
                 for b, out, qkv, l1 in zip(batches, targets, heads, l1s):
-                    keep = b["attention_mask"][..., None].to(out.contexts[layer].dtype)  # (B, n, 1)
-                    h, t = attn.mix(*qkv, b["attention_mask"], l1), out.contexts[layer]
-                    ht += float((h * t * keep).sum())
-                    hh += float((h * h * keep).sum())
-                    tt += float((t * t * keep).sum())
-                if ht <= 0 or tt <= 0:  # beta must be positive (the integer model stores log2 beta)
-                    continue
-                beta = ht / hh
-                residual = 1.0 - beta * ht / tt  # |beta h - t|^2 / |t|^2 at the optimum
-                if residual < best["residual"]:
-                    best = {"exponent": float(e), "alpha": float(a), "beta": beta, "residual": residual}
-        if best["residual"] == float("inf"):
+                    h, t = attn.mix(*qkv, b["attention_mask"], l1), out.contexts[layer]  # (B, n, D)
+                    keep = b["attention_mask"][..., None].to(t.dtype)  # (B, n, 1)
+                    if per_head:  # sums per head, (H,)
+                        h, t, keep = split_heads(h, attn.heads), split_heads(t, attn.heads), keep[:, None]
+                        ht = ht + (h * t * keep).sum((0, 2, 3)).double()
+                        hh = hh + (h * h * keep).sum((0, 2, 3)).double()
+                        tt = tt + (t * t * keep).sum((0, 2, 3)).double()
+                    else:
+                        ht += float((h * t * keep).sum())
+                        hh += float((h * h * keep).sum())
+                        tt += float((t * t * keep).sum())
+                sums[(e, a)] = (ht, hh, tt)
+        if per_head:
+            best = [_best_fit({ea: tuple(float(x[head]) for x in s) for ea, s in sums.items()})
+                    for head in range(attn.heads)]
+        else:
+            best = [_best_fit(sums)]
+        if any(f is None for f in best):
             raise UserError(f"inhibitor calibration of layer {layer}: no gamma in 2**{min(exponents)}.."
-                            f"2**{max(exponents)} gives a context correlated with the teacher's; "
-                            f"train without calibration (--no-calibrate-inhibitor)")
-        attn.set_scalars(2.0 ** best["exponent"] * math.sqrt(attn.head_dim), best["beta"], best["alpha"])
-        fits.append(best)
+                            f"2**{max(exponents)} gives a context correlated with the teacher's"
+                            f"{' in every head' if per_head else ''}; train without calibration "
+                            f"(--no-calibrate-inhibitor)")
+        if per_head:  # the layer's residual: the heads' squared errors over the teacher contexts' norm
+            tt = next(iter(sums.values()))[2]  # (H,): the same for every candidate
+            fit = {key: [f[key] for f in best] for key in ("exponent", "alpha", "beta")}
+            fit["residual"] = float(sum(f["residual"] * tt[head] for head, f in enumerate(best)) / tt.sum())
+            attn.set_scalars([2.0 ** e * math.sqrt(attn.head_dim) for e in fit["exponent"]], fit["beta"],
+                             fit["alpha"])
+        else:
+            fit = best[0]
+            attn.set_scalars(2.0 ** fit["exponent"] * math.sqrt(attn.head_dim), fit["beta"], fit["alpha"])
+        fits.append(fit)
     student.train(was_training)
     return fits

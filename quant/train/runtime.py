@@ -115,6 +115,11 @@ def shuffled_batches(data: dict[str, torch.Tensor], sampler: LengthGroupedSample
         yield take(data, order[step % per_pass], torch.device("cpu"))
 
 
+def _fmt(value) -> str:
+    """A calibration figure: `.4g`, a list of them (one per head) in brackets."""
+    return f"[{' '.join(f'{v:.4g}' for v in value)}]" if isinstance(value, list) else f"{value:.4g}"
+
+
 def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say, show: bool = True) -> None:
     """The variant's calibration (`parts["calibration"]`, on the first `calib_batches` training batches of
     `length_sampler`) and the layer-by-layer init of the float student over the training split in that
@@ -125,7 +130,7 @@ def initialise_student(cfg: TrainConfig, parts: dict[str, Any], train_data, say,
         batches = list(shuffled_batches(train_data, length_sampler(cfg, train_data, cfg.seed + 1), cfg.calib_batches))
         fits = parts["calibration"](model, parts["calib_teacher"], batches)
         say(f"{cfg.attention} calibration per layer: " + "; ".join(
-            ", ".join(f"{k} {v:.4g}" for k, v in f.items()) for f in fits))
+            ", ".join(f"{k} {_fmt(v)}" for k, v in f.items()) for f in fits))
     if cfg.layer_init_steps and parts["init_teacher"] is not None:
         steps = cfg.layer_init_steps
         total = -(-len(train_data["labels"]) // cfg.batch_size) if steps < 0 else steps
