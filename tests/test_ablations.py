@@ -320,9 +320,38 @@ def test_per_head_calibration_fits_each_head_at_least_as_well_as_one_fit_per_lay
             assert (each["exponent"][h], each["alpha"][h]) == min(scores, key=scores.get)
 
 
-def test_a_per_head_student_is_refused_by_quantization_with_the_way_out():
-    from models.errors import UserError
+def test_per_head_quant_state_makes_each_head_a_power_of_two_without_changing_the_context():
+    """quant_state folds head h's remainders into head h's rows of q/k (gamma) and q/k/v and alpha (beta):
+    the context from the folded projections with 2**g_h, 2**b_h equals the float module's (float32
+    rounding), and the powers differ between heads as the scalars do."""
+    import torch.nn.functional as F
+    from models.attention import inhibit_fast, merge_heads, split_heads
+    from quant.qat.attention import QInhibitorAttention
+    model = tiny_heads(True)
+    attn = model.encoder.blocks[0].attn
+    attn.set_scalars([0.3, 2.9], [0.021, 0.4], [0.125, 1.5])
+    cfg = model.cfg
+    state = QInhibitorAttention.quant_state("attn", dict(attn.state_dict()), cfg)
+    g, b = state["core.log2_gamma"], state["core.log2_beta"]
+    assert g.shape == b.shape == (2, 1, 1) and torch.equal(g, g.round()) and torch.equal(b, b.round())
+    assert g[0] != g[1] and b[0] != b[1]
+    x = torch.randn(2, 6, 16)
+    _, mask = batch()
+    q, k, v = (split_heads(F.linear(x, state[f"{n}_lin.weight"], state[f"{n}_lin.bias"]), 2) for n in "qkv")
+    with torch.no_grad():
+        got = merge_heads(inhibit_fast(q, k, v, mask, 2.0 ** g * math.sqrt(cfg.head_dim), state["core.alpha"],
+                                       2.0 ** b, attn.center, attn.signed))
+        want = attn.context(x, mask)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_per_head_student_quantizes_to_per_head_node_attributes():
+    """Its QAT model gives the InhibitorAttention node one z_shift, alpha and out_shift per head; a per-layer
+    student's node keeps plain ints."""
     from quant.qat.config import QuantConfig
     from quant.qat.model import quantize_model
-    with pytest.raises(UserError, match="per-head.*--inhibitor-per-head"):
-        quantize_model(tiny_heads(True), QuantConfig())
+    for per_head in (False, True):
+        core = quantize_model(tiny_heads(per_head), QuantConfig()).encoder.blocks[0].attn.core
+        attrs = core.inhibitor_attrs(exp_qk=4, exp_v=4, exp_out=5, bits=8)
+        for name in ("z_shift", "alpha", "out_shift"):
+            assert isinstance(attrs[name], list) == per_head and (not per_head or len(attrs[name]) == 2)

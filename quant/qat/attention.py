@@ -92,15 +92,18 @@ class QDotCore(QCore):
 
 class QInhibitorCore(QCore):
     """DESIGN.md InhibitorAttention. gamma/sqrt(d) = 2**g and beta = 2**b with g, b learned in the log2
-    domain (straight-through rounding); alpha in v's format; output quantized by its own quantizer."""
+    domain (straight-through rounding); alpha in v's format; output quantized by its own quantizer.
+    With per-head scalars (`InhibitorOptions.per_head`) g, b and alpha are (H, 1, 1), as the float
+    twin's, and the node's z_shift, alpha and out_shift are lists of one int per head."""
 
     def __init__(self, cfg: EncoderConfig, qcfg: QuantConfig):
         super().__init__()
         opts = cfg.attention_options  # models.variants.InhibitorOptions
         self.head_dim, self.center, self.signed = cfg.head_dim, opts.center, opts.signed
-        self.log2_gamma = nn.Parameter(torch.tensor(math.log2(max(opts.gamma_init, 1e-6) / math.sqrt(cfg.head_dim))))
-        self.log2_beta = nn.Parameter(torch.tensor(math.log2(max(opts.beta_init, 1e-6))))
-        self.alpha = nn.Parameter(torch.tensor(float(opts.alpha_init))) if opts.alpha_init > 0 else None
+        shape = (cfg.heads, 1, 1) if opts.per_head else ()
+        self.log2_gamma = nn.Parameter(torch.full(shape, math.log2(max(opts.gamma_init, 1e-6) / math.sqrt(cfg.head_dim))))
+        self.log2_beta = nn.Parameter(torch.full(shape, math.log2(max(opts.beta_init, 1e-6))))
+        self.alpha = nn.Parameter(torch.full(shape, float(opts.alpha_init))) if opts.alpha_init > 0 else None
         self.act = ActQuant(qcfg, bits=qcfg.attention_bits)  # the context
         self.log_scalars = opts.scalars == "log"  # its float twin trained log gamma, log beta
 
@@ -108,15 +111,20 @@ class QInhibitorCore(QCore):
         """(g, b): the integer log2 of gamma/sqrt(d) and beta, straight-through rounded."""
         return round_half_up(self.log2_gamma), round_half_up(self.log2_beta)
 
-    def alpha_int(self, exp_v: int, bits: int) -> int:
+    def alpha_int(self, exp_v: int, bits: int) -> int | list[int]:
+        """alpha in v's integer format (one per head with per-head scalars; 0 without alpha)."""
         if self.alpha is None:
-            return 0
-        return int(round(float(fixed_point_value(self.alpha.detach(), exp_v, bits)) * 2.0 ** exp_v))
+            return 0 if self.log2_gamma.dim() == 0 else [0] * self.log2_gamma.numel()
+        ints = [int(round(float(a) * 2.0 ** exp_v)) for a in fixed_point_value(self.alpha.detach(), exp_v, bits).flatten()]
+        return ints[0] if self.alpha.dim() == 0 else ints
 
-    def inhibitor_attrs(self, exp_qk: int, exp_v: int, exp_out: int, bits: int) -> dict[str, int]:
-        g, b = (int(t) for t in self.powers())
-        return {"z_shift": exp_qk - exp_v - g, "center": int(self.center), "alpha": self.alpha_int(exp_v, bits),
-                "signed": int(self.signed), "out_shift": exp_v - b - exp_out, "bits": bits}
+    def inhibitor_attrs(self, exp_qk: int, exp_v: int, exp_out: int, bits: int) -> dict[str, int | list[int]]:
+        g, b = ([int(x) for x in t.flatten()] for t in self.powers())
+        z_shift, out_shift = [exp_qk - exp_v - x for x in g], [exp_v - x - exp_out for x in b]
+        if self.log2_gamma.dim() == 0:  # one per layer: plain ints, as the nodes always had
+            z_shift, out_shift = z_shift[0], out_shift[0]
+        return {"z_shift": z_shift, "center": int(self.center), "alpha": self.alpha_int(exp_v, bits),
+                "signed": int(self.signed), "out_shift": out_shift, "bits": bits}
 
     def forward(self, q: Fx, k: Fx, v: Fx, mask: torch.Tensor) -> Fx:
         g, b = self.powers()
@@ -284,31 +292,39 @@ class QInhibitorAttention(QProjectedAttention):
         context-alignment loss compares with the teacher's. Otherwise the quantized model would round
         them, scaling Z or the context by up to 2**0.5 (measured on the RT inhibitor student: log2 beta
         -4.54 rounds to -5, 27 % smaller). alpha -> core.alpha. A float twin of the log parametrisation
-        holds log_gamma and log_beta: gamma = exp(log_gamma), beta = exp(log_beta)."""
+        holds log_gamma and log_beta: gamma = exp(log_gamma), beta = exp(log_beta). Per-head scalars
+        (H, 1, 1) fold head by head: head h's remainders scale head h's rows of the projections and its
+        alpha, so each head gets its own power of two (the node's per-head z_shift and out_shift)."""
         state = dict(state)
         for leaf in ("gamma", "beta"):
             if "log_" + leaf in state:
                 state[leaf] = state.pop("log_" + leaf).exp()
-        if state["gamma"].dim() > 0:
-            raise UserError(f"{attn} holds per-head gamma, alpha and beta (--inhibitor-per-head): the integer "
-                            f"InhibitorAttention takes one z_shift, alpha and out_shift per layer, so such a float "
-                            f"student cannot be quantized yet; quantize a student trained without "
-                            f"--inhibitor-per-head")
         qk = ("q_lin.weight", "q_lin.bias", "k_lin.weight", "k_lin.bias")
         folds = (("gamma", math.sqrt(cfg.head_dim), qk),
                  ("beta", 1.0, qk + ("v_lin.weight", "v_lin.bias") + (("alpha",) if "alpha" in state else ())))
         for leaf, scale, targets in folds:
             value = state.pop(leaf)
-            if float(value) <= 0:
-                raise UserError(f"{attn}.{leaf} = {float(value)} is not positive: it cannot become a power of two")
+            if float(value.min()) <= 0:
+                raise UserError(f"{attn}.{leaf} = {value.flatten().tolist()} is not positive: it cannot become a "
+                                f"power of two")
             log2 = torch.log2(value / scale)
             rounded = torch.floor(log2 + 0.5)
             for target in targets:
-                state[target] = state[target] * 2.0 ** (log2 - rounded)
+                state[target] = state[target] * _per_row(2.0 ** (log2 - rounded), state[target], cfg.head_dim)
             state[f"core.log2_{leaf}"] = rounded
         if "alpha" in state:
             state["core.alpha"] = state.pop("alpha")
         return state
+
+
+def _per_row(factor: torch.Tensor, target: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """`factor` shaped to multiply `target`: a 0-d factor as it is (one per layer); per head (H, 1, 1)
+    it scales head h's output rows of a projection's weight (D, D_in) or bias (D), rows h*d..(h+1)*d - 1,
+    and alpha (H, 1, 1) elementwise."""
+    if factor.dim() == 0 or target.shape == factor.shape:
+        return factor
+    rows = factor.flatten().repeat_interleave(head_dim)  # (D,)
+    return rows[:, None] if target.dim() == 2 else rows
 
 
 class QSymmetricAttention(QAttention):
