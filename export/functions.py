@@ -3,7 +3,9 @@
 Each body computes exactly the op's definition in `quant.intops` (docs/DESIGN.md, "The op set"),
 in standard ONNX ops on integer types only: no float tensor, no Cast to or from float. The node's
 attributes are the op's attributes; the body reads them through attribute references
-(`Constant(value_int=@shift)`), so one function serves every attribute value.
+(`Constant(value_int=@shift)`), so one function serves every attribute value. An attribute given
+per head (`quant.ir.spec.OpSpec.head_attrs`) is an ints attribute read as `Constant(value_ints=@name)`
+and reshaped to [1, H, 1, 1], in an overload of its own (`overload_name`).
 
 Storage types are not attributes, so a body is built per *type signature* (the storage dtypes of
 the inputs and of the output) and registered as an ONNX IR-10 function **overload** of the same
@@ -77,6 +79,22 @@ class _Body:
             self.nodes[-1].attribute.append(helper.make_attribute_ref("value_int", AttributeProto.INT, ref_attr_name=name))
             return out
         return self._once(("attr", name), make)
+
+    def head_attr(self, name: str, like: str) -> str:
+        """The ints attribute `name` of the calling node (one value per head) as an int64 [1, H, 1, 1]
+        tensor, H = dimension 1 of tensor `like` [B, H, n, d]. A list of L != H values must fail the
+        run, not broadcast: element h is gathered at index `h + (0 if L == H else L)`, out of bounds
+        for every h when L != H (a Reshape to [1, H, 1, 1] would not do: onnxruntime's optimiser
+        turns its one run-time dimension into -1, measured to broadcast a list of one)."""
+        def make() -> str:
+            values = self.op("Constant")
+            self.nodes[-1].attribute.append(helper.make_attribute_ref("value_ints", AttributeProto.INTS, ref_attr_name=name))
+            heads = self.op("Shape", like, start=1, end=2)  # (1,) = H
+            count = self.op("Shape", values)  # (1,) = L
+            offset = self.op("Where", self.op("Equal", count, heads), self.const([0]), count)
+            index = self.op("Add", self.op("Range", self.const(0), self.op("Squeeze", heads), self.const(1)), offset)
+            return self.op("Unsqueeze", self.op("Gather", values, index), self.const([0, 2, 3]))  # (1, H, 1, 1)
+        return self._once(("head_attr", name, like), make)
 
     def flag(self, name: str) -> str:
         """The int attribute `name` as a bool scalar (nonzero = true)."""
@@ -178,17 +196,20 @@ def _isqrt(b: _Body, v: str) -> str:
 
 
 def _finish(b: _Body, op_type: str, inputs: Sequence[str], y: str, out_type: int, attrs: Sequence[str],
-            in_types: Sequence[int]) -> FunctionProto:
+            in_types: Sequence[int], per_head: Sequence[str] = ()) -> FunctionProto:
     b.nodes.append(helper.make_node("Cast", [y], ["y"], name=f"Cast_{len(b.nodes)}", to=out_type))
     return helper.make_function(DOMAIN, op_type, list(inputs), ["y"], b.nodes, list(OPSETS),
-                                attributes=list(attrs), overload=overload_name(in_types, out_type),
+                                attributes=list(attrs), overload=overload_name(in_types, out_type, per_head),
                                 doc_string=f"quant.intops.{op_type}; see docs/DESIGN.md")
 
 
-def overload_name(in_types: Sequence[int], out_type: int) -> str:
-    """`int8_int8_int32__int8`: the input storage types, then the output storage type."""
+def overload_name(in_types: Sequence[int], out_type: int, per_head: Sequence[str] = ()) -> str:
+    """`int8_int8_int32__int8`: the input storage types, then the output storage type; with
+    attributes given per head (`quant.ir.spec.per_head_names`, read as ints lists by the body),
+    `__per_head_` and their names, e.g. `int8_int8_int8_int64__int8__per_head_z_shift_out_shift`."""
     name = lambda t: TensorProto.DataType.Name(t).lower()  # noqa: E731
-    return "_".join(name(t) for t in in_types) + "__" + name(out_type)
+    base = "_".join(name(t) for t in in_types) + "__" + name(out_type)
+    return base + "__per_head_" + "_".join(per_head) if per_head else base
 
 
 def embed(in_types: Sequence[int], out_type: int) -> FunctionProto:
@@ -293,24 +314,33 @@ def dot_attention(in_types: Sequence[int], out_type: int) -> FunctionProto:
                    in_types)
 
 
-def inhibitor_attention(in_types: Sequence[int], out_type: int) -> FunctionProto:
+def inhibitor_attention(in_types: Sequence[int], out_type: int, per_head: Sequence[str] = ()) -> FunctionProto:
     """Inhibitor attention of DESIGN.md, steps 1-8; per score only Sub/Abs/Add/shifts/compare/Where.
+
+    `per_head`: the attributes among `z_shift`, `alpha`, `out_shift` that the calling node gives as
+    ints lists, one value per head; the body reads them as [1, H, 1, 1] tensors that broadcast over
+    each head's scores and outputs (`_Body.head_attr`), the others as int scalars, so a node without
+    per-head attributes gets the body of before. The requantisations are the same `_requant`.
 
     For onnxruntime the L1 score and the inhibition materialise a (B, H, n, n, d) int64 tensor:
     fine up to moderate n, memory-bound beyond (hwsim streams it instead)."""
     b = _Body()
+    unknown = set(per_head) - {"z_shift", "alpha", "out_shift"}
+    if unknown:
+        raise ValueError(f"InhibitorAttention takes only z_shift, alpha, out_shift per head, not {sorted(unknown)}")
+    attr = lambda name: b.head_attr(name, "q") if name in per_head else b.attr(name)  # noqa: E731
     valid = _key_mask(b)  # (B, 1, 1, n)
     bits = b.attr("bits")
     q = b.op("Unsqueeze", b.i64("q"), b.const([3]))  # (B, H, n, 1, d)
     k = b.op("Unsqueeze", b.i64("k"), b.const([2]))  # (B, H, 1, n, d)
     dist = b.op("ReduceSum", b.op("Abs", b.op("Sub", q, k)), b.const([-1]), keepdims=0)  # (B, H, n, n)
-    z = _requant(b, dist, b.attr("z_shift"), b.const(32))
+    z = _requant(b, dist, attr("z_shift"), b.const(32))
     zero = b.const(0)
     n_valid = b.op("ReduceSum", b.op("Cast", valid, to=I64), b.const([-1]), keepdims=1)  # (B, 1, 1, 1)
     n_valid = _max(b, n_valid, b.const(1))  # a row with no valid key divides by 1 (intops)
     row_sum = b.op("ReduceSum", b.op("Where", valid, z, zero), b.const([-1]), keepdims=1)  # (B, H, n, 1)
     mean = b.op("Where", b.flag("center"), _floor_div(b, row_sum, n_valid), zero)  # per row
-    z = b.op("Add", b.op("Sub", z, mean), b.attr("alpha"))
+    z = b.op("Add", b.op("Sub", z, mean), attr("alpha"))
     full = _shl(b, b.const(1), b.op("Sub", bits, b.const(1)))  # 2**(bits-1)
     z = b.op("Where", valid, _clamp(b, z, zero, full), full)
     z = b.op("Unsqueeze", z, b.const([4]))  # (B, H, n, n, 1)
@@ -321,9 +351,9 @@ def inhibitor_attention(in_types: Sequence[int], out_type: int) -> FunctionProto
     term = _max(b, b.op("Sub", v_in, z), zero)  # (B, H, n, n, d)
     term = b.op("Where", negative, b.op("Neg", term), term)
     h = b.op("ReduceSum", term, b.const([3]), keepdims=0)  # (B, H, n, d)
-    y = _requant(b, h, b.attr("out_shift"), bits)
+    y = _requant(b, h, attr("out_shift"), bits)
     return _finish(b, "InhibitorAttention", ["q", "k", "v", "mask"], y, out_type,
-                   ["z_shift", "center", "alpha", "signed", "out_shift", "bits"], in_types)
+                   ["z_shift", "center", "alpha", "signed", "out_shift", "bits"], in_types, per_head)
 
 
 BUILDERS: dict[str, Callable[[Sequence[int], int], FunctionProto]] = {
@@ -337,6 +367,10 @@ BUILDERS: dict[str, Callable[[Sequence[int], int], FunctionProto]] = {
 }
 
 
-def build_function(op_type: str, in_types: Sequence[int], out_type: int) -> FunctionProto:
-    """The FunctionProto of `op_type` for these input/output storage types (ONNX TensorProto enums)."""
+def build_function(op_type: str, in_types: Sequence[int], out_type: int, per_head: Sequence[str] = ()) -> FunctionProto:
+    """The FunctionProto of `op_type` for these input/output storage types (ONNX TensorProto enums)
+    and, for an op with per-head attributes, the names of those its node gives per head
+    (`quant.ir.spec.per_head_names`; only then is the builder asked for them)."""
+    if per_head:
+        return BUILDERS[op_type](tuple(in_types), out_type, per_head=tuple(per_head))
     return BUILDERS[op_type](tuple(in_types), out_type)

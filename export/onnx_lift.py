@@ -4,7 +4,8 @@ The inverse of the lowering (docs/DESIGN.md, "ONNX contract"), so that the integ
 (`quant.intops.reference.run_program`) can run exactly the program an exported file holds:
 
 - each `hwsim.int` node becomes a `Node` of the same op with its integer attributes (the exporter
-  writes every attribute explicitly, defaults included);
+  writes every attribute explicitly, defaults included; an ints attribute, one value per head,
+  becomes a tuple);
 - the data-movement patterns the exporter emits are folded back into one node each:
   `Reshape([0, 0, H, -1]) -> Transpose(perm 0,2,1,3)` = `SplitHeads(heads=H)` (named after the
   Transpose), `Transpose(perm 0,2,1,3) -> Reshape([0, 0, -1])` = `MergeHeads` (named after the
@@ -95,6 +96,7 @@ class _Reader:
             attrs = int_attrs(node)
             try:
                 spec.check_attr_names(node.op_type, attrs)
+                spec.check_head_attrs(node.op_type, attrs)
             except ValueError as err:
                 raise self.fail(node, str(err)) from None
             self.out.append(Node(node.op_type, node.name, tuple(node.input), tuple(node.output), attrs))

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 from onnx import FunctionProto, ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
-from export.functions import BUILDERS, OPSETS, overload_name
+from export.functions import OPSETS, build_function, overload_name
 from models.errors import UserError
 from quant.ir import contract, spec
 from quant.ir.contract import DOMAIN, DOMAIN_VERSION
@@ -56,14 +56,20 @@ def _function_node(low: _Lowering, node: Node) -> None:
     """A semantic op: one `hwsim.int` node, its function overload registered once."""
     in_types = [low.type_of(node, t) for t in node.inputs]
     out_type = low.type_of(node, node.outputs[0])
-    overload = overload_name(in_types, out_type)
+    per_head = spec.per_head_names(node.op, node.attrs)
+    overload = overload_name(in_types, out_type, per_head)
     if (node.op, overload) not in low.functions:
-        low.functions[(node.op, overload)] = BUILDERS[node.op](in_types, out_type)
+        low.functions[(node.op, overload)] = build_function(node.op, in_types, out_type, per_head)
     attrs = spec.with_defaults(node.op, node.attrs)  # every attribute written explicitly
     onnx_node = helper.make_node(node.op, list(node.inputs), list(node.outputs), name=node.name, domain=DOMAIN,
-                                 **{k: int(v) for k, v in attrs.items()})
+                                 **{k: _attr_value(v) for k, v in attrs.items()})
     onnx_node.overload = overload
     low.nodes.append(onnx_node)
+
+
+def _attr_value(value) -> int | list[int]:
+    """An attribute as ONNX writes it: an int (INT), or a per-head tuple as a list (INTS)."""
+    return [int(v) for v in value] if spec.is_per_head(value) else int(value)
 
 
 def _split_heads(low: _Lowering, node: Node) -> None:
@@ -102,6 +108,7 @@ def _check_node(low: _Lowering, node: Node) -> None:
     op = spec.OPS[node.op]
     try:
         spec.check_attr_names(node.op, node.attrs)
+        spec.check_head_attrs(node.op, node.attrs, low.prog.meta.get("heads"))
         spec.check_shifts(node.op, node.attrs)
     except ValueError as err:
         raise UserError(f"node {node.name!r} ({node.op}): {err}") from None
@@ -156,14 +163,15 @@ def to_onnx(prog: IntProgram) -> ModelProto:
     return model
 
 
-def op_model(op: str, in_types: Sequence[int], out_type: int, attrs: dict[str, int],
+def op_model(op: str, in_types: Sequence[int], out_type: int, attrs: dict[str, int | Sequence[int]],
              in_ranks: Sequence[int], out_rank: int) -> ModelProto:
     """A one-node model of semantic op `op` (inputs named as the function's, output `y`, every
     dimension dynamic): for testing a function body or a kernel on a single op. Attributes left out
-    get the spec's defaults, written explicitly as `to_onnx` writes them."""
-    function = BUILDERS[op](list(in_types), out_type)
+    get the spec's defaults, written explicitly as `to_onnx` writes them; per-head attributes
+    (sequences) are written as ints, as `to_onnx` writes them."""
+    function = build_function(op, list(in_types), out_type, spec.per_head_names(op, attrs))
     node = helper.make_node(op, list(function.input), ["y"], name=op.lower(), domain=DOMAIN,
-                            **spec.with_defaults(op, attrs))
+                            **{k: _attr_value(v) for k, v in spec.with_defaults(op, attrs).items()})
     node.overload = function.overload
     graph = helper.make_graph(
         [node], f"{op}_alone",

@@ -57,8 +57,9 @@ Range = tuple[int, int]
 
 @dataclass(frozen=True)
 class OpSite:
-    """One node as the counter sees it: op type, node name, int attributes, the shapes and declared
-    bits of its inputs and outputs, and which inputs are params (initializers)."""
+    """One node as the counter sees it: op type, node name, int attributes (a tuple of ints for one
+    given per head, `spec.OpSpec.head_attrs`), the shapes and declared bits of its inputs and outputs,
+    and which inputs are params (initializers)."""
 
     op_type: str
     name: str
@@ -71,7 +72,8 @@ class OpSite:
 
     def __post_init__(self) -> None:
         norm = lambda shapes: tuple(tuple(int(v) for v in s) for s in shapes)  # noqa: E731
-        object.__setattr__(self, "attrs", MappingProxyType({k: int(v) for k, v in self.attrs.items()}))
+        attr = lambda v: tuple(int(x) for x in v) if spec.is_per_head(v) else int(v)  # noqa: E731
+        object.__setattr__(self, "attrs", MappingProxyType({k: attr(v) for k, v in self.attrs.items()}))
         object.__setattr__(self, "in_shapes", norm(self.in_shapes))
         object.__setattr__(self, "out_shapes", norm(self.out_shapes))
         object.__setattr__(self, "in_bits", tuple(int(b) for b in self.in_bits))
@@ -346,22 +348,35 @@ def _dot_attention(s: OpSite, t: Tally) -> None:
 
 
 def _inhibitor_attention(s: OpSite, t: Tally) -> None:
-    """DESIGN.md inhibitor steps 1-8 (no multiplications)."""
-    batch, g, n, m, d = _heads(s)
+    """DESIGN.md inhibitor steps 1-8 (no multiplications). With per-head `z_shift`, `alpha` or
+    `out_shift`, the heads that share all three are counted together (`_inhibitor_heads`): the same
+    actions per element, their widths from each head's own values (a head with alpha 0 skips step 4)."""
+    batch, heads = s.in_shapes[0][:2]
+    values = zip(*(spec.head_values("InhibitorAttention", name, s.attrs[name], heads)
+                   for name in ("z_shift", "alpha", "out_shift")))
+    for i, ((z_shift, alpha, out_shift), count) in enumerate(Counter(values).items()):
+        _inhibitor_heads(s, t, batch * count, z_shift, alpha, out_shift, first=i == 0)
+
+
+def _inhibitor_heads(s: OpSite, t: Tally, g: int, z_shift: int, alpha: int, out_shift: int, first: bool) -> None:
+    """Steps 1-8 over `g` (batch x head) groups that run with these three values; the count of
+    valid keys, once per sample whatever the heads, with the `first` group."""
+    batch, _, n, m, d = _heads(s)
     a, scores = s.attrs, g * n * m
     diff = _diff(int_range(s.in_bits[0]), int_range(s.in_bits[1]))
     t.op("add", diff, scores * d)                                # 1. q_ik - k_jk
     t.op("abs", diff, scores * d)                                #    |.|
     l1 = t.sum_terms((0, max(-diff[0], diff[1])), d, scores)     #    sum over d
-    z = t.requant(l1, a["z_shift"], 32, scores)                  # 2.
+    z = t.requant(l1, z_shift, 32, scores)                       # 2.
     if a["center"]:                                              # 3.
-        t.sum_terms((0, 1), m, batch)                            #    n_valid = sum(mask), per sample
+        if first:
+            t.sum_terms((0, 1), m, batch)                        #    n_valid = sum(mask), per sample
         total = t.sum_terms(z, m, g * n)
         t.op("div", total, g * n)
         z = _diff(z, z)
         t.op("add", z, scores)
-    if a["alpha"]:                                               # 4.
-        z = _sum(z, (a["alpha"], a["alpha"]))
+    if alpha:                                                    # 4.
+        z = _sum(z, (alpha, alpha))
         t.op("add", z, scores)
     top = 1 << (a["bits"] - 1)                                   # 5. clamp(Z, 0, 2**(bits-1))
     t.op("relu", z, scores * (z[0] < 0))                         #    lower side: ReLU
@@ -382,7 +397,7 @@ def _inhibitor_attention(s: OpSite, t: Tally) -> None:
         t.op("add", r, scores * d)                               #    v - Z
         t.relu(r, scores * d)                                    #    ReLU
         h = t.sum_terms((0, max(r[1], 0)), m, g * n * d)
-    t.requant(h, a["out_shift"], a["bits"], g * n * d)           # 8.
+    t.requant(h, out_shift, a["bits"], g * n * d)                # 8.
 
 
 COUNTERS: dict[str, Callable[[OpSite, Tally], None]] = {

@@ -63,7 +63,9 @@ def op_site(plan: Plan, node, shapes: dict[str, tuple[int, ...]]):
     from hwsim.sim.counting import OpSite
     bits = lambda t: plan.formats[t].bits if t in plan.formats else 64  # noqa: E731 - shape operands: int64
     ins = [t for t in node.inputs if t]
-    return OpSite(node.op_type, node.name, {k: v for k, v in node.attrs.items() if isinstance(v, int)},
+    per_head = spec.OPS[node.op_type].head_attrs if node.op_type in spec.OPS else ()
+    attrs = {k: v for k, v in node.attrs.items() if isinstance(v, int) or k in per_head}
+    return OpSite(node.op_type, node.name, attrs,
                   tuple(shapes[t] for t in ins), tuple(shapes[t] for t in node.outputs),
                   tuple(bits(t) for t in ins), tuple(bits(t) for t in node.outputs),
                   tuple(t in plan.params for t in ins))

@@ -177,6 +177,7 @@ def load_plan(path_or_model, hw=None) -> Plan:
         if not data_moving:
             try:
                 spec.check_attr_names(node.op_type, attrs)
+                spec.check_head_attrs(node.op_type, attrs, meta.get("heads"))
                 spec.check_shifts(node.op_type, attrs)
             except ValueError as err:
                 raise SimError(f"node {name!r} ({node.op_type}): {err}; re-export the model") from None

@@ -25,6 +25,7 @@ from quant.intops.base import (  # noqa: F401
     isqrt,
     requant,
     requant_channels,
+    requant_heads,
     saturate,
 )
 from quant.intops.ops import (  # noqa: F401

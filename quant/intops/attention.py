@@ -20,11 +20,13 @@ Decisions where DESIGN.md is silent:
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 
-from quant.intops.base import EXACT_F64, Check, acc_bits_for, as_i64, check_acc_bits, exact_matmul, floor_div, requant
-from quant.ir import widths
+from quant.intops.base import (EXACT_F64, Check, acc_bits_for, as_i64, check_acc_bits, exact_matmul, floor_div, requant,
+                               requant_heads)
+from quant.ir import spec, widths
 
 
 def softmax_constants(scale: float) -> dict[str, int]:
@@ -211,25 +213,36 @@ def inhibit_literal(v, z, signed: int) -> torch.Tensor:
     return out
 
 
-def inhibitor_attention(q, k, v, mask, z_shift: int, center: int, alpha: int, signed: int,
-                        out_shift: int, bits: int, check: Check | None = None) -> torch.Tensor:
+def inhibitor_attention(q, k, v, mask, z_shift: int | Sequence[int], center: int, alpha: int | Sequence[int],
+                        signed: int, out_shift: int | Sequence[int], bits: int,
+                        check: Check | None = None) -> torch.Tensor:
     """DESIGN row `InhibitorAttention` (the 8 steps of DESIGN.md, in this order):
     1. `L = l1_scores(q, k)` (int32 accumulator); 2. `Z = requant(L, z_shift, 32)`;
     3. if `center`: `Z -= floor(sum_{j valid} Z_ij / n_valid)` per row;  4. `Z += alpha`;
     5. `Z = clamp(Z, 0, 2**(bits-1))`;  6. `Z = 2**(bits-1)` on masked keys;
     7. `H = inhibit(v, Z, signed)` (int32 accumulator);  8. `y = requant(H, out_shift, bits)`.
-    q, k share one format, Z and v another (`bits` wide); output [B, H, n, d]."""
+    q, k share one format, Z and v another (`bits` wide); output [B, H, n, d].
+
+    `z_shift`, `alpha` and `out_shift` are each one int for every head or a sequence of H ints
+    (H = q.shape[1]): head h then runs the 8 steps with `z_shift[h]`, `alpha[h]`, `out_shift[h]`
+    (`requant_heads`: the same rounding and saturation per head). ValueError naming the attribute
+    when a sequence does not hold one value per head."""
+    heads = as_i64(q).shape[1]
+    for name, value in (("z_shift", z_shift), ("alpha", alpha), ("out_shift", out_shift)):
+        spec.head_values("InhibitorAttention", name, value, heads)  # raises unless one per head
     valid = as_i64(mask)[:, None, None, :] != 0  # (B, 1, 1, n_keys)
     big = 1 << (bits - 1)
     lsum = l1_scores(q, k)
     if check is not None:
         check("l1", lsum, 32)
-    z = requant(lsum, z_shift, 32)
+    z = requant_heads(lsum, z_shift, 32)
     if center:
         n_valid = valid.sum(-1, keepdim=True).clamp(min=1)
         z = z - floor_div(z.masked_fill(~valid, 0).sum(-1, keepdim=True), n_valid)
+    if spec.is_per_head(alpha):
+        alpha = torch.tensor(alpha, dtype=torch.int64).view(1, heads, 1, 1)  # (1, H, 1, 1)
     z = (z + alpha).clamp(min=0, max=big).masked_fill(~valid, big)
     h = inhibit(v, z, signed)
     if check is not None:
         check("h", h, 32)
-    return requant(h, out_shift, bits)
+    return requant_heads(h, out_shift, bits)

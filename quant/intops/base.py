@@ -1,4 +1,4 @@
-"""Integer helpers shared by every op of `quant.intops`: requant (per tensor and per channel), saturate,
+"""Integer helpers shared by every op of `quant.intops`: requant (per tensor, per channel, per head), saturate,
 floor_div, isqrt.
 
 DESIGN.md "Rounding and saturation". All functions take any integer dtype and return int64.
@@ -86,6 +86,22 @@ def requant_channels(x, shifts, bits: int, signed: bool = True) -> torch.Tensor:
     half = (torch.ones_like(right) << right) >> 1  # 2**(shift-1), 0 for shift <= 0
     y = ((x + half) >> right) * (torch.ones_like(left) << left)  # arithmetic shift = floor division
     return saturate(y, bits, signed)
+
+
+def requant_heads(x, shifts, bits: int, signed: bool = True) -> torch.Tensor:
+    """`requant` with one shift per head, axis 1 of x [B, H, ...]: an int shift is `requant(x, shifts,
+    bits, signed)` itself; a sequence of H ints requantises head h by `shifts[h]` with the rounding and
+    saturation of `requant_channels` (round half towards +inf for `shift > 0`, left shift for
+    `shift < 0`, saturate to the `bits`-bit range, never wrap), int64 throughout. ValueError when the
+    sequence does not hold one shift per head.
+
+    >>> requant_heads(torch.tensor([[[3, -3], [3, -3], [3, 100]]]), [0, 1, -2], 8).tolist()
+    [[[3, -3], [2, -1], [12, 127]]]
+    """
+    if not isinstance(shifts, (list, tuple)):
+        return requant(x, shifts, bits, signed)
+    x = as_i64(x)
+    return requant_channels(x.movedim(1, -1), list(shifts), bits, signed).movedim(-1, 1)
 
 
 EXACT_F64 = 1 << 53  # float64 holds every integer of smaller magnitude exactly

@@ -15,7 +15,9 @@ embeddings `bits` (drawn uniformly over the full signed range, exp `bits - 1`); 
 Shifts are chosen by calibration: while building, each node runs (with `quant.intops`) on a random
 calibration batch, and a requant shift maps the 99th percentile of |accumulator| to `2**(bits-2)`,
 so activations neither vanish nor mostly saturate. Inhibitor `z_shift` (and `alpha` when centring)
-are chosen so typical scores are comparable to typical |v|; DotAttention uses
+are chosen so typical scores are comparable to typical |v|; with `per_head`, they and `out_shift`
+are calibrated head by head and z_shift is moved by `h % 3 - 1` in head h, so that heads differ as a
+per-head student's do (docs/DESIGN.md, InhibitorAttention); DotAttention uses
 `out_shift = prob_bits = bits` (output keeps v's format).
 """
 from __future__ import annotations
@@ -50,6 +52,7 @@ class SynthConfig:
     bits: int = 8
     center: bool = False
     signed: bool = False
+    per_head: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -57,6 +60,8 @@ class SynthConfig:
             raise ValueError(f"attention {self.attention!r} unknown; choose one of {variants.names()}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
+        if self.per_head and self.attention != "inhibitor":
+            raise ValueError(f"per_head applies to attention 'inhibitor', not {self.attention!r}")
 
 
 class _Builder:
@@ -210,21 +215,30 @@ def dot_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str]) -> str
 
 
 def inhibitor_core(bld: _Builder, name: str, inputs: tuple[str, str, str, str]) -> str:
-    """InhibitorAttention with `_inhibitor_attrs` and a calibrated out_shift."""
+    """InhibitorAttention with `_inhibitor_attrs` and a calibrated out_shift; with `cfg.per_head`,
+    z_shift, alpha and out_shift are per head (tuples of H ints; the output's exp is head 0's)."""
     cfg, (qh, kh, vh, _) = bld.cfg, inputs
-    attrs = _inhibitor_attrs(bld, qh, kh, vh)
+    if cfg.per_head:
+        heads = range(cfg.heads)
+        attrs = [_inhibitor_attrs(bld, qh, kh, vh, h) for h in heads]
+        z_shift = tuple(a["z_shift"] + h % 3 - 1 for h, a in zip(heads, attrs))  # heads apart, as a per-head student's
+        attrs = {**attrs[0], "z_shift": z_shift, "alpha": tuple(a["alpha"] for a in attrs)}
+    else:
+        attrs = _inhibitor_attrs(bld, qh, kh, vh)
     probe = OPS["InhibitorAttention"](*(bld.env[t] for t in inputs), **{**attrs, "out_shift": 0, "bits": 62})
-    shift = bld.shift_for(probe)
-    return bld.node("InhibitorAttention", name, inputs, cfg.bits, bld.exp(vh) - shift,
+    shift = tuple(bld.shift_for(probe[:, h]) for h in range(cfg.heads)) if cfg.per_head else bld.shift_for(probe)
+    first = shift[0] if cfg.per_head else shift
+    return bld.node("InhibitorAttention", name, inputs, cfg.bits, bld.exp(vh) - first,
                     **attrs, out_shift=shift, bits=cfg.bits)
 
 
-def _inhibitor_attrs(bld: _Builder, qh: str, kh: str, vh: str) -> dict[str, int]:
+def _inhibitor_attrs(bld: _Builder, qh: str, kh: str, vh: str, head: int | None = None) -> dict[str, int]:
     """z_shift so that typical Z (spread of centred scores, or raw scores) is about median |v|;
-    alpha = median |v| when centring (else 0, disabled)."""
+    alpha = median |v| when centring (else 0, disabled); over every head, or over head `head` only."""
     cfg = bld.cfg
-    lsum = l1_scores(bld.env[qh], bld.env[kh]).double()
-    vmed = max(1.0, float(bld.env[vh].abs().double().median()))
+    q, k, v = (bld.env[t] if head is None else bld.env[t][:, head] for t in (qh, kh, vh))
+    lsum = l1_scores(q, k).double()
+    vmed = max(1.0, float(v.abs().double().median()))
     typical = lsum.std(-1).mean() if cfg.center else lsum.median()
     z_shift = round(math.log2(max(float(typical), 1.0) / vmed))
     return {"z_shift": z_shift, "center": int(cfg.center), "alpha": int(vmed) if cfg.center else 0,

@@ -33,16 +33,19 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class Node:
-    """One integer op: `outputs = op(*inputs, **attrs)`; every attribute is a Python int."""
+    """One integer op: `outputs = op(*inputs, **attrs)`; every attribute is a Python int, or for an
+    attribute the op takes per head (`spec.OpSpec.head_attrs`) possibly a tuple of ints, one per head
+    (a list is stored as a tuple)."""
 
     op: str
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    attrs: Mapping[str, int] = field(default_factory=dict)
+    attrs: Mapping[str, int | tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
+        attrs = {k: tuple(v) if spec.is_per_head(v) else v for k, v in self.attrs.items()}
+        object.__setattr__(self, "attrs", MappingProxyType(attrs))
 
 
 @dataclass(frozen=True)

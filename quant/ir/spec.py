@@ -7,7 +7,8 @@ hwsim kernels, counters and memory rules, and the report's components.
 
 What the spec says of an op: its attribute names in DESIGN order and the defaults of those a node
 may leave out; which attributes are left shifts (>= 0) and which are requantisation shifts
-(`SHIFT_MIN..SHIFT_MAX`); its internal accumulators (labels, and the attribute that declares their
+(`SHIFT_MIN..SHIFT_MAX`); which may be given per head (`head_attrs`: an int for every head, or a
+sequence of H ints, H = q.shape[1], head h using element h); its internal accumulators (labels, and the attribute that declares their
 width, else 32 bits); the attribute holding the width of the n x m score matrix an attention op
 hands from its score stage to its mixing stage; and, for the three IR ops that are pure data
 movement, how they move data (`SplitHeads`/`MergeHeads` permute, `TakeFirst` gathers).
@@ -77,6 +78,9 @@ class Stage:
 class OpSpec:
     """One op of the IR (docs/DESIGN.md). `moves` is None for ops that compute.
 
+    `head_attrs`: attributes a node may give per head, as a tuple of H ints (head h of q [B, H, n, d]
+    uses element h) instead of one int for every head (`head_values`, `check_head_attrs`).
+
     Cost (`hwsim.cost`): `stages` the GEMM-shaped stages it runs on a processing-element array;
     `vector_passes` the passes the vector unit makes over its elements (over the score matrix for an
     op with `score_bits_attr`, else over its output; 0 for an op that is only GEMM stages), plus one
@@ -90,6 +94,7 @@ class OpSpec:
     defaults: Mapping[str, int] = field(default_factory=dict)
     left_shifts: tuple[str, ...] = ()
     shifts: tuple[str, ...] = ()
+    head_attrs: tuple[str, ...] = ()
     accumulators: tuple[str, ...] = ()
     acc_attr: str | None = None
     score_bits_attr: str | None = None
@@ -102,7 +107,7 @@ class OpSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
-        named = set(self.defaults) | set(self.left_shifts) | set(self.shifts) | set(self.pass_attrs)
+        named = set(self.defaults) | set(self.left_shifts) | set(self.shifts) | set(self.pass_attrs) | set(self.head_attrs)
         unknown = named - set(self.attrs)
         if unknown:
             raise ValueError(f"op {self.name}: {sorted(unknown)} are not among its attributes {self.attrs}")
@@ -159,7 +164,8 @@ register(OpSpec("DotAttention", ("q_ln2", "b_int", "c_int", "n_clip", "prob_bits
                 vector_passes=2,   # softmax: row max and exp-sum, then normalise
                 whole_inputs=_KEYS_VALUES_MASK))
 register(OpSpec("InhibitorAttention", ("z_shift", "center", "alpha", "signed", "out_shift", "bits"),
-                shifts=("z_shift", "out_shift"), accumulators=("l1", "h"), score_bits_attr="bits",
+                shifts=("z_shift", "out_shift"), head_attrs=("z_shift", "alpha", "out_shift"),
+                accumulators=("l1", "h"), score_bits_attr="bits",
                 stages=(Stage("scores", "l1"), Stage("mixing", "inhibit")),
                 vector_passes=1, pass_attrs=("center",),   # clamp; centring adds a pass (the row mean)
                 whole_inputs=_KEYS_VALUES_MASK))
@@ -332,6 +338,66 @@ def check_shifts(op: str, attrs: Mapping[str, int]) -> None:
         if attrs.get(name, 0) < 0:
             raise ValueError(f"left shift {name}={attrs[name]} is negative; fold the scale into the other operand")
     for name in spec.shifts:
-        if name in attrs and not SHIFT_MIN <= attrs[name] <= SHIFT_MAX:
+        values = attrs[name] if is_per_head(attrs.get(name)) else (attrs.get(name, 0),)
+        if not all(SHIFT_MIN <= s <= SHIFT_MAX for s in values):
             raise ValueError(f"{op} {name}={attrs[name]} is outside {SHIFT_MIN}..{SHIFT_MAX}; "
                              f"lower the widths feeding it or rescale the layer")
+
+
+def is_per_head(value) -> bool:
+    """True for an attribute value given per head (a list or tuple), False for one int.
+
+    >>> is_per_head(3), is_per_head((3, -1)), is_per_head([0])
+    (False, True, True)
+    """
+    return isinstance(value, (list, tuple))
+
+
+def per_head_names(op: str, attrs: Mapping[str, object]) -> tuple[str, ...]:
+    """The attributes of `attrs` given per head, in the op's attribute order.
+
+    >>> per_head_names("InhibitorAttention", {"z_shift": (1, 2), "alpha": 0, "out_shift": [3, 3]})
+    ('z_shift', 'out_shift')
+    """
+    return tuple(name for name in OPS[op].attrs if is_per_head(attrs.get(name)))
+
+
+def check_head_attrs(op: str, attrs: Mapping[str, object], heads: int | None = None) -> None:
+    """ValueError naming the attribute when a sequence is given for an attribute that `op` takes as
+    one int only (not in `head_attrs`), when a per-head value is empty or holds a non-integer, or,
+    with `heads` known, when its length is not `heads`.
+
+    >>> check_head_attrs("Linear", {"shift": (1, 2)})
+    Traceback (most recent call last):
+    ...
+    ValueError: Linear shift=(1, 2) is a sequence; Linear takes one int for it (per head only: none)
+    """
+    spec = OPS[op]
+    for name in per_head_names(op, attrs):
+        value = attrs[name]
+        if name not in spec.head_attrs:
+            raise ValueError(f"{op} {name}={value} is a sequence; {op} takes one int for it "
+                             f"(per head only: {', '.join(spec.head_attrs) or 'none'})")
+        if not value or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"{op} {name}={value}: a per-head value is a non-empty sequence of ints, one per head")
+        if heads is not None:
+            head_values(op, name, value, heads)
+
+
+def head_values(op: str, name: str, value, heads: int) -> tuple[int, ...]:
+    """The value of attribute `name` for each of `heads` heads: one int repeated, or a sequence of
+    exactly `heads` ints; ValueError naming the attribute, its length and the heads otherwise.
+
+    >>> head_values("InhibitorAttention", "alpha", 5, 3), head_values("InhibitorAttention", "alpha", [1, 0, 2], 3)
+    ((5, 5, 5), (1, 0, 2))
+    >>> head_values("InhibitorAttention", "z_shift", (1, 2), 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: InhibitorAttention z_shift has 2 values (1, 2) for 3 heads; give one int or one value per head
+    """
+    if not is_per_head(value):
+        return (int(value),) * heads
+    if len(value) != heads:
+        raise ValueError(f"{op} {name} has {len(value)} values {tuple(value)} for {heads} heads; "
+                         f"give one int or one value per head")
+    return tuple(int(v) for v in value)

@@ -13,7 +13,7 @@ import torch
 
 from models.errors import UserError
 from quant.intops import linear_acc_bits
-from quant.ir import widths
+from quant.ir import spec, widths
 from quant.ir.spec import CHANNEL_SHIFT_BITS
 from quant.ir.encoder import Part, build_encoder
 from quant.ir.program import IntProgram, Node, TensorInfo, storage_dtype
@@ -44,7 +44,8 @@ class Builder:
 
     def node(self, op: str, name: str, inputs: tuple[str, ...], out_bits: int, exp: int | None,
              **attrs: int) -> str:
-        self.nodes.append(Node(op, name, inputs, (name,), {k: int(v) for k, v in attrs.items()}))
+        attrs = {k: tuple(int(x) for x in v) if spec.is_per_head(v) else int(v) for k, v in attrs.items()}
+        self.nodes.append(Node(op, name, inputs, (name,), attrs))
         self.tensors[name] = TensorInfo(out_bits, True, exp)
         return name
 

@@ -15,9 +15,12 @@ Used in training only: in eval mode `quant.qat.modules` calls `quant.intops`, so
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from quant import intops
+from quant.ir import spec
 
 F32, F64 = 2 ** 24, 2 ** 53
 
@@ -37,6 +40,18 @@ def requant(x: torch.Tensor, shift: int, bits: int) -> torch.Tensor:
     elif shift < 0:
         y.mul_(2.0 ** -shift)
     return y.clamp_(lo, hi)
+
+
+def requant_heads(x: torch.Tensor, shifts: int | Sequence[int], bits: int) -> torch.Tensor:
+    """`intops.requant_heads` on a float tensor of integers x [B, H, ...]: an int shift is `requant`;
+    a sequence of H ints requantises head h by `shifts[h]` with the same rounding (add `2**(shift-1)`,
+    multiply by `2**-shift`, floor; exact below 2**53) and saturation to signed `bits`. Returns float64."""
+    if not isinstance(shifts, (list, tuple)):
+        return requant(x, shifts, bits)
+    lo, hi = intops.int_range(bits)
+    s = torch.tensor(shifts, dtype=torch.float64).view(1, len(shifts), *([1] * (x.dim() - 2)))  # (1, H, 1, ...)
+    half = torch.where(s > 0, torch.exp2(s - 1), 0.0)  # 2**(shift-1), 0 for shift <= 0 (x * 2**-shift is whole)
+    return (x.double() + half).mul_(torch.exp2(-s)).floor_().clamp_(lo, hi)
 
 
 def layernorm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: int, norm_frac: int, shift: int,
@@ -102,22 +117,28 @@ def dot_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch
     return requant(p.to(dt) @ v.to(dt), out_shift, bits)  # (B, H, n, d)
 
 
-def inhibitor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, z_shift: int,
-                        center: int, alpha: int, signed: int, out_shift: int, bits: int) -> torch.Tensor:
-    """`intops.inhibitor_attention` on float integers q, k, v [B, H, n, d] (signed `bits` wide).
+def inhibitor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                        z_shift: int | Sequence[int], center: int, alpha: int | Sequence[int], signed: int,
+                        out_shift: int | Sequence[int], bits: int) -> torch.Tensor:
+    """`intops.inhibitor_attention` on float integers q, k, v [B, H, n, d] (signed `bits` wide);
+    `z_shift`, `alpha`, `out_shift` one int or H ints, one per head, as there (`requant_heads`).
 
     L = cdist(q, k, p=1) (at most `d * 2**bits`). With Z in [0, 2**(bits-1)], max(a, 0) = (a + |a|) / 2
     turns step 7 into L1 distances between rows of Z and columns of v (no (n, n, d) tensor):
     unsigned `H = (sum_j v - sum_j Z + cdist(Z, v^T)) / 2`; signed, with v+ = max(v, 0), v- = max(-v, 0),
     `H = (sum_j v + cdist(Z, v+^T) - cdist(Z, v-^T)) / 2`; every term is at most `n * 2**bits`."""
-    n, d = k.shape[-2], k.shape[-1]
+    n, d, heads = k.shape[-2], k.shape[-1], q.shape[1]
+    for name, value in (("z_shift", z_shift), ("alpha", alpha), ("out_shift", out_shift)):
+        spec.head_values("InhibitorAttention", name, value, heads)  # raises unless one per head
     dt = exact_dtype(d << bits)
     l1 = torch.cdist(q.to(dt), k.to(dt), p=1)  # (B, H, n, n)
-    z = requant(l1, z_shift, 32)
+    z = requant_heads(l1, z_shift, 32)
     valid = (mask[:, None, None, :] != 0).double()  # (B, 1, 1, n_keys)
     if center:
         n_valid = valid.sum(-1, keepdim=True).clamp_(min=1)
         z.sub_(torch.floor((z * valid).sum(-1, keepdim=True) / n_valid))
+    if spec.is_per_head(alpha):
+        alpha = torch.tensor(alpha, dtype=torch.float64).view(1, heads, 1, 1)  # (1, H, 1, 1)
     big = float(1 << (bits - 1))
     z = z.add_(alpha).clamp_(0, big).masked_fill_(valid == 0, big)
     dt = exact_dtype(n << (bits + 1))
@@ -127,4 +148,4 @@ def inhibitor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask:
             - torch.cdist(z, v.neg().clamp_(min=0).transpose(-1, -2), p=1)  # (B, H, n, d)
     else:
         h = v.sum(-2, keepdim=True) - z.sum(-1, keepdim=True) + torch.cdist(z, v.transpose(-1, -2), p=1)
-    return requant(h.double().mul_(0.5), out_shift, bits)
+    return requant_heads(h.double().mul_(0.5), out_shift, bits)

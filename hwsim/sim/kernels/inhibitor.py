@@ -6,6 +6,7 @@ integers)"; `quant.intops.inhibitor_attention`). Per batch b, head h, query i, o
 4. `Z_ij += alpha`; 5. `Z_ij = clamp(Z_ij, 0, 2**(bits-1))`; 6. masked keys: `Z_ij = 2**(bits-1)`;
 7. unsigned `H_ik = sum_j max(v_jk - Z_ij, 0)`, signed `H_ik = sum_j sign(v_jk) max(|v_jk| - Z_ij, 0)`;
 8. `y = requant(H, out_shift, bits)`.
+`z_shift`, `alpha` and `out_shift` are per head (head h uses its own; one int means every head).
 
 Layout (REFERENCE.md section 6): keys are transposed to [d, n] so the score loop runs over keys
 innermost in narrow (int16 when the bound allows) lanes; one query row of scores lives at a time,
@@ -14,11 +15,13 @@ contribute exactly 0 and are skipped (masked keys always are).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from numba import njit
 
 from hwsim.sim.kernels.requant import rq
-from quant.ir.spec import int_range
+from quant.ir.spec import head_values, int_range
 
 
 @njit(inline="always", cache=True)
@@ -137,19 +140,22 @@ def _inhibitor_head(q, kt, v, mask, z_shift, center, alpha, signed, zmax, out_sh
 
 @njit(cache=True)
 def _inhibitor(q, kt, v, mask, z_shift, center, alpha, signed, zmax, out_shift, lo, hi, narrow, out, peaks):
+    """Every (b, h); z_shift, alpha, out_shift are int64 [H], head h's values at h."""
     bsz, heads = q.shape[0], q.shape[1]
     for b in range(bsz):
         for h in range(heads):
-            lp, hp = _inhibitor_head(q[b, h], kt[b, h], v[b, h], mask[b], z_shift, center, alpha, signed,
-                                     zmax, out_shift, lo, hi, narrow, out[b, h])
+            lp, hp = _inhibitor_head(q[b, h], kt[b, h], v[b, h], mask[b], z_shift[h], center, alpha[h], signed,
+                                     zmax, out_shift[h], lo, hi, narrow, out[b, h])
             peaks[b * heads + h, 0] = lp
             peaks[b * heads + h, 1] = hp
 
 
-def inhibitor_attention(q, k, v, mask, z_shift: int, center: int, alpha: int, signed: int,
-                        out_shift: int, bits: int, qk_absmax: int | None = None,
+def inhibitor_attention(q, k, v, mask, z_shift: int | Sequence[int], center: int, alpha: int | Sequence[int],
+                        signed: int, out_shift: int | Sequence[int], bits: int, qk_absmax: int | None = None,
                         out_dtype=np.int64) -> tuple[np.ndarray, dict[str, int]]:
     """`quant.intops.inhibitor_attention` for q, k, v [B, H, n, d], mask [B, n] (1 token, 0 pad).
+    `z_shift`, `alpha`, `out_shift`: one int for every head or a sequence of H ints, head h running
+    with element h (ValueError naming the attribute when a sequence is not one per head).
 
     Returns `(y, {"l1": peak of L, "h": peak of H})` (labels as `quant.intops`; peaks as
     `requant.tc_magnitude`). `qk_absmax` (from declared widths) picks
@@ -160,6 +166,8 @@ def inhibitor_attention(q, k, v, mask, z_shift: int, center: int, alpha: int, si
         raise ValueError(f"q {q.shape}, k {k.shape}, v {v.shape} must have one shape [B, H, n, d]")
     if mask.shape != (bsz, n):
         raise ValueError(f"mask {mask.shape} does not match q {q.shape}: expected {(bsz, n)}")
+    per_head = {name: np.array(head_values("InhibitorAttention", name, value, heads), dtype=np.int64)  # (H,)
+                for name, value in (("z_shift", z_shift), ("alpha", alpha), ("out_shift", out_shift))}
     if qk_absmax is None:
         qk_absmax = max(int(np.abs(q.astype(np.int64)).max(initial=0)), int(np.abs(k.astype(np.int64)).max(initial=0)))
     v_absmax = int(np.abs(v.astype(np.int64)).max(initial=0))
@@ -174,7 +182,7 @@ def inhibitor_attention(q, k, v, mask, z_shift: int, center: int, alpha: int, si
     qq = np.ascontiguousarray(q, dtype=lane)
     kt = np.ascontiguousarray(np.swapaxes(k, 2, 3), dtype=lane)  # (B, H, d, n)
     vv = np.ascontiguousarray(v, dtype=lane)
-    _inhibitor(qq, kt, vv, np.ascontiguousarray(mask, dtype=np.int64), np.int64(z_shift), bool(center),
-               np.int64(alpha), bool(signed), np.int64(zmax), np.int64(out_shift), np.int64(lo), np.int64(hi),
+    _inhibitor(qq, kt, vv, np.ascontiguousarray(mask, dtype=np.int64), per_head["z_shift"], bool(center),
+               per_head["alpha"], bool(signed), np.int64(zmax), per_head["out_shift"], np.int64(lo), np.int64(hi),
                narrow, out, peaks)
     return out, {"l1": int(peaks[:, 0].max(initial=0)), "h": int(peaks[:, 1].max(initial=0))}
