@@ -5,9 +5,13 @@ and left out). Per variant: mean, sample standard deviation and range over seeds
 accuracy (hwsim's, bit-exact). Comparisons against the int8 dot pool every seed's test predictions
 into one paired sample:
 
-- difference of accuracies with a paired bootstrap 95 % percentile interval (`bootstrap_diff`:
-  10,000 resamples, numpy generator seeded 0);
-- McNemar's exact test on the pooled pairs (`quant.data.metrics.mcnemar`, as the demo's).
+- difference of accuracies with a paired bootstrap 95 % percentile interval that resamples test
+  snippets, each with all its seeds' pairs (`bootstrap_snippets`: 10,000 resamples, numpy generator
+  seeded 0): the seeds share one test split, so their pairs on one snippet are not independent
+  draws, and resampling the pooled pairs one by one (`bootstrap_diff`, what the ledger did before)
+  gave intervals up to sqrt(seeds) too narrow;
+- McNemar's exact test on the pooled pairs (`quant.data.metrics.mcnemar`, as the demo's); it counts
+  each seed's pair as its own, so with several seeds its p is optimistic: the interval is the test.
 
 Recipe effects (`effects`): two recipes of one task and split sizes whose settings differ in at most
 `MAX_CHANGED` settings (an ablation: `hwsim study --hidden-layers last` beside the plain recipe) are
@@ -61,6 +65,31 @@ def bootstrap_mean(values, reps: int = REPS, seed: int = 0) -> tuple:
     return float(v.mean()), float(lo), float(hi)
 
 
+def bootstrap_snippets(right_a: np.ndarray, right_b: np.ndarray, seeds: int, reps: int = REPS, seed: int = 0) -> tuple:
+    """(mean(right_a) - mean(right_b), 2.5 %, 97.5 %) for `seeds` runs pooled seed after seed over one
+    test split: the resamples draw test snippets, each with all its seeds' pairs (a cluster bootstrap).
+    The seeds' predictions on one snippet are not independent (its difficulty is shared), so resampling
+    the pooled pairs one by one (`bootstrap_diff`) draws intervals too narrow by up to sqrt(seeds); with
+    one seed the two are the same function of the data, and `bootstrap_diff` (its random stream) is used."""
+    a, b = np.asarray(right_a, bool), np.asarray(right_b, bool)
+    if seeds == 1:
+        return bootstrap_diff(a, b, reps, seed)
+    per_snippet = (a.astype(np.int64) - b).reshape(seeds, -1).sum(0)  # -seeds..seeds per test snippet
+    mean, lo, hi = bootstrap_mean(per_snippet, reps, seed)
+    return mean / seeds, lo / seeds, hi / seeds
+
+
+def paired_interval(runs: list[dict], right_a: np.ndarray, right_b: np.ndarray) -> tuple[float, float, float, str]:
+    """(difference, low, high, method) of the pooled pairs of `runs`: `bootstrap_snippets` when the runs
+    share one test split (their labels are equal), else `bootstrap_diff` over the pooled pairs."""
+    if len({r["test_labels"] for r in runs}) == 1:
+        diff, lo, hi = bootstrap_snippets(right_a, right_b, len(runs))
+        unit = "test snippets" if len(runs) == 1 else f"test snippets, their {len(runs)} seeds together"
+        return diff, lo, hi, f"paired bootstrap over {unit} ({REPS} resamples, seed 0)"
+    diff, lo, hi = bootstrap_diff(right_a, right_b)
+    return diff, lo, hi, f"paired bootstrap over pooled pairs ({REPS} resamples, seed 0)"
+
+
 def t_interval(diffs: list[float]) -> tuple:
     """(mean, low, high): Student t 95 % interval of the mean over seeds; no interval with one seed."""
     d = np.asarray(diffs, float)
@@ -106,9 +135,9 @@ def compare(runs: list[dict], a: str, b: str) -> dict:
     pb = "".join((r["teacher"] if b == "teacher" else r["variants"][b])["test_predictions"] for r in runs)
     gold = pooled_gold(runs)
     ra, rb = (np.array(unpack_labels(p)) == gold for p in (pa, pb))
-    diff, lo, hi = bootstrap_diff(ra, rb)
+    diff, lo, hi, method = paired_interval(runs, ra, rb)
     return {"a": a, "b": b, "n": len(gold), "unit": "pooled test pairs", "diff": diff, "low": lo, "high": hi,
-            "method": f"paired bootstrap ({REPS} resamples, seed 0)",
+            "method": method,
             "mcnemar": mcnemar(unpack_labels(pa), unpack_labels(pb), gold.tolist())}
 
 
@@ -179,7 +208,7 @@ def effects(records: list[tuple]) -> list[dict]:
                 pb = "".join(r["variants"][v]["test_predictions"] for r in rb)
                 gold = pooled_gold(ra)
                 right_a, right_b = (np.array(unpack_labels(p)) == gold for p in (pa, pb))
-                diff, lo, hi = bootstrap_diff(right_b, right_a)
+                diff, lo, hi, _ = paired_interval(ra, right_b, right_a)
                 per_seed = [y["variants"][v]["int8"]["test_accuracy_hwsim"] - x["variants"][v]["int8"]["test_accuracy_hwsim"]
                             for x, y in zip(ra, rb)]
                 out.append({"reference": ref, "changed": new, "settings": changed, "variant": v, "seeds": held,

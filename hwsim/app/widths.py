@@ -142,10 +142,12 @@ def paired_by_setting(records: list[tuple], fingerprints: dict[str, str]) -> lis
             common = [s for s in sorted(seeds) if s in ref and all(x in seeds[s]["variants"] and x in ref[s]["variants"]
                                                                    for x in (v, BASE))]
             if setting != settings[0] and common:
-                d = np.concatenate([(right_of(seeds[s], v).astype(int) - right_of(ref[s], v))
-                                    - (right_of(seeds[s], BASE).astype(int) - right_of(ref[s], BASE)) for s in common])
-                mean, lo, hi = bootstrap_mean(d)
-                row["did"] = {"seeds": common, "n": len(d), "diff": mean, "low": lo, "high": hi}
+                # per test snippet, summed over the seeds: the resamples draw snippets with all their seeds
+                # (the seeds share the split; `ledger_stats.bootstrap_snippets`)
+                d = np.stack([(right_of(seeds[s], v).astype(int) - right_of(ref[s], v))
+                              - (right_of(seeds[s], BASE).astype(int) - right_of(ref[s], BASE)) for s in common]).sum(0)
+                mean, lo, hi = (x / len(common) for x in bootstrap_mean(d))
+                row["did"] = {"seeds": common, "n": len(d) * len(common), "diff": mean, "low": lo, "high": hi}
             out.append(row)
     return out
 
