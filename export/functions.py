@@ -5,7 +5,7 @@ in standard ONNX ops on integer types only: no float tensor, no Cast to or from 
 attributes are the op's attributes; the body reads them through attribute references
 (`Constant(value_int=@shift)`), so one function serves every attribute value. An attribute given
 per head (`quant.ir.spec.OpSpec.head_attrs`) is an ints attribute read as `Constant(value_ints=@name)`
-and reshaped to [1, H, 1, 1], in an overload of its own (`overload_name`).
+and gathered into [1, H, 1, 1] (`_Body.head_attr`), in an overload of its own (`overload_name`).
 
 Storage types are not attributes, so a body is built per *type signature* (the storage dtypes of
 the inputs and of the output) and registered as an ONNX IR-10 function **overload** of the same
@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 
 from onnx import AttributeProto, FunctionProto, TensorProto, helper
 
+from quant.ir import spec
 from quant.ir.contract import DOMAIN
 
 OPSETS = (helper.make_opsetid("", 18),)
@@ -325,7 +326,7 @@ def inhibitor_attention(in_types: Sequence[int], out_type: int, per_head: Sequen
     For onnxruntime the L1 score and the inhibition materialise a (B, H, n, n, d) int64 tensor:
     fine up to moderate n, memory-bound beyond (hwsim streams it instead)."""
     b = _Body()
-    unknown = set(per_head) - {"z_shift", "alpha", "out_shift"}
+    unknown = set(per_head) - set(spec.OPS["InhibitorAttention"].head_attrs)
     if unknown:
         raise ValueError(f"InhibitorAttention takes only z_shift, alpha, out_shift per head, not {sorted(unknown)}")
     attr = lambda name: b.head_attr(name, "q") if name in per_head else b.attr(name)  # noqa: E731

@@ -26,7 +26,7 @@ from quant import intops
 from quant.intops.reference import run_program
 from quant.intops.synth import SynthConfig, synth_program
 from quant.ir import spec, widths
-from quant.ir.program import IntProgram, Node, TensorInfo
+from quant.ir.program import IntProgram, Node
 from quant.qat import stvalues
 from tests.strategies import padded_batch
 
@@ -184,7 +184,8 @@ def test_int_attributes_keep_the_body_of_before(per_head_model):
     assert fn.overload == "int8_int8_int8_int64__int8"
     assert not any(a.ref_attr_name and a.type == onnx.AttributeProto.INTS for node in fn.node for a in node.attribute)
     node = next(n for n in plain.graph.node if n.op_type == "InhibitorAttention")
-    assert {a.name: a.type for a in node.attribute} == dict.fromkeys(spec.OPS[node.op_type].attrs, onnx.AttributeProto.INT)
+    int_attrs = dict.fromkeys(spec.OPS[node.op_type].attrs, onnx.AttributeProto.INT)
+    assert {a.name: a.type for a in node.attribute} == int_attrs
     (fn,) = [f for f in model.functions if f.name == "InhibitorAttention"]
     assert fn.overload == "int8_int8_int8_int64__int8__per_head_z_shift_alpha_out_shift"
 

@@ -8,10 +8,11 @@ hwsim kernels, counters and memory rules, and the report's components.
 What the spec says of an op: its attribute names in DESIGN order and the defaults of those a node
 may leave out; which attributes are left shifts (>= 0) and which are requantisation shifts
 (`SHIFT_MIN..SHIFT_MAX`); which may be given per head (`head_attrs`: an int for every head, or a
-sequence of H ints, H = q.shape[1], head h using element h); its internal accumulators (labels, and the attribute that declares their
-width, else 32 bits); the attribute holding the width of the n x m score matrix an attention op
-hands from its score stage to its mixing stage; and, for the three IR ops that are pure data
-movement, how they move data (`SplitHeads`/`MergeHeads` permute, `TakeFirst` gathers).
+sequence of H ints, H = q.shape[1], head h using element h); its internal accumulators (labels,
+and the attribute that declares their width, else 32 bits); the attribute holding the width of the
+n x m score matrix an attention op hands from its score stage to its mixing stage; and, for the
+three IR ops that are pure data movement, how they move data (`SplitHeads`/`MergeHeads` permute,
+`TakeFirst` gathers).
 
 It also says what an op costs on an accelerator, which `hwsim.cost` reads and nothing else: the
 GEMM-shaped stages a processing-element array runs (`Stage`: which loop nest, and the arithmetic a
@@ -107,7 +108,8 @@ class OpSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
-        named = set(self.defaults) | set(self.left_shifts) | set(self.shifts) | set(self.pass_attrs) | set(self.head_attrs)
+        named = (set(self.defaults) | set(self.left_shifts) | set(self.shifts) | set(self.pass_attrs)
+                 | set(self.head_attrs))
         unknown = named - set(self.attrs)
         if unknown:
             raise ValueError(f"op {self.name}: {sorted(unknown)} are not among its attributes {self.attrs}")
