@@ -157,3 +157,31 @@ def test_killed_study_resumes_and_writes_the_uninterrupted_record(whole, tmp_pat
     assert finished == {p: p.stat().st_mtime_ns for p in (run / "teacher").iterdir() if p.is_file()}
     assert the_record(tmp_path) == the_record(whole)
     assert not list(tmp_path.rglob("*.part"))
+
+
+def test_a_per_head_study_runs_bit_exactly_with_per_head_node_attributes(whole, tmp_path):
+    """`--inhibitor-per-head` on the tiny recipe, the teacher's stages taken from `whole`: the float
+    student calibrates per head, its QAT student exports InhibitorAttention nodes with one z_shift, alpha
+    and out_shift per head, and hwsim equals the QAT evaluation (onnxruntime checked on 2 samples); the
+    recipe's fingerprint is not the plain one's."""
+    import shutil
+
+    import onnx
+    from onnx import helper
+    shutil.copytree(whole / "out", tmp_path / "out")
+    for stage in ("float-inhibitor", "int8-inhibitor"):
+        shutil.rmtree(tmp_path / "out" / "seed0" / "runs" / stage)
+    done = run_cli([*study_args(tmp_path), "--inhibitor-per-head"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "teacher: cached" in done.stderr + done.stdout
+    record = the_record(tmp_path)
+    assert record["variants"]["inhibitor"]["int8"]["hwsim_equals_qat"] is True
+    assert record["recipe"]["settings"]["demo"]["inhibitor_per_head"] is True
+    assert record["recipe"]["fingerprint"] != the_record(whole)["recipe"]["fingerprint"]
+    model = onnx.load(str(tmp_path / "out" / "seed0" / "models" / "inhibitor-w8.onnx"))
+    nodes = [n for n in model.graph.node if n.op_type == "InhibitorAttention"]
+    assert nodes
+    for node in nodes:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        assert all(isinstance(attrs[k], list) and len(attrs[k]) == 12 for k in ("z_shift", "alpha", "out_shift"))
+    assert any(len(set(helper.get_attribute_value(a))) > 1 for n in nodes for a in n.attribute if a.name == "z_shift")

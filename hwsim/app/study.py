@@ -80,6 +80,9 @@ class StudyConfig:
     inhibitor_scalars: str = _opt("linear", "the float inhibitor student's gamma and beta trained as they are "
                                             "(linear) or as logarithms (log; its QAT student's log2 scalars then "
                                             "train at a rate that can cross a rounding boundary)", later=True)
+    inhibitor_per_head: bool = _opt(False, "one gamma, alpha and beta per head of the inhibitor students, "
+                                           "calibrated per head (the integer node then takes per-head z_shift, "
+                                           "alpha and out_shift)", later=True)
     score_distill: float = _opt(0.0, "W of score distillation of the float inhibitor student (layer-by-layer init "
                                      "and training): KL of the teacher's attention probabilities and its "
                                      "softmax(-Z/tau) per head (0: off)", later=True)
@@ -140,8 +143,9 @@ class StudyConfig:
         inhibition Z), so that the other students' stages keep their fingerprints."""
         from quant.train.distill import DistillConfig
         out = {}
-        if self.inhibitor_scalars != "linear" and registry.get(variant).options is registry.InhibitorOptions:
-            out["inhibitor"] = registry.InhibitorOptions(scalars=self.inhibitor_scalars)
+        if (self.inhibitor_scalars != "linear" or self.inhibitor_per_head) and \
+                registry.get(variant).options is registry.InhibitorOptions:
+            out["inhibitor"] = registry.InhibitorOptions(scalars=self.inhibitor_scalars, per_head=self.inhibitor_per_head)
         if self.score_distill and callable(getattr(registry.get(variant).facet("float_module"), "inhibition", None)):
             out["distill"] = DistillConfig(mode="task", hidden_layers=self.hidden_layers, score_weight=self.score_distill,
                                            score_temperature=self.score_temperature)
